@@ -1,0 +1,89 @@
+"""Command line: ``python -m cc2dkit {run,train,predict,evaluate} --preset NAME --out RUN_DIR``.
+
+Examples::
+
+    python -m cc2dkit run --preset smoke --out runs/smoke
+    python -m cc2dkit train --preset cpu --out runs/cpu --set data.root=../shared/data/isbi2015
+    python -m cc2dkit train --run runs/cpu --resume          # continue an interrupted run
+    python -m cc2dkit predict --run runs/cpu
+    python -m cc2dkit evaluate --run runs/cpu
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from . import pipeline
+from .config import PRESETS, Config, apply_overrides, preset
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _config(args) -> Config:
+    run_cfg = Path(args.out) / "config.json"
+    if args.preset is None and run_cfg.exists():
+        cfg = Config.from_dict(json.loads(run_cfg.read_text()))
+    else:
+        cfg = preset(args.preset or "smoke")
+    return apply_overrides(cfg, _parse_sets(args.set))
+
+
+def _print_table(table: pd.DataFrame) -> None:
+    with pd.option_context("display.max_rows", 100, "display.width", 120, "display.precision", 2):
+        print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cc2dkit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "train", "predict", "evaluate", "show-config"])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="named configuration (default: the run folder's config.json, else smoke)")
+    parser.add_argument("--out", "--run", dest="out", default="runs/default", help="run folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--split", default="test", choices=["test", "train"])
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = _config(args)
+    progress = not args.no_progress
+    out = Path(args.out)
+    if args.command == "show-config":
+        print(cfg.to_json())
+        return 0
+    if args.command == "run":
+        _, history, table = pipeline.run_all(cfg, out, args.resume, progress)
+        print(f"trained {len(history)} epochs; final loss {history[-1]['loss']:.3f}" if history else "no training")
+        _print_table(table)
+        print(f"results in {out}/ (evaluation.csv, evaluation.json, predictions.csv, predictions.png)")
+        return 0
+    session = pipeline.prepare(cfg, progress)
+    if args.command == "train":
+        history = pipeline.train(session, out, args.resume, progress)
+        print(f"trained to epoch {history[-1]['epoch']}; loss {history[-1]['loss']:.3f}; checkpoint in {out}/")
+        return 0
+    epoch = pipeline.load_trained(session, out)
+    pred = pipeline.predict(session, args.split, out, progress)
+    if args.command == "predict":
+        print(f"predictions of epoch {epoch} written to {out}/predictions.csv")
+        return 0
+    _, table = pipeline.evaluate(session, pred, args.split, out)
+    _print_table(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""The dataset interface every source (ISBI, folder, phantom) implements.
+
+A *landmark dataset* holds images at their original resolution and, when labelled, landmark
+coordinates in original pixels. Coordinates are ``(x, y)`` floats with **pixel centres at integer
+positions**: pixel ``(0, 0)`` covers ``[-0.5, 0.5) x [-0.5, 0.5)``. This one convention is used
+everywhere (see ``coords.py`` for the mapping to the model grid).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image at original resolution."""
+
+    id: str  # e.g. "125" or "train_003"
+    image: np.ndarray  # (H, W) float32 in [0, 1], grayscale
+    landmarks: np.ndarray | None  # (L, 2) float64 (x, y) in original pixels; None if unlabelled
+    spacing_mm: float  # millimetres per pixel (isotropic)
+
+
+class LandmarkDataset:
+    """Base class: subclasses fill ``ids``, ``landmark_names``, ``spacing_mm`` and ``_load``."""
+
+    ids: list[str]
+    landmark_names: tuple[str, ...]
+    spacing_mm: float
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> Sample:
+        if not 0 <= i < len(self.ids):
+            raise IndexError(f"index {i} out of range for {len(self.ids)} images")
+        return self._load(i)
+
+    def index(self, image_id: str) -> int:
+        """Position of an image id; a clear error when it is not in this dataset."""
+        try:
+            return self.ids.index(str(image_id))
+        except ValueError:
+            shown = ", ".join(self.ids[:5]) + (", ..." if len(self.ids) > 5 else "")
+            raise KeyError(f"image id {image_id!r} is not in this dataset (ids: {shown})") from None
+
+    def landmark_index(self, name: str | int) -> int:
+        """Landmark index from a name (case-insensitive) or a 0-based index."""
+        if isinstance(name, (int, np.integer)):
+            if not 0 <= int(name) < len(self.landmark_names):
+                raise KeyError(f"landmark index {name} out of range 0..{len(self.landmark_names) - 1}")
+            return int(name)
+        lowered = [n.lower() for n in self.landmark_names]
+        if str(name).lower() not in lowered:
+            raise KeyError(f"unknown landmark {name!r}; known: {list(self.landmark_names)}")
+        return lowered.index(str(name).lower())
+
+    def _load(self, i: int) -> Sample:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class SubsetDataset(LandmarkDataset):
+    """A view of some images of another dataset (keeps its names and spacing)."""
+
+    def __init__(self, base: LandmarkDataset, ids: list[str]):
+        self.base = base
+        self._indices = [base.index(i) for i in ids]
+        self.ids = [base.ids[j] for j in self._indices]
+        self.landmark_names = base.landmark_names
+        self.spacing_mm = base.spacing_mm
+
+    def _load(self, i: int) -> Sample:
+        return self.base[self._indices[i]]

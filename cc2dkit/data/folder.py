@@ -1,0 +1,222 @@
+"""A user's own data: a folder of images plus a CSV of landmark coordinates.
+
+CSV format (long format, one row per image per landmark)::
+
+    image,landmark,x,y
+    001.png,sella,835,996
+    001.png,nasion,1473.5,1029
+    002.png,sella,812,1003
+    ...
+
+- ``image``: the image file, as a path **relative to the CSV file's folder** (``001.png`` when
+  the CSV sits next to the images, ``train/001.png`` when one CSV in a parent folder covers
+  several image folders). The extension may be left out (``001`` or ``train/001``); the file is
+  then looked up among the supported extensions.
+- ``landmark``: the landmark's name. Names and their order are the order of first appearance in
+  the CSV; every labelled image must have every landmark exactly once.
+- ``x``, ``y``: original pixels, pixel centres at integers (pixel ``(0, 0)`` covers
+  ``[-0.5, 0.5) x [-0.5, 0.5)``), ``x`` to the right, ``y`` down.
+
+Further columns are ignored, as are blank lines. Rows naming images outside this dataset's
+folder are checked (the file must exist) and then ignored, so one CSV can serve a ``train/`` and
+a ``test/`` folder. Images in the folder with no CSV row are unlabelled (``landmarks`` is None).
+
+Supported image files: ``.png .jpg .jpeg .bmp .tif .tiff`` (8- or 16-bit, gray or colour, read
+as grayscale float32 in [0, 1]); the image id is the file stem.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .base import LandmarkDataset, Sample
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+CSV_COLUMNS = ("image", "landmark", "x", "y")
+DEFAULT_CSV_NAME = "landmarks.csv"
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def read_grayscale(path: str | Path) -> np.ndarray:
+    """Read an image file as a (H, W) float32 grayscale array in [0, 1].
+
+    8-bit images (gray, RGB, palette, with or without alpha) go through PIL's ``convert("L")``;
+    16-bit gray images are divided by 65535. Any failure raises ``OSError`` naming the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in _SIXTEEN_BIT_MODES:
+                arr = np.asarray(img, dtype=np.float64)
+                return (np.clip(arr, 0.0, 65535.0) / 65535.0).astype(np.float32)
+            if img.mode == "F":
+                raise OSError(f"floating-point images are not supported (mode {img.mode!r}); "
+                              "save it as 8- or 16-bit")
+            gray = img.convert("L")
+            return np.asarray(gray, dtype=np.float32) / np.float32(255.0)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"image file not found: {path}") from exc
+    except OSError as exc:
+        raise OSError(f"cannot read image {path}: {exc}") from exc
+    except (ValueError, SyntaxError) as exc:  # PIL raises these for some corrupt files
+        raise OSError(f"cannot read image {path}: {exc}") from exc
+
+
+def list_images(folder: Path) -> dict[str, Path]:
+    """Image files directly in ``folder`` by stem (sorted); duplicate stems are an error."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if p.stem in found:
+            raise ValueError(f"two images share the id {p.stem!r}: {found[p.stem]} and {p}")
+        found[p.stem] = p
+    return dict(sorted(found.items()))
+
+
+class FolderDataset(LandmarkDataset):
+    """Images of one folder, labelled (some or all) by a landmark CSV; see the module docstring.
+
+    Args:
+        root: folder holding the images (not searched recursively).
+        csv_path: the landmark CSV; ``None`` means ``<root>/landmarks.csv``.
+        spacing_mm: millimetres per pixel, used for errors in mm (1.0 gives errors in pixels).
+    """
+
+    def __init__(self, root: str | Path, csv_path: str | Path | None, spacing_mm: float):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image folder not found: {self.root}")
+        self.csv_path = Path(csv_path) if csv_path is not None else self.root / DEFAULT_CSV_NAME
+        if not spacing_mm > 0:
+            raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+        self.spacing_mm = float(spacing_mm)
+
+        self.image_paths = list_images(self.root)
+        if not self.image_paths:
+            raise FileNotFoundError(
+                f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {self.root}")
+        self.ids = list(self.image_paths)
+
+        names, table = _read_landmark_csv(self.csv_path)
+        self.landmark_names = tuple(names)
+        root_resolved = self.root.resolve()
+        by_file = {p.resolve(): i for i, p in self.image_paths.items()}
+        self._landmarks: dict[str, np.ndarray] = {}
+        for file, coords in table.items():
+            if file.parent == root_resolved and file in by_file:
+                self._landmarks[by_file[file]] = coords
+
+    @property
+    def labelled_ids(self) -> list[str]:
+        """Ids of the images that have landmarks in the CSV."""
+        return [i for i in self.ids if i in self._landmarks]
+
+    def _load(self, i: int) -> Sample:
+        image_id = self.ids[i]
+        image = read_grayscale(self.image_paths[image_id])
+        marks = self._landmarks.get(image_id)
+        return Sample(id=image_id, image=image,
+                      landmarks=None if marks is None else marks.copy(),
+                      spacing_mm=self.spacing_mm)
+
+
+def _read_landmark_csv(csv_path: Path) -> tuple[list[str], dict[Path, np.ndarray]]:
+    """Parse and validate a landmark CSV.
+
+    Returns the landmark names (order of first appearance) and, per resolved image file, an
+    (L, 2) float64 array of (x, y) in that order.
+    """
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"landmark CSV not found: {csv_path}")
+    base = csv_path.parent
+    names: list[str] = []
+    rows: dict[Path, dict[str, tuple[float, float, int]]] = {}
+    first_line: dict[Path, int] = {}
+    resolved_cache: dict[str, Path] = {}
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = None
+        data_row = 0
+        for record in reader:
+            line = reader.line_num
+            if not record or all(not f.strip() for f in record):
+                continue
+            if header is None:
+                header = [f.strip().lower() for f in record]
+                missing = [c for c in CSV_COLUMNS if c not in header]
+                if missing:
+                    raise ValueError(
+                        f"{csv_path}, line {line}: header {record} lacks column(s) {missing}; "
+                        f"expected the columns {','.join(CSV_COLUMNS)}")
+                col = {c: header.index(c) for c in CSV_COLUMNS}
+                continue
+            data_row += 1
+            where = f"{csv_path}, line {line} (data row {data_row})"
+            if len(record) < len(header):
+                raise ValueError(f"{where}: expected {len(header)} fields, got {len(record)}: "
+                                 f"{','.join(record)!r}")
+            image = record[col["image"]].strip()
+            landmark = record[col["landmark"]].strip()
+            if not image or not landmark:
+                raise ValueError(f"{where}: empty image or landmark name: {','.join(record)!r}")
+            xy = []
+            for c in ("x", "y"):
+                text = record[col[c]].strip()
+                try:
+                    v = float(text)
+                except ValueError:
+                    v = math.nan
+                if not math.isfinite(v):
+                    raise ValueError(f"{where}: {c}={text!r} is not a finite number")
+                xy.append(v)
+            if image not in resolved_cache:
+                resolved_cache[image] = _resolve_image(base, image, where)
+            file = resolved_cache[image]
+            if landmark not in names:
+                names.append(landmark)
+            entry = rows.setdefault(file, {})
+            first_line.setdefault(file, line)
+            if landmark in entry:
+                raise ValueError(f"{where}: duplicated row for image {image!r}, landmark "
+                                 f"{landmark!r} (first given on line {entry[landmark][2]})")
+            entry[landmark] = (xy[0], xy[1], line)
+        if header is None:
+            raise ValueError(f"{csv_path}, line 1: empty file; expected the header "
+                             f"{','.join(CSV_COLUMNS)}")
+
+    table: dict[Path, np.ndarray] = {}
+    for file, entry in rows.items():
+        absent = [n for n in names if n not in entry]
+        if absent:
+            raise ValueError(
+                f"{csv_path}, line {first_line[file]}: image {file.name!r} has {len(entry)} of "
+                f"{len(names)} landmarks; missing {absent}")
+        table[file] = np.array([entry[n][:2] for n in names], dtype=np.float64)
+    return names, table
+
+
+def _resolve_image(base: Path, name: str, where: str) -> Path:
+    """The image file a CSV ``image`` entry names (relative to the CSV's folder)."""
+    path = base / name
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        if path.is_file():
+            return path.resolve()
+        tried = [path]
+    else:
+        tried = [path.with_name(path.name + ext) for ext in IMAGE_EXTENSIONS]
+        hits = [p for p in tried if p.is_file()]
+        if len(hits) > 1:
+            raise ValueError(f"{where}: image {name!r} is ambiguous: {[str(h) for h in hits]}")
+        if hits:
+            return hits[0].resolve()
+    raise FileNotFoundError(
+        f"{where}: image {name!r} not found (looked for {tried[0]}"
+        + (f" with extensions {', '.join(IMAGE_EXTENSIONS)}" if len(tried) > 1 else "")
+        + "); image names are paths relative to the CSV's folder")

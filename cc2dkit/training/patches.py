@@ -1,0 +1,125 @@
+"""Where training triples (image, augmented patch, point) come from.
+
+The SSL step (``step.py``) consumes :class:`PatchBatch` objects from any *patch source*: an object
+with ``sample(batch_size, generator) -> PatchBatch``. CC2D's self-supervised source draws a random
+patch and a random point; later sources (pseudo-label-centred patches, augmented templates) only
+need to choose the crop origin and point differently and call :func:`make_patch`.
+
+Coordinates are grid pixels, pixel centres at integers. The patch is augmented with
+``torchvision.transforms.v2`` (rotation, brightness, contrast) and the point is moved with it as a
+``tv_tensors.KeyPoints``. torchvision treats key points in the pixel-*edge* convention (pixel i
+spans [i, i+1)), so points are shifted by +0.5 before the transform and -0.5 after it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+
+from ..config import TrainConfig
+from ..data.grid import GridImages
+
+
+@dataclass
+class PatchBatch:
+    keys: list  # cache keys of the un-augmented full images
+    images: torch.Tensor  # (B, 1, G, G)
+    patches: torch.Tensor  # (B, 1, P, P) augmented
+    patch_points: torch.Tensor  # (B, 2) (x, y) of the point inside the augmented patch
+    image_points: torch.Tensor  # (B, 2) (x, y) of the same point in the full image
+
+
+@dataclass(frozen=True)
+class Augment:
+    angle: float  # degrees, counter-clockwise
+    brightness: float  # multiplicative factor
+    contrast: float  # multiplicative factor
+
+
+def draw_augment(cfg: TrainConfig, gen: torch.Generator) -> Augment:
+    u = torch.rand(3, generator=gen).tolist()
+    return Augment(
+        angle=(2 * u[0] - 1) * cfg.rotation_deg,
+        brightness=1 + (2 * u[1] - 1) * cfg.brightness,
+        contrast=1 + (2 * u[2] - 1) * cfg.contrast,
+    )
+
+
+def augment_patch(patch: torch.Tensor, point: torch.Tensor, aug: Augment) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate / jitter a (1, P, P) patch; the (2,) point moves exactly with the rotation."""
+    size = tuple(patch.shape[-2:])
+    img = tv_tensors.Image(patch)
+    kp = tv_tensors.KeyPoints((point + 0.5).view(1, 2), canvas_size=size)
+    img = TF.rotate(img, aug.angle, interpolation=TF.InterpolationMode.BILINEAR)
+    kp = TF.rotate(kp, aug.angle)
+    img = TF.adjust_brightness(img, aug.brightness)
+    img = TF.adjust_contrast(img, aug.contrast)
+    return img.as_subclass(torch.Tensor), kp.as_subclass(torch.Tensor).view(2) - 0.5
+
+
+def make_patch(image: torch.Tensor, origin: tuple[int, int], point: torch.Tensor, size: int,
+               aug: Augment) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop ``size`` x ``size`` at integer ``origin`` (x0, y0) of a (1, G, G) image and augment it.
+
+    ``point`` is in image grid coordinates; returns (patch, point inside the augmented patch).
+    """
+    x0, y0 = origin
+    g = image.shape[-1]
+    if not (0 <= x0 <= g - size and 0 <= y0 <= g - size):
+        raise ValueError(f"patch origin {origin} with size {size} leaves the {g}x{g} grid")
+    patch = image[:, y0:y0 + size, x0:x0 + size]
+    local = point - torch.tensor([x0, y0], dtype=point.dtype)
+    return augment_patch(patch, local, aug)
+
+
+class RandomPatchSource:
+    """CC2D self-supervision: a random patch of a random image, a random point in its centre.
+
+    The point is drawn from the patch's central ``point_central`` fraction; an augmentation that
+    would rotate it out of the patch is redrawn. ``image_indices`` limits which images are used.
+    """
+
+    def __init__(self, data: GridImages, cfg: TrainConfig, image_indices: list[int] | None = None):
+        self.data = data
+        self.cfg = cfg
+        self.size = patch_size(data.grid, cfg.patch_frac)
+        self.indices = list(range(len(data))) if image_indices is None else list(image_indices)
+        if not self.indices:
+            raise ValueError("RandomPatchSource needs at least one image")
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
+        g, p = self.data.grid, self.size
+        margin = (1 - self.cfg.point_central) / 2 * p
+        keys, images, patches, pp, ip = [], [], [], [], []
+        for _ in range(batch_size):
+            idx = self.indices[int(torch.randint(len(self.indices), (1,), generator=gen))]
+            x0, y0 = (int(v) for v in torch.randint(g - p + 1, (2,), generator=gen))
+            local = margin + torch.rand(2, generator=gen, dtype=torch.float64) * (p - 2 * margin)
+            point = torch.tensor([x0, y0], dtype=torch.float64) + local.round()
+            patch, moved = _augment_inside(self.data.images[idx], (x0, y0), point, p, self.cfg, gen)
+            keys.append(self.data.keys[idx])
+            images.append(self.data.images[idx])
+            patches.append(patch)
+            pp.append(moved)
+            ip.append(point)
+        return PatchBatch(keys, torch.stack(images), torch.stack(patches),
+                          torch.stack(pp).float(), torch.stack(ip).float())
+
+
+def _augment_inside(image, origin, point, size, cfg: TrainConfig, gen, tries: int = 10):
+    """make_patch with an augmentation that keeps the point inside the patch."""
+    for _ in range(tries):
+        patch, moved = make_patch(image, origin, point, size, draw_augment(cfg, gen))
+        if bool(((moved >= 0) & (moved <= size - 1)).all()):
+            return patch, moved
+    return make_patch(image, origin, point, size, Augment(0.0, 1.0, 1.0))
+
+
+def patch_size(grid: int, frac: float) -> int:
+    """Patch side: ``frac`` of the grid, rounded down to a multiple of 32 (the VGG stride)."""
+    size = int(grid * frac) // 32 * 32
+    if size < 32:
+        raise ValueError(f"train.patch_frac={frac} gives a patch smaller than 32 px on a {grid} grid")
+    return size

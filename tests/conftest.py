@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny configs, and paths to the optional real data in ../shared."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from cc2dkit.config import preset
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+ISBI_ROOT = Path(os.environ.get("CC2DKIT_ISBI_ROOT", SHARED / "data" / "isbi2015"))
+VGG16_WEIGHTS = SHARED / "weights" / "vgg16_hed_bsds_from_imagenet.pth"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def smoke_cfg():
+    return preset("smoke")
+
+
+def needs_isbi():
+    return pytest.mark.skipif(not (ISBI_ROOT / "RawImage").exists(), reason=f"ISBI 2015 data not found at {ISBI_ROOT}")
+
+
+def needs_weights():
+    return pytest.mark.skipif(not VGG16_WEIGHTS.exists(), reason=f"VGG16 weights not found at {VGG16_WEIGHTS}")

@@ -1,0 +1,219 @@
+"""Metrics against hand-computed values, tables, result files and plots (fast, CPU only)."""
+from __future__ import annotations
+
+import io
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from cc2dkit.metrics import (
+    DEFAULT_RADII,
+    per_image_table,
+    per_landmark_table,
+    plot_error_bars,
+    plot_predictions,
+    radial_errors_mm,
+    save_evaluation,
+    sdr,
+    summarize,
+)
+
+RADII = (2.0, 2.5, 3.0, 4.0)
+SDR_COLS = ["SDR_2.0mm", "SDR_2.5mm", "SDR_3.0mm", "SDR_4.0mm"]
+# Hand-made (3 images x 2 landmarks) errors in mm.
+E = np.array([[1.0, 2.0],
+              [3.0, 5.0],
+              [2.5, 4.5]])
+
+
+# --------------------------------------------------------------------------- radial errors
+def test_radial_errors_345_triangle_scalar_spacing():
+    gt = np.zeros((2, 3, 2))
+    pred = gt + np.array([3.0, 4.0])  # every point off by a 3-4-5 triangle
+    err = radial_errors_mm(pred, gt, 0.1)
+    assert err.shape == (2, 3)
+    np.testing.assert_allclose(err, 0.5)
+
+
+def test_radial_errors_per_image_spacing_and_original_pixels():
+    gt = np.array([[[10.0, 20.0]], [[0.0, 0.0]]])
+    pred = np.array([[[16.0, 28.0]], [[5.0, 12.0]]])  # 6-8-10 and 5-12-13
+    err = radial_errors_mm(pred, gt, np.array([0.1, 0.2]))
+    np.testing.assert_allclose(err, [[1.0], [2.6]])
+
+
+def test_radial_errors_accepts_torch():
+    torch = pytest.importorskip("torch")
+    gt = torch.zeros(1, 1, 2)
+    pred = torch.tensor([[[3.0, 4.0]]], requires_grad=True)
+    np.testing.assert_allclose(radial_errors_mm(pred, gt, 1.0), [[5.0]])
+
+
+@pytest.mark.parametrize(
+    "pred_shape, gt_shape",
+    [((2, 3, 2), (2, 4, 2)), ((2, 3, 3), (2, 3, 3)), ((3, 2), (3, 2))],
+)
+def test_radial_errors_bad_shapes(pred_shape, gt_shape):
+    with pytest.raises(ValueError, match=r"\(.*\)"):
+        radial_errors_mm(np.zeros(pred_shape), np.zeros(gt_shape), 0.1)
+
+
+def test_radial_errors_nan_reports_position():
+    pred = np.zeros((2, 3, 2))
+    pred[1, 2, 0] = np.nan
+    with pytest.raises(ValueError, match=r"\(1, 2\)"):
+        radial_errors_mm(pred, np.zeros((2, 3, 2)), 0.1)
+
+
+@pytest.mark.parametrize("spacing", [np.array([0.1, 0.1, 0.1]), 0.0, -1.0, np.array([0.1, np.nan])])
+def test_radial_errors_bad_spacing(spacing):
+    with pytest.raises(ValueError, match="spacing"):
+        radial_errors_mm(np.zeros((2, 1, 2)), np.zeros((2, 1, 2)), spacing)
+
+
+# --------------------------------------------------------------------------- SDR / summary
+def test_sdr_boundary_counts_as_success():
+    rates = sdr(np.array([2.0, 2.0000001, 1.0, 10.0]), radii=(2.0, 4.0))
+    assert rates == {2.0: 50.0, 4.0: 75.0}
+
+
+def test_sdr_default_radii():
+    assert tuple(sdr(E)) == DEFAULT_RADII == RADII
+    # E flattened: 1, 2, 3, 5, 2.5, 4.5
+    assert sdr(E) == pytest.approx({2.0: 200 / 6, 2.5: 300 / 6, 3.0: 400 / 6, 4.0: 400 / 6})
+
+
+def test_summarize_by_hand():
+    s = summarize(E, RADII)
+    assert list(s) == ["MRE_mm", "SD_mm"] + SDR_COLS
+    mean = (1 + 2 + 3 + 5 + 2.5 + 4.5) / 6  # 3.0
+    sq = [(v - mean) ** 2 for v in (1, 2, 3, 5, 2.5, 4.5)]  # 4, 1, 0, 4, .25, 2.25
+    assert s["MRE_mm"] == pytest.approx(3.0)
+    assert s["SD_mm"] == pytest.approx(np.sqrt(sum(sq) / 6))  # population std, ddof=0
+    assert s["SDR_2.0mm"] == pytest.approx(100 * 2 / 6)
+    assert s["SDR_4.0mm"] == pytest.approx(100 * 4 / 6)
+    assert all(type(v) is float for v in s.values())
+
+
+def test_summarize_rejects_nan_and_empty():
+    with pytest.raises(ValueError):
+        summarize(np.array([1.0, np.nan]), RADII)
+    with pytest.raises(ValueError):
+        summarize(np.zeros((0, 3)), RADII)
+
+
+# --------------------------------------------------------------------------- tables
+def test_per_landmark_table():
+    t = per_landmark_table(E, ["A", "B"], RADII)
+    assert list(t.columns) == ["MRE_mm", "SD_mm"] + SDR_COLS
+    assert list(t.index) == ["A", "B", "all"]
+    assert t.index.name == "landmark"
+    # landmark A: 1, 3, 2.5 -> mean 6.5/3, population std
+    a = np.array([1.0, 3.0, 2.5])
+    assert t.loc["A", "MRE_mm"] == pytest.approx(6.5 / 3)
+    assert t.loc["A", "SD_mm"] == pytest.approx(np.sqrt(((a - a.mean()) ** 2).mean()))
+    assert t.loc["A", "SDR_2.0mm"] == pytest.approx(100 / 3)
+    assert t.loc["A", "SDR_2.5mm"] == pytest.approx(200 / 3)
+    # landmark B: 2, 5, 4.5
+    assert t.loc["B", "SDR_2.0mm"] == pytest.approx(100 / 3)
+    assert t.loc["B", "SDR_4.0mm"] == pytest.approx(100 / 3)
+    # "all" row equals the overall summary
+    assert t.loc["all"].to_dict() == pytest.approx(summarize(E, RADII))
+
+
+@pytest.mark.parametrize("names", [["A"], ["A", "B", "C"], ["A", "A"], ["A", "all"], ["A", 3]])
+def test_per_landmark_table_bad_names(names):
+    with pytest.raises(ValueError):
+        per_landmark_table(E, names, RADII)
+
+
+def test_per_landmark_table_needs_2d():
+    with pytest.raises(ValueError, match="shape"):
+        per_landmark_table(E.reshape(-1), ["A"] * 6, RADII)
+
+
+def test_per_image_table():
+    t = per_image_table(E, ["151", "152", "153"])
+    assert list(t.columns) == ["MRE_mm", "max_mm"]
+    assert list(t.index) == ["151", "152", "153"] and t.index.name == "image"
+    np.testing.assert_allclose(t["MRE_mm"], [1.5, 4.0, 3.5])
+    np.testing.assert_allclose(t["max_mm"], [2.0, 5.0, 4.5])
+    with pytest.raises(ValueError):
+        per_image_table(E, ["151", "152"])
+
+
+def test_save_evaluation_round_trip(tmp_path):
+    out = tmp_path / "run" / "eval"  # nested, not yet existing
+    summary = save_evaluation(E, ["A", "B"], ["001", "002", "003"], RADII, out)
+    assert summary == pytest.approx(summarize(E, RADII))
+    for name in ("evaluation.csv", "errors.csv", "evaluation.json"):
+        assert (out / name).is_file()
+
+    table = pd.read_csv(out / "evaluation.csv", index_col=0)
+    pd.testing.assert_frame_equal(table, per_landmark_table(E, ["A", "B"], RADII))
+
+    long = pd.read_csv(out / "errors.csv", dtype={"image": str})
+    assert list(long.columns) == ["image", "landmark", "error_mm"]
+    assert len(long) == 6
+    row = long[(long.image == "002") & (long.landmark == "B")]
+    assert row.error_mm.item() == pytest.approx(5.0)
+    pivot = long.pivot(index="image", columns="landmark", values="error_mm")
+    np.testing.assert_allclose(pivot.loc[["001", "002", "003"], ["A", "B"]].to_numpy(), E)
+
+    data = json.loads((out / "evaluation.json").read_text())
+    assert data["summary"] == pytest.approx(summary)
+    assert set(data["per_landmark"]) == {"A", "B"}
+    assert data["per_landmark"]["B"]["MRE_mm"] == pytest.approx(11.5 / 3)
+    assert data["n_images"] == 3 and data["n_landmarks"] == 2
+    assert data["radii_mm"] == list(RADII)
+
+
+# --------------------------------------------------------------------------- plots
+def test_plot_predictions_artists():
+    rng = np.random.default_rng(0)
+    img = rng.random((40, 50))
+    gt = np.array([[5.0, 6.0], [20.0, 30.0], [45.0, 10.0]])
+    pred = gt + np.array([[1.0, 2.0], [-3.0, 0.0], [0.5, 0.5]])
+    fig = plot_predictions(img, pred, gt, landmark_names=["a", "b", "c"], title="img 1")
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.lines}
+    gt_line, pred_line = lines["ground truth"], lines["prediction"]
+    np.testing.assert_allclose(np.column_stack(gt_line.get_data()), gt)
+    np.testing.assert_allclose(np.column_stack(pred_line.get_data()), pred)
+    assert gt_line.get_marker() == "o" and pred_line.get_marker() == "x"
+    segs = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert len(segs) == 1 and len(segs[0].get_segments()) == 3
+    np.testing.assert_allclose(np.asarray(segs[0].get_segments()), np.stack([gt, pred], axis=1))
+    assert len(ax.images) == 1 and ax.images[0].get_array().shape == (40, 50)
+    assert [t.get_text() for t in ax.texts] == ["a", "b", "c"]
+    assert ax.get_title() == "img 1"
+    fig.savefig(io.BytesIO(), format="png")  # renders headless
+
+
+def test_plot_predictions_into_given_axes_and_channel_image():
+    fig = Figure()
+    ax = fig.add_subplot()
+    out = plot_predictions(np.zeros((1, 8, 8)), np.ones((2, 2)), np.zeros((2, 2)), ax=ax)
+    assert out is fig and ax.images[0].get_array().shape == (8, 8)
+    with pytest.raises(ValueError):
+        plot_predictions(np.zeros((8, 8)), np.ones((2, 2)), np.zeros((3, 2)))
+
+
+def test_plot_error_bars():
+    table = per_landmark_table(E, ["A", "B"], RADII)
+    fig = plot_error_bars(table)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 2  # one bar per landmark, the "all" row is not a bar
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], table["MRE_mm"].iloc[:2])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["A", "B"]
+    fig.savefig(io.BytesIO(), format="png")
