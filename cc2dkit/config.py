@@ -207,10 +207,10 @@ def _cpu() -> Config:
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),
-        backbone=BackboneConfig(arch="vgg16", weights="../shared/weights/vgg16_hed_bsds_from_imagenet.pth",
+        backbone=BackboneConfig(arch="vgg16", weights="env",
                                 cache_max_mb=4096),
         net=NetConfig(embed_dim=64, decoder_widths=(256, 128, 128, 64, 64)),
-        train=TrainConfig(epochs=40, batch_size=8, lr=3e-4, steps_per_epoch=20),
+        train=TrainConfig(epochs=30, batch_size=8, lr=3e-4, steps_per_epoch=30),
         device="cpu",
     )
 

@@ -66,7 +66,7 @@ def resolve_isbi_root(root: str | os.PathLike | None) -> Path:
     holds the ``cc2dkit`` package). A candidate counts when it is a folder holding ``RawImage/``.
     Raises ``FileNotFoundError`` saying which paths were tried and how to set the root.
     """
-    how = (f"pass the dataset folder (data.root / --data.root) or set the environment variable "
+    how = (f"set data.root to the dataset folder or set the environment variable "
            f"{ISBI_ROOT_ENV}; it must hold RawImage/ and AnnotationsByMD/")
     if root is None or str(root) == "":
         root = os.environ.get(ISBI_ROOT_ENV) or None
@@ -77,6 +77,7 @@ def resolve_isbi_root(root: str | os.PathLike | None) -> Path:
         origin = "the given root"
     path = Path(root).expanduser()
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, PROJECT_ROOT / path]
+    candidates = list(dict.fromkeys(candidates))  # cwd may be the project root
     for cand in candidates:
         if (cand / "RawImage").is_dir():
             return cand.resolve()

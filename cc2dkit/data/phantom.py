@@ -160,7 +160,10 @@ def bilinear_sample(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarr
     gx = (np.asarray(x, dtype=np.float64) + 0.5) * (2.0 / w) - 1.0
     gy = (np.asarray(y, dtype=np.float64) + 0.5) * (2.0 / h) - 1.0
     grid = torch.from_numpy(np.stack([gx, gy], axis=-1).astype(np.float32)).reshape(1, -1, 1, 2)
-    src = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    arr = np.ascontiguousarray(image, dtype=np.float32)
+    if not arr.flags.writeable:  # torch wants writable memory (cached images are read-only)
+        arr = arr.copy()
+    src = torch.from_numpy(arr)[None, None]
     out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.reshape(gx.shape).numpy()
 
@@ -197,9 +200,11 @@ def canonical_anatomy(n_landmarks: int, size: int) -> tuple[np.ndarray, np.ndarr
     centres = _place_landmarks(np.random.default_rng([ANATOMY_SEED, 1]), n_landmarks)
     landmarks = centres * size - 0.5  # normalized [0, 1] -> pixels
     rng = np.random.default_rng([ANATOMY_SEED, 2])  # glyph shapes
+    type_angles = rng.uniform(0.0, 2.0 * math.pi, size=len(GLYPH_TYPES))
     for i, point in enumerate(landmarks):
-        kind = GLYPH_TYPES[i % len(GLYPH_TYPES)]
-        angle = rng.uniform(0.0, 2.0 * math.pi) + (i // len(GLYPH_TYPES)) * 2.4
+        kind, repeat = GLYPH_TYPES[i % len(GLYPH_TYPES)], i // len(GLYPH_TYPES)
+        # repeats of a glyph type turn by the golden angle (137.5 deg), so they stay distinct
+        angle = type_angles[i % len(GLYPH_TYPES)] + repeat * math.pi * (3.0 - math.sqrt(5.0))
         arm = size * 0.045 * rng.uniform(0.85, 1.2)
         amplitude = rng.uniform(0.3, 0.4)
         _draw_glyph(image, kind, point, angle, arm, size * 0.011 + 0.5, amplitude)
@@ -213,6 +218,11 @@ def _place_landmarks(rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` points in the central box, spread by pairwise repulsion; min distance >= 1/8."""
     lo, hi = 0.5 - LANDMARK_BOX, 0.5 + LANDMARK_BOX
     side = hi - lo
+    # generous packing bound (hexagonal packing of the box grown by half the distance)
+    capacity = int((side / MIN_DISTANCE_FRAC + 1.0) ** 2 * 2.0 / math.sqrt(3.0))
+    if n > capacity:
+        raise ValueError(f"cannot place {n} phantom landmarks at least 1/8 of the image apart "
+                         f"(at most about {capacity} fit); use fewer landmarks")
     target = max(MIN_DISTANCE_FRAC * 1.12, 0.9 * math.sqrt(2.0 * side**2 / (math.sqrt(3.0) * n)))
     p = rng.uniform(lo, hi, size=(n, 2))
     for _ in range(500):
@@ -292,7 +302,7 @@ def _draw_glyph(image: np.ndarray, kind: str, point: np.ndarray, angle: float, a
         return np.clip(width / 2.0 + 0.5 - dist, 0.0, 1.0)
 
     if kind == "cross":
-        cov = stroke(np.minimum(seg(-arm * d, arm * d), seg(-0.6 * arm * n, 1.2 * arm * n)))
+        cov = stroke(np.minimum(seg(-0.5 * arm * d, 1.2 * arm * d), seg(-0.8 * arm * n, arm * n)))
     elif kind == "corner":
         cov = stroke(np.minimum(seg(P, arm * d), seg(P, 0.7 * arm * n)))
     elif kind == "tee":

@@ -1,0 +1,55 @@
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cc2dkit.config import BackboneConfig, NetConfig
+from cc2dkit.inference import Template, cascade_argmax, predict_grid, similarity_maps
+from cc2dkit.network import CC2D
+
+
+def _texture(size: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.rand(1, 1, size // 4, size // 4, generator=g)
+    return F.interpolate(noise, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)[0]
+
+
+def test_cascade_argmax_finds_the_peak_of_the_product():
+    maps = torch.full((3, 1, 2, 16, 16), 0.5)
+    maps[:, 0, 0, 5, 9] = 1.0  # landmark 0 at (x=9, y=5) on every scale
+    maps[0, 0, 1, 2, 3] = 1.0  # landmark 1: peaks disagree; the product decides
+    maps[1, 0, 1, 2, 3] = 0.9
+    maps[1, 0, 1, 12, 4] = 1.0
+    pts = cascade_argmax(maps)
+    assert pts.shape == (1, 2, 2)
+    assert pts[0, 0].tolist() == [9.0, 5.0]
+    assert pts[0, 1].tolist() == [3.0, 2.0]
+
+
+def test_shifted_query_gives_the_shift():
+    """A query that is the template shifted by a known offset: predictions move by that offset.
+
+    Shifts are multiples of the coarsest stride (32), for which a (random) CNN's features shift
+    exactly, so the whole cascade must recover the offset to within one finest-scale cell (2 px).
+    """
+    torch.manual_seed(0)
+    grid, pad = 256, 64
+    model = CC2D(NetConfig(embed_dim=32, decoder_widths=(32, 32, 32, 32, 32)),
+                 BackboneConfig(arch="vgg16", weights="none"))
+    big = _texture(grid + 2 * pad, seed=1)  # (1, 384, 384)
+    template = big[:, pad:pad + grid, pad:pad + grid]
+    landmarks = np.array([[120.0, 130.0], [150.0, 113.0], [135.0, 160.0]])
+    tpl = Template(model, template, landmarks, torch.device("cpu"))
+    shifts = [(32, 32), (-32, 0), (64, -32)]
+    queries = torch.stack([big[:, pad + dy:pad + dy + grid, pad + dx:pad + dx + grid] for dx, dy in shifts])
+    pred = predict_grid(model, tpl, queries, torch.device("cpu"), batch_size=2, progress=False)
+    for k, (dx, dy) in enumerate(shifts):
+        expected = landmarks - np.array([dx, dy])  # content moves by (-dx, -dy)
+        assert np.abs(pred[k] - expected).max() <= 2.0, (dx, dy, pred[k], expected)
+
+
+def test_similarity_maps_shapes_and_range():
+    embs = [torch.randn(2, 8, 128 // s, 128 // s) for s in (32, 16, 8, 4, 2)]
+    vecs = [F.normalize(torch.randn(3, 8), dim=1) for _ in range(5)]
+    maps = similarity_maps(embs, vecs, 128)
+    assert maps.shape == (5, 2, 3, 128, 128)
+    assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
