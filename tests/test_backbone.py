@@ -105,8 +105,11 @@ def test_fp16_cache_is_close():
     bb = FrozenVGG(cfg)
     cache = FeatureCache(bb, cfg)
     x = torch.rand(2, 1, 64, 64)
-    cache.features(["a", "b"], x)
-    cached = cache.features(["a", "b"], x)
+    first = cache.features(["a", "b"], x)  # misses
+    cached = cache.features(["a", "b"], x)  # hits
+    mixed = cache.features(["a", "z"], torch.cat([x[:1], x[1:]]))  # one hit, one miss
+    for f, c, m in zip(first, cached, mixed):
+        assert torch.equal(f, c) and torch.equal(m, c)  # a hit and a miss give identical numbers
     for c, r in zip(cached, bb(x)):
         assert c.dtype == torch.float32
         assert torch.allclose(c, r, rtol=1e-2, atol=1e-2)

@@ -3,6 +3,8 @@
 The backbone never changes during training, so the features of an un-augmented image are the
 same at every step: compute them once per image and reuse them. Entries are stored (optionally)
 as float16 on the CPU; once ``max_mb`` is reached new images are computed but not stored.
+Freshly computed features are rounded to the storage dtype too, so results do not depend on
+whether an image was already cached (a resumed run continues exactly).
 """
 from __future__ import annotations
 
@@ -42,7 +44,8 @@ class FeatureCache:
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         if missing:
-            fresh = self.backbone(images[missing])
+            # round to the storage dtype so a hit and a miss give identical numbers
+            fresh = [f.to(self.dtype).float() for f in self.backbone(images[missing])]
             for j, i in enumerate(missing):
                 entry = [f[j].to("cpu", self.dtype) for f in fresh]
                 size = sum(t.numel() * t.element_size() for t in entry)

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cc2dkit.config import preset
+from cc2dkit.data import make_phantom_splits
+from cc2dkit.data.grid import GridImages
+from cc2dkit.network import CC2D
+from cc2dkit.training import (Augment, RandomPatchSource, Trainer, augment_patch, make_optimizer, make_patch,
+                              patch_size, scale_loss, ssl_step)
+
+
+def _phantom(cfg):
+    train, _ = make_phantom_splits(cfg.data, cfg.seed)
+    return GridImages(train, cfg.data.grid, "train", progress=False)
+
+
+def _dot_image(size, x, y):
+    img = torch.zeros(1, 1, size, size)
+    img[0, 0, y, x] = 1.0
+    return F.avg_pool2d(F.pad(img, (2, 2, 2, 2)), 5, 1)[0]  # a 5x5 blob centred on (x, y)
+
+
+def _centroid(img):
+    w = img[0]
+    ys, xs = torch.meshgrid(torch.arange(w.shape[0]), torch.arange(w.shape[1]), indexing="ij")
+    return float((w * xs).sum() / w.sum()), float((w * ys).sum() / w.sum())
+
+
+@pytest.mark.parametrize("angle", [0.0, 17.0, -13.0, 90.0])
+def test_augmented_point_follows_the_image(angle):
+    img = _dot_image(64, 20, 13)
+    patch, moved = augment_patch(img, torch.tensor([20.0, 13.0]), Augment(angle, 1.0, 1.0))
+    cx, cy = _centroid(patch)
+    assert abs(cx - float(moved[0])) < 0.2 and abs(cy - float(moved[1])) < 0.2
+
+
+def test_make_patch_crops_at_origin_and_rejects_out_of_grid():
+    img = _dot_image(96, 50, 40)
+    patch, p = make_patch(img, (30, 20), torch.tensor([50.0, 40.0]), 32, Augment(0.0, 1.0, 1.0))
+    assert p.tolist() == [20.0, 20.0]
+    assert _centroid(patch) == pytest.approx((20.0, 20.0), abs=1e-4)
+    with pytest.raises(ValueError, match="leaves"):
+        make_patch(img, (80, 0), torch.tensor([50.0, 40.0]), 32, Augment(0.0, 1.0, 1.0))
+
+
+def test_random_patch_source_points_match(smoke_cfg):
+    data = _phantom(smoke_cfg)
+    src = RandomPatchSource(data, smoke_cfg.train)
+    batch = src.sample(6, torch.Generator().manual_seed(0))
+    p = patch_size(smoke_cfg.data.grid, smoke_cfg.train.patch_frac)
+    assert batch.patches.shape == (6, 1, p, p) and batch.images.shape == (6, 1, 128, 128)
+    assert ((batch.patch_points >= 0) & (batch.patch_points <= p - 1)).all()
+    assert ((batch.image_points >= 0) & (batch.image_points <= 127)).all()
+    assert all(k.startswith("train/") for k in batch.keys)
+    again = src.sample(6, torch.Generator().manual_seed(0))
+    assert torch.equal(batch.patches, again.patches) and batch.keys == again.keys
+
+
+def test_patch_size_rounds_to_stride():
+    assert patch_size(384, 0.5) == 192 and patch_size(192, 0.5) == 96 and patch_size(128, 0.5) == 64
+    with pytest.raises(ValueError):
+        patch_size(64, 0.25)
+
+
+def test_scale_loss_window_targets_the_true_cell():
+    emb = torch.randn(1, 8, 40, 40)
+    # a patch vector equal to the image embedding at the true cell and a huge temperature:
+    # the softmax puts all mass on the target, so the loss is ~0 only if the target index is right
+    for x, y in [(3.0, 5.0), (60.0, 70.0), (157.0, 158.0)]:
+        cell = (int((x + 0.5) // 4), int((y + 0.5) // 4))
+        vec = emb[:, :, cell[1], cell[0]]
+        loss = scale_loss(emb, vec, torch.tensor([[x, y]]), 4, temperature=1000.0, window=11)
+        assert float(loss) < 1e-3
+        full = scale_loss(emb, vec, torch.tensor([[x, y]]), 4, temperature=1000.0, window=None)
+        assert float(full) < 1e-3
+
+
+def test_few_training_steps_lower_the_loss(smoke_cfg):
+    cfg = smoke_cfg.replace(**{"train.lr": 1e-3})
+    torch.manual_seed(0)
+    data = _phantom(cfg)
+    model = CC2D(cfg.net, cfg.backbone)
+    opt = make_optimizer(model, cfg)
+    src = RandomPatchSource(data, cfg.train)
+    gen = torch.Generator().manual_seed(0)
+    fixed = src.sample(8, torch.Generator().manual_seed(123))
+
+    def eval_loss():
+        from cc2dkit.training import cc2d_loss
+        model.train()  # batch statistics: running BN statistics lag behind after a few steps
+        with torch.no_grad():
+            loss, _ = cc2d_loss(model(fixed.images), model(fixed.patches), fixed.image_points, fixed.patch_points,
+                                model.strides, fixed.patches.shape[-1], cfg.train.temperature, cfg.train.window)
+        return float(loss)
+
+    before = eval_loss()
+    for _ in range(20):
+        ssl_step(model, src.sample(8, gen), opt, cfg.train, torch.device("cpu"))
+    after = eval_loss()
+    assert after < before * 0.9, (before, after)
+
+
+def test_training_is_reproducible_on_cpu(smoke_cfg):
+    cfg = smoke_cfg.replace(**{"train.epochs": 1, "train.steps_per_epoch": 2})
+    data = _phantom(cfg)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(cfg.seed)
+        model = CC2D(cfg.net, cfg.backbone)
+        trainer = Trainer(model, cfg, RandomPatchSource(data, cfg.train), torch.device("cpu"),
+                          torch.Generator().manual_seed(cfg.seed), 2)
+        hist = trainer.fit(1, progress=False)
+        runs.append((hist[0]["loss"], [p.detach().clone() for p in model.trainable_parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
