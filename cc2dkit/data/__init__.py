@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..config import DataConfig
 from .base import LandmarkDataset, Sample, SubsetDataset
-from .folder import DEFAULT_CSV_NAME, FolderDataset, read_grayscale
+from .folder import DEFAULT_CSV_NAME, FolderDataset
+from .imageio import read_grayscale
 from .isbi import ISBI_LANDMARKS, ISBIDataset, resolve_isbi_root
 from .phantom import PhantomDataset, make_phantom_splits
 

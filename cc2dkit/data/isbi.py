@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ISBI_ROOT_ENV
+from ..paths import candidates
 from .base import LandmarkDataset, Sample
-from .folder import IMAGE_EXTENSIONS, read_grayscale
+from .imageio import IMAGE_EXTENSIONS, read_grayscale
 
 ISBI_LANDMARKS: tuple[str, ...] = (
     "sella",
@@ -54,8 +55,6 @@ ISBI_SPLITS: dict[str, tuple[str, int, int]] = {
 }
 ISBI_ANNOTATORS = ("400_senior", "400_junior")
 
-# The folder that holds the ``cc2dkit`` package (the project root in a source checkout).
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def resolve_isbi_root(root: str | os.PathLike | None) -> Path:
@@ -75,15 +74,13 @@ def resolve_isbi_root(root: str | os.PathLike | None) -> Path:
             raise FileNotFoundError(f"no ISBI 2015 dataset folder given: {how}")
     else:
         origin = "the given root"
-    path = Path(root).expanduser()
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, PROJECT_ROOT / path]
-    candidates = list(dict.fromkeys(candidates))  # cwd may be the project root
-    for cand in candidates:
+    tried_paths = candidates(root)
+    for cand in tried_paths:
         if (cand / "RawImage").is_dir():
             return cand.resolve()
     tried = "; ".join(
         f"{c} ({'exists but has no RawImage/ folder' if c.is_dir() else 'not found'})"
-        for c in candidates)
+        for c in tried_paths)
     raise FileNotFoundError(f"ISBI 2015 dataset not found from {origin} {str(root)!r}; "
                             f"tried: {tried}. To fix: {how}")
 

@@ -1,0 +1,113 @@
+"""Core speed and memory figures: SSL training throughput and inference time.
+
+Each configuration runs in its own subprocess so its peak resident memory (ru_maxrss) is its own.
+
+    python benchmarks/bench_core.py                      # grids 384 and 192, cache on/off
+    python benchmarks/bench_core.py --grids 192 --steps 3
+    python benchmarks/bench_core.py --run runs/cpu       # also print that run's Test1 metrics
+
+Data: ISBI 2015 when $CC2DKIT_ISBI_ROOT is set (the speed does not depend on the pixels), the
+phantom otherwise. Backbone: VGG16 (random weights: speed only). Prints a pandas table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+
+def _config(grid: int, cache: bool, n_images: int):
+    from cc2dkit.config import preset
+
+    source = "isbi" if os.environ.get("CC2DKIT_ISBI_ROOT") else "phantom"
+    over = {"data.source": source, "data.grid": grid, "backbone.weights": "none", "backbone.cache_features": cache,
+            "net.decoder_widths": "256,128,128,64,64", "net.embed_dim": 64, "train.batch_size": 8}
+    if source == "isbi":
+        return preset("cpu", **over), n_images
+    return preset("cpu", **over, **{"data.phantom_train": n_images, "data.phantom_test": 4,
+                                    "data.phantom_landmarks": 19, "data.phantom_size": 512,
+                                    "data.template": "train_000"}), n_images
+
+
+def measure_one(grid: int, cache: bool, steps: int, n_images: int) -> dict:
+    """Steady-state SSL throughput (cache warmed first) and per-image inference time."""
+    from cc2dkit.data import SubsetDataset, build_datasets
+    from cc2dkit.data.grid import GridImages
+    from cc2dkit.inference import Template, predict_grid
+    from cc2dkit.network import CC2D
+    from cc2dkit.runtime import setup
+    from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
+
+    cfg, n = _config(grid, cache, n_images)
+    device, gen = setup(cfg)
+    train, test = build_datasets(cfg.data, cfg.seed)
+    train = SubsetDataset(train, train.ids[:n])
+    data = GridImages(train, grid, "train", progress=False)
+    model = CC2D(cfg.net, cfg.backbone).to(device)
+    opt = make_optimizer(model, cfg)
+    src = RandomPatchSource(data, cfg.train)
+    if cache:  # warm: every image's frozen features computed once
+        model.cache.features(data.keys, data.images)
+    ssl_step(model, src.sample(cfg.train.batch_size, gen), opt, cfg.train, device)  # warm-up step
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        ssl_step(model, src.sample(cfg.train.batch_size, gen), opt, cfg.train, device)
+    train_s = time.perf_counter() - t0
+    labelled = [i for i in range(len(data)) if data.labelled[i]]
+    tpl = Template(model, data.images[labelled[0]], data.landmarks[labelled[0]], device)
+    queries = data.images[:4]
+    predict_grid(model, tpl, queries[:1], device, 1, progress=False)  # warm-up
+    t0 = time.perf_counter()
+    predict_grid(model, tpl, queries, device, 4, progress=False)
+    infer_s = (time.perf_counter() - t0) / len(queries)
+    return {
+        "grid": grid, "cache": "on" if cache else "off", "data": cfg.data.source,
+        "landmarks": len(data.landmark_names), "train_samples_per_s": steps * cfg.train.batch_size / train_s,
+        "s_per_step": train_s / steps, "infer_s_per_image_all_landmarks": infer_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--grids", default="384,192")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--images", type=int, default=16, help="training images used (cache warm-up cost)")
+    ap.add_argument("--run", default=None, help="a finished run folder whose evaluation.json to print")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        grid, cache = args.one.split(":")
+        print(json.dumps(measure_one(int(grid), cache == "on", args.steps, args.images)))
+        return
+    rows = []
+    for grid in (int(g) for g in args.grids.split(",")):
+        for cache in ("on", "off"):
+            out = subprocess.run([sys.executable, __file__, "--one", f"{grid}:{cache}", "--steps", str(args.steps),
+                                  "--images", str(args.images)], capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(rows[-1], flush=True)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(pd.DataFrame(rows).round(3).to_string(index=False))
+    if args.run:
+        ev = json.loads((Path(args.run) / "evaluation.json").read_text())
+        timing = Path(args.run) / "timing.json"
+        print(f"\nrun {args.run}: {ev['n_images']} images, {ev['n_landmarks']} landmarks")
+        print(json.dumps(ev["summary"], indent=1))
+        if timing.exists():
+            print(timing.read_text())
+
+
+if __name__ == "__main__":
+    main()
