@@ -76,6 +76,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class MethodConfig:
+    """The paper's methods on top of CC2D (issue 3); ``name="cc2d"`` is plain self-supervision."""
+
+    name: str = "cc2d"  # "cc2d" | "multi" | "sla" | "atd" | "adapter" | "wide"
+    landmarks: tuple[int, ...] | None = None  # landmark indices trained (None: all)
+    pl_offset: float = 0.25  # random PL offset inside the patch, fraction of the patch half-size
+    atd_copies: int = 500  # augmented templates (ATD)
+    atd_shift: float = 0.02  # +- fraction of the image size
+    atd_scale: float = 0.01  # scale 1 +- this
+    atd_rotation_deg: float = 5.0
+    adapter_channels: int = 16  # C_A of the C-Adapter (0: one shared model)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = 4  # query images per inference batch
     radii_mm: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)  # SDR radii
@@ -90,6 +104,7 @@ class Config:
     net: NetConfig = field(default_factory=NetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     seed: int = 0
     num_threads: int | None = None  # torch CPU threads (None: torch's default)
@@ -113,6 +128,7 @@ class Config:
             "net": NetConfig,
             "train": TrainConfig,
             "eval": EvalConfig,
+            "method": MethodConfig,
         }
         kwargs: dict[str, Any] = {}
         for k, v in d.items():
@@ -123,7 +139,7 @@ class Config:
         return _build(Config, kwargs)
 
 
-_SECTIONS = ("data", "backbone", "net", "train", "eval")
+_SECTIONS = ("data", "backbone", "net", "train", "eval", "method")
 
 
 def _build(cls: type, values: dict[str, Any]):

@@ -31,10 +31,15 @@ class CC2D(nn.Module):
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.decoder.load_state_dict(state)
 
-    def forward(self, images: torch.Tensor, keys: list | None = None) -> list[torch.Tensor]:
+    def forward(self, images: torch.Tensor, keys: list | None = None,
+                landmark_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
         """images (B, 1, G, G) in [0, 1] -> embeddings [(B, D, G/s, G/s)] for s = 32 ... 2.
 
         With ``keys`` (ids of *un-augmented* images) the frozen features come from the cache.
+        ``landmark_ids`` (B,) selects per-sample landmark adapters; the plain CC2D decoder has
+        none and refuses them.
         """
         taps = self.cache.features(keys, images) if keys is not None else self.backbone(images)
+        if landmark_ids is not None:
+            raise ValueError("this CC2D decoder has no landmark adapters; landmark_ids must be None")
         return self.decoder(taps)

@@ -29,6 +29,7 @@ class PatchBatch:
     patches: torch.Tensor  # (B, 1, P, P) augmented
     patch_points: torch.Tensor  # (B, 2) (x, y) of the point inside the augmented patch
     image_points: torch.Tensor  # (B, 2) (x, y) of the same point in the full image
+    landmark_ids: torch.Tensor | None = None  # (B,) landmark each sample trains (adapters); None: CC2D
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ def ssl_step(model: CC2D, batch: PatchBatch, optimizer: torch.optim.Optimizer, c
     model.train()
     images = batch.images.to(device)
     patches = batch.patches.to(device)
-    img_embs = model(images, keys=batch.keys)  # [(B, D, G/s, G/s)]
-    patch_embs = model(patches)  # [(B, D, P/s, P/s)]
+    ids = None if batch.landmark_ids is None else batch.landmark_ids.to(device)
+    img_embs = model(images, keys=batch.keys, landmark_ids=ids)  # [(B, D, G/s, G/s)]
+    patch_embs = model(patches, landmark_ids=ids)  # [(B, D, P/s, P/s)]
     loss, parts = cc2d_loss(img_embs, patch_embs, batch.image_points.to(device), batch.patch_points.to(device),
                             model.strides, patches.shape[-1], cfg.temperature, cfg.window)
     optimizer.zero_grad(set_to_none=True)
