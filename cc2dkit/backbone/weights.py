@@ -41,12 +41,21 @@ def build_vgg_features(arch: str, weights: str) -> nn.Sequential:
     return features
 
 
+RANDOM_SEED = 0  # the "none" backbone is always the same random VGG (it is never saved in checkpoints)
+
+
 def _random_features(arch: str) -> nn.Sequential:
-    """``vgg.features`` alone, initialised as torchvision does (skips the costly classifier)."""
+    """``vgg.features`` alone, initialised as torchvision does (skips the costly classifier).
+
+    The initialisation draws from its own generator seeded with :data:`RANDOM_SEED`, so a model
+    rebuilt from a checkpoint gets the same frozen random backbone it was trained with, whatever
+    the global RNG state.
+    """
     features = vgg_module.make_layers(vgg_module.cfgs[_LAYOUT[arch]], batch_norm=False)
+    gen = torch.Generator().manual_seed(RANDOM_SEED)
     for m in features.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
             nn.init.zeros_(m.bias)
     return features
 

@@ -1,0 +1,263 @@
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cc2dkit.config import BackboneConfig, MethodConfig, NetConfig, preset
+from cc2dkit.network import CC2D, CC2DDecoder
+from cc2dkit.network.accounting import (backbone_parameter_formula, count_parameters,
+                                        decoder_parameter_breakdown, decoder_parameter_formula,
+                                        parameter_table, peak_memory_mb, trainable_parameter_count)
+from cc2dkit.network.adapter import (AdapterCC2D, AdapterDecoder, LandmarkBatchNorm2d, LandmarkConv2d,
+                                     build_model, check_landmark_ids)
+
+BB = BackboneConfig(arch="vgg16", weights="none")
+NET = NetConfig(embed_dim=8, decoder_widths=(16, 16, 16, 16, 16))
+TAP_CHANNELS = (64, 128, 256, 512, 512)  # vgg16, fine -> coarse
+TAP_STRIDES = (2, 4, 8, 16, 32)
+GRID = 64
+
+
+def _taps(batch: int, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(batch, c, GRID // s, GRID // s, generator=g) for c, s in zip(TAP_CHANNELS, TAP_STRIDES)]
+
+
+def _decoder(k=3, a=4, net=NET, seed=0) -> AdapterDecoder:
+    torch.manual_seed(seed)
+    return AdapterDecoder(net, TAP_CHANNELS, TAP_STRIDES, k, a)
+
+
+def _landmark_modules(module):
+    return [m for m in module.modules() if isinstance(m, (LandmarkConv2d, LandmarkBatchNorm2d))]
+
+
+# -- primitives --------------------------------------------------------------------------------
+
+def test_landmark_conv_equals_per_sample_conv():
+    torch.manual_seed(0)
+    conv = LandmarkConv2d(3, 5, 4, (1, 5), dilation=1)
+    conv3 = LandmarkConv2d(3, 5, 4, 3, dilation=3)
+    x, ids = torch.rand(4, 5, 7, 6), torch.tensor([2, 0, 2, 1])
+    for c in (conv, conv3):
+        y = c(x, ids)
+        assert y.shape == (4, 4, 7, 6)
+        for b in range(4):
+            ref = F.conv2d(x[b:b + 1], c.weight[ids[b]], padding=c.padding, dilation=c.dilation)
+            torch.testing.assert_close(y[b:b + 1], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_landmark_batchnorm_equals_batchnorm_of_each_landmark_subbatch():
+    torch.manual_seed(0)
+    bn = LandmarkBatchNorm2d(4, 3)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    x, ids = torch.randn(6, 3, 5, 5) * 3 + 1, torch.tensor([1, 3, 1, 1, 3, 0])
+    y = bn(x, ids)
+    for k in (0, 1, 3):
+        ref_bn = nn.BatchNorm2d(3)
+        with torch.no_grad():
+            ref_bn.weight.copy_(bn.weight[k])
+            ref_bn.bias.copy_(bn.bias[k])
+        sel = ids == k
+        torch.testing.assert_close(y[sel], ref_bn(x[sel]), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(bn.running_mean[k], ref_bn.running_mean)
+        torch.testing.assert_close(bn.running_var[k], ref_bn.running_var)
+    # landmark 2 is absent: its running statistics are untouched
+    assert torch.equal(bn.running_mean[2], torch.zeros(3)) and torch.equal(bn.running_var[2], torch.ones(3))
+    assert bn.num_batches_tracked.tolist() == [1, 1, 0, 1]
+    bn.eval()
+    y_eval = bn(x, ids)
+    ref = (x - bn.running_mean[ids][..., None, None]) / torch.sqrt(bn.running_var[ids][..., None, None] + bn.eps)
+    ref = ref * bn.weight[ids][..., None, None] + bn.bias[ids][..., None, None]
+    torch.testing.assert_close(y_eval, ref)
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+def test_mixed_landmark_batch_shapes():
+    model = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=4)
+    assert model.n_adapters == 3 and model.strides == (32, 16, 8, 4, 2)
+    out = model(torch.rand(4, 1, GRID, GRID), landmark_ids=torch.tensor([0, 2, 1, 2]))
+    assert [tuple(o.shape) for o in out] == [(4, 8, GRID // s, GRID // s) for s in (32, 16, 8, 4, 2)]
+    # one int is used for the whole batch
+    assert model(torch.rand(2, 1, GRID, GRID), landmark_ids=1)[0].shape == (2, 8, 2, 2)
+    # every layer emits w + C_A channels: the heads read 16 + 4
+    assert all(h.in_channels == 20 for h in model.decoder.heads)
+
+
+@pytest.mark.parametrize("use_rfb", [True, False])
+def test_absent_adapter_gets_exactly_zero_gradient(use_rfb):
+    dec = _decoder(k=3, a=4, net=dataclasses.replace(NET, use_rfb=use_rfb))
+    out = dec(_taps(3), torch.tensor([1, 1, 1]))
+    sum(o.square().mean() for o in out).backward()
+    mods = _landmark_modules(dec)
+    assert len(mods) == (2 * 15 if use_rfb else 2) * 3 + 2 * 2 * 4  # conv+bn per layer
+    for m in mods:
+        for name in ("weight",) + (("bias",) if isinstance(m, LandmarkBatchNorm2d) else ()):
+            grad = getattr(m, name).grad
+            assert grad is not None
+            assert torch.count_nonzero(grad[0]) == 0 and torch.count_nonzero(grad[2]) == 0, (m, name)
+    assert any(torch.count_nonzero(m.weight.grad[1]) > 0 for m in mods)
+    # the shared layers learn too
+    assert dec.heads[0].weight.grad.abs().sum() > 0
+
+
+def test_sample_output_does_not_depend_on_other_landmarks_in_eval():
+    dec = _decoder(k=3, a=4)
+    taps, ids = _taps(4), torch.tensor([2, 0, 2, 1])
+    dec.train()
+    with torch.no_grad():  # make the running statistics differ between landmarks
+        for seed in (1, 2):
+            dec(_taps(6, seed), torch.tensor([0, 0, 1, 1, 2, 2]))
+    dec.eval()
+    with torch.no_grad():
+        mixed = dec(taps, ids)
+        only2 = dec([t[[0, 2]] for t in taps], torch.tensor([2, 2]))
+        alone1 = dec([t[[3]] for t in taps], torch.tensor([1]))
+        as0 = dec([t[[3]] for t in taps], torch.tensor([0]))
+    for m, o2, o1, z in zip(mixed, only2, alone1, as0):
+        torch.testing.assert_close(m[[0, 2]], o2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(m[[3]], o1, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(alone1[-1], as0[-1])  # the adapter does change the output
+
+
+def test_zero_adapter_channels_is_the_shared_decoder():
+    torch.manual_seed(0)
+    ref = CC2DDecoder(NET, TAP_CHANNELS, TAP_STRIDES)
+    dec = _decoder(k=19, a=0, seed=1)
+    assert dec.n_adapters == 0
+    ref_shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in dec.state_dict().items()} == ref_shapes
+    assert [n for n, _ in dec.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    assert count_parameters(dec) == count_parameters(ref)
+    dec.load_state_dict(ref.state_dict())
+    taps = _taps(2)
+    for mode in (True, False):
+        ref.train(mode)
+        dec.train(mode)
+        for a, b in zip(dec([t.clone() for t in taps], None), ref([t.clone() for t in taps])):
+            assert torch.equal(a, b)
+    model = AdapterCC2D(NET, BB, n_landmarks=5, adapter_channels=0)
+    assert model.n_adapters == 0
+    assert model(torch.rand(1, 1, GRID, GRID))[0].shape == (1, 8, 2, 2)  # landmark_ids optional
+
+
+@pytest.mark.parametrize("k,a,widths,use_rfb,extra", [
+    (3, 4, (16, 16, 16, 16, 16), True, 0),
+    (19, 8, (16, 16, 16, 16, 16), True, 0),
+    (2, 1, (24, 16, 12, 8, 8), True, 0),
+    (5, 16, (16, 16, 8, 8, 8), False, 0),
+    (4, 3, (8, 8, 8, 8, 8), True, 5),
+    (7, 0, (16, 16, 16, 16, 16), True, 16),
+])
+def test_parameter_count_matches_closed_form(k, a, widths, use_rfb, extra):
+    net = NetConfig(embed_dim=8, decoder_widths=widths, use_rfb=use_rfb, extra_channels=extra)
+    dec = AdapterDecoder(net, TAP_CHANNELS, TAP_STRIDES, k, a)
+    assert count_parameters(dec) == decoder_parameter_formula(net, TAP_CHANNELS, k, a)
+    parts = decoder_parameter_breakdown(net, TAP_CHANNELS, k, a)
+    assert parts["adapters"] == sum(p.numel() for m in _landmark_modules(dec) for p in m.parameters())
+    if a == 0:
+        assert parts["adapters"] == 0
+        assert count_parameters(CC2DDecoder(net, TAP_CHANNELS, TAP_STRIDES)) == parts["shared"]
+
+
+def test_model_trainable_count_and_backbone_formula():
+    model = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=4)
+    assert trainable_parameter_count(model) == decoder_parameter_formula(NET, model.backbone.channels, 3, 4)
+    assert count_parameters(model.backbone) == backbone_parameter_formula("vgg16")
+    assert count_parameters(model.backbone, trainable_only=True) == 0
+    assert trainable_parameter_count(CC2D(NET, BB)) == decoder_parameter_formula(NET, TAP_CHANNELS, 3, 0)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    a = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=4)
+    torch.manual_seed(0)
+    b = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=4)  # same backbone and init as a
+    opt = torch.optim.SGD(a.trainable_parameters(), lr=0.1)
+    images, ids = torch.rand(3, 1, GRID, GRID), torch.tensor([0, 2, 2])
+    for _ in range(1):
+        opt.zero_grad()
+        sum(o.square().mean() for o in a(images, landmark_ids=ids)).backward()
+        opt.step()
+    state = a.trainable_state_dict()
+    assert not any(k.startswith("backbone") for k in state)
+    assert "lateral_adapters.0.shortcut.bn.running_mean" in state
+    torch.save(state, tmp_path / "ckpt.pt")
+    a.eval()
+    b.eval()
+    with torch.no_grad():
+        before = b(images, landmark_ids=ids)
+        want = a(images, landmark_ids=ids)
+        assert not torch.allclose(before[-1], want[-1])
+        b.load_trainable_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
+        got = b(images, landmark_ids=ids)
+    for x, y in zip(got, want):
+        assert torch.equal(x, y)
+
+
+def test_landmark_ids_missing_or_out_of_range():
+    model = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=4)
+    images = torch.rand(2, 1, GRID, GRID)
+    with pytest.raises(ValueError, match="landmark_ids is required.*None"):
+        model(images)
+    with pytest.raises(ValueError, match=r"\[0, 3\).*landmark id 7"):
+        model(images, landmark_ids=torch.tensor([1, 7]))
+    with pytest.raises(ValueError, match="landmark id -1"):
+        model(images, landmark_ids=[-1, 0])
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        model(images, landmark_ids=torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="integers"):
+        check_landmark_ids(torch.tensor([0.0, 1.0]), 2, 3)
+    dec = _decoder(k=3, a=4)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        dec(_taps(2), torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match="landmark id 3"):
+        dec(_taps(2), torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="adapter_channels"):
+        AdapterDecoder(NET, TAP_CHANNELS, TAP_STRIDES, 3, -1)
+
+
+def test_build_model_dispatch():
+    cfg = preset("smoke").replace(**{"net.decoder_widths": (16, 16, 16, 16, 16), "net.embed_dim": 8})
+    for name in ("cc2d", "multi", "sla", "atd", "wide"):
+        m = build_model(cfg.replace(**{"method.name": name}), 5)
+        assert type(m) is CC2D
+    m = build_model(cfg.replace(**{"method.name": "adapter", "method.adapter_channels": 2}), 5)
+    assert isinstance(m, AdapterCC2D) and m.n_adapters == 5 and m.adapter_channels == 2
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        build_model(dataclasses.replace(cfg, method=MethodConfig(name="nope")), 5)
+
+
+# -- accounting ----------------------------------------------------------------------------------
+
+def test_parameter_table():
+    cfg = preset("paper")
+    df = parameter_table(cfg, 19)
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns[:4]) == ["method", "models", "trainable_params", "backbone_params"]
+    assert len(df) == 8
+    cc2d = df.trainable_params[0]
+    assert cc2d == decoder_parameter_formula(cfg.net, TAP_CHANNELS, 19, 0)
+    assert df.trainable_params[1] == 19 * cc2d and df.models[1] == 19
+    adapters = df[df.method.str.startswith("C-Adapter")].trainable_params.tolist()
+    assert len(adapters) == 4 and adapters == sorted(adapters) and adapters[0] > cc2d
+    assert adapters[-1] < 19 * cc2d
+    assert (df.backbone_params == backbone_parameter_formula("vgg19")).all()
+    wide = df[df.method.str.startswith("Wide")]
+    assert wide.method.tolist() == ["Wide (extra_channels=16)", "Wide (extra_channels=304)"]
+
+
+def test_peak_memory_is_measured():
+    torch.manual_seed(0)
+    shared = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=0)
+    adapter = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=8)
+    m0 = peak_memory_mb(shared, GRID, batch_size=2)
+    m1 = peak_memory_mb(adapter, GRID, batch_size=2)
+    assert 0 < m0 < m1
+    assert all(p.grad is None for p in adapter.trainable_parameters())
