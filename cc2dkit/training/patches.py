@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
@@ -107,6 +108,80 @@ class RandomPatchSource:
             ip.append(point)
         return PatchBatch(keys, torch.stack(images), torch.stack(patches),
                           torch.stack(pp).float(), torch.stack(ip).float())
+
+
+class CentredPatchSource:
+    """Patches around given target points: the base of the pseudo-label and template sources.
+
+    ``images`` (N, 1, G, G) with cache ``keys``; ``targets()`` returns the current (N, K, 2) grid
+    points (re-read at every draw, so pseudo-labels updated in place are seen). Each sample picks an
+    (image, landmark) pair uniformly (with replacement), crops a patch of ``patch_size(G,
+    cfg.patch_frac)`` whose centre is the target plus a uniform offset of up to ``offset`` x half
+    the patch side per axis (:func:`centred_origin`), and augments it as CC2D does
+    (:func:`_augment_inside`). ``landmark_ids`` of the batch is the pair's landmark column (0..K-1).
+    """
+
+    def __init__(self, images: torch.Tensor, keys: list, targets, cfg: TrainConfig, offset: float):
+        if len(images) != len(keys):
+            raise ValueError(f"{len(images)} images but {len(keys)} keys")
+        if not 0.0 <= offset <= 1.0:
+            raise ValueError(f"the patch offset must lie in [0, 1] (fraction of the half patch), got {offset}")
+        self.images = images
+        self.keys = list(keys)
+        self.targets = targets
+        self.cfg = cfg
+        self.offset = offset
+        self.size = patch_size(images.shape[-1], cfg.patch_frac)
+        n, k = self._shape()
+        if n == 0 or k == 0:
+            raise ValueError(f"a centred patch source needs images and landmarks, got {n} x {k}")
+
+    def _shape(self) -> tuple[int, int]:
+        t = self.targets()
+        if t.ndim != 3 or t.shape[0] != len(self.images) or t.shape[2] != 2:
+            raise ValueError(f"targets must have shape ({len(self.images)}, K, 2), got {tuple(t.shape)}")
+        return t.shape[0], t.shape[1]
+
+    def __len__(self) -> int:
+        """Number of (image, landmark) pairs: one pass over them is an epoch of this source."""
+        n, k = self._shape()
+        return n * k
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
+        targets = torch.as_tensor(np.asarray(self.targets(), dtype=np.float64))
+        n, k = targets.shape[:2]
+        g, p = self.images.shape[-1], self.size
+        keys, images, patches, pp, ip, ids = [], [], [], [], [], []
+        for _ in range(batch_size):
+            pair = int(torch.randint(n * k, (1,), generator=gen))
+            idx, lm = divmod(pair, k)
+            point = targets[idx, lm].clamp(0.0, g - 1.0)
+            origin = centred_origin(point, p, g, self.offset, gen)
+            patch, moved = _augment_inside(self.images[idx], origin, point, p, self.cfg, gen)
+            keys.append(self.keys[idx])
+            images.append(self.images[idx])
+            patches.append(patch)
+            pp.append(moved)
+            ip.append(point)
+            ids.append(lm)
+        return PatchBatch(keys, torch.stack(images), torch.stack(patches), torch.stack(pp).float(),
+                          torch.stack(ip).float(), torch.tensor(ids, dtype=torch.long))
+
+
+def centred_origin(point: torch.Tensor, size: int, grid: int, offset: float, gen: torch.Generator) -> tuple[int, int]:
+    """Integer origin of a ``size`` patch that puts ``point`` (in [0, G-1]) near the patch centre.
+
+    The point's place in the patch is the centre ``(size - 1) / 2`` plus a uniform offset in
+    ``[-offset * size / 2, offset * size / 2]`` per axis (kept in [0, size - 1]); the origin is
+    then clamped so the patch stays in the grid and the point inside the patch.
+    """
+    u = torch.rand(2, generator=gen, dtype=torch.float64)
+    local = ((size - 1) / 2 + (2 * u - 1) * offset * size / 2).clamp(0.0, size - 1.0)
+    point = point.double()
+    lo = torch.clamp(torch.ceil(point - (size - 1)), min=0)  # point <= origin + size - 1
+    hi = torch.clamp(torch.floor(point), max=grid - size)  # point >= origin
+    origin = torch.minimum(torch.maximum(torch.round(point - local), lo), hi)
+    return int(origin[0]), int(origin[1])
 
 
 def _augment_inside(image, origin, point, size, cfg: TrainConfig, gen, tries: int = 10):

@@ -1,0 +1,40 @@
+"""Multi-landmark PL baseline: ONE CC2D trained on PL-centred patches of all K landmarks.
+
+Each epoch: Train-PL (patches around the PLs of every landmark, mixed in every batch), then
+Infer-PL of all landmarks with the current model, then the per-landmark test MRE, so the seesaw
+(landmarks improving at each other's expense) can be read from ``metrics.csv``. Saves
+``checkpoint.pt`` (the trained decoder).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..network import CC2D
+from ..training import CHECKPOINT_NAME, make_optimizer, save_checkpoint
+from ..training.pseudo_labels import ModelPredictor, PLPatchSource, PLState
+from .common import EpochLog, MethodResult, finish, prepare_context, train_stage
+
+
+def run_multi(cfg, out_dir=None, data=None, progress: bool = True) -> MethodResult:
+    ctx = prepare_context(cfg, out_dir, data, progress)
+    model = CC2D(cfg.net, cfg.backbone).to(ctx.device)
+    optimizer = make_optimizer(model, cfg)
+    pl = PLState.random(ctx.train, ctx.unlabelled, ctx.landmarks, ctx.generator)
+    pl.record(0, ctx.train)
+    source = PLPatchSource(ctx.train, cfg.train, cfg.method, pl)
+    predictor = ModelPredictor(model, ctx.template_image, ctx.template_landmarks, ctx.landmarks, ctx.device,
+                               cfg.eval.batch_size)
+    log = EpochLog(ctx)
+    for epoch in tqdm(range(1, cfg.train.epochs + 1), desc="multi", disable=not progress):
+        t0 = time.perf_counter()
+        loss = train_stage(model, optimizer, source, ctx)
+        pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)
+        pl.record(epoch, ctx.train)
+        test = predictor.predict_grid(ctx.test) if ctx.test is not None else None
+        log.add(epoch, {"pl": np.full(len(ctx.landmarks), loss)}, test, time.perf_counter() - t0)
+    if ctx.out is not None:
+        save_checkpoint(ctx.out / CHECKPOINT_NAME, model, cfg, cfg.train.epochs, optimizer, ctx.generator)
+    return finish(ctx, predictor, pl, log, progress)

@@ -1,0 +1,145 @@
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cc2dkit.config import preset
+from cc2dkit.data import make_phantom_splits
+from cc2dkit.data.grid import GridImages
+from cc2dkit.methods import SLASet, run_adapter, run_atd, run_multi, run_sla, stage_steps
+from cc2dkit.network import CC2D
+
+TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 6, "data.phantom_test": 2,
+        "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
+        "train.epochs": 1, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4}
+
+
+def _data(cfg):
+    train, test = make_phantom_splits(cfg.data, cfg.seed)
+    return (GridImages(train, cfg.data.grid, "train", progress=False),
+            GridImages(test, cfg.data.grid, "test", progress=False))
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return preset("smoke", **TINY)
+
+
+@pytest.fixture(scope="module")
+def data(cfg):
+    return _data(cfg)
+
+
+@pytest.fixture(scope="module")
+def sla_run(cfg, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sla")
+    c = cfg.replace(**{"train.epochs": 3, "train.steps_per_epoch": 2, "method.landmarks": (1, 3)})
+    return c, run_sla(c, out, data, progress=False), out
+
+
+def test_stage_steps_default_is_one_pass(cfg):
+    assert stage_steps(cfg, 100) == 1
+    free = cfg.replace(**{"train.steps_per_epoch": None})
+    assert stage_steps(free, 9) == 3 and stage_steps(free, 8) == 2 and stage_steps(free, 1) == 1
+
+
+def test_sla_pseudo_labels_converge_towards_the_landmarks(sla_run):
+    _, result, _ = sla_run
+    frame = result.pl_state.history_frame()
+    err = frame.groupby("epoch")["pl_error_mm"].mean()
+    assert list(err.index) == [0, 1, 2, 3]
+    assert err[3] < 0.5 * err[0], err.tolist()  # random start vs after 3 epochs
+    assert frame[frame.epoch > 0]["movement_mm"].notna().all()
+
+
+def test_sla_run_folder_and_save_load_round_trip(sla_run, data):
+    c, result, out = sla_run
+    for name in ("config.json", "pl_history.csv", "metrics.csv", "predictions.csv", "evaluation.csv", "sla_set.pt"):
+        assert (out / name).exists(), name
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert len(metrics) == 3 * 2 and metrics["test_mre_mm"].notna().all()
+    assert set(metrics["landmark_index"]) == {1, 3}
+    table = pd.read_csv(out / "evaluation.csv", index_col=0)
+    assert list(table.index) == [data[0].landmark_names[1], data[0].landmark_names[3], "all"]
+    assert isinstance(result.predictor, SLASet)
+    pred = result.predictor.predict(data[1])
+    assert pred.shape == (len(data[1]), 5, 2)
+    assert np.isnan(pred[:, [0, 2, 4]]).all() and np.isfinite(pred[:, [1, 3]]).all()
+    assert np.array_equal(pred, result.predictions, equal_nan=True)
+    loaded = SLASet.load(out)
+    assert loaded.landmark_indices == [1, 3]
+    assert np.array_equal(loaded.predict(data[1]), pred, equal_nan=True)
+
+
+def _garble(data, template_index, how):
+    """A copy whose non-template ground truth is NaN or garbage (training must not read it)."""
+    d = copy.deepcopy(data)
+    rows = [i for i in range(len(d)) if i != template_index]
+    rng = np.random.default_rng(0)
+    for arr in (d.landmarks, d.original_landmarks):
+        arr[rows] = np.nan if how == "nan" else rng.uniform(-50, 500, arr[rows].shape)
+    return d
+
+
+@pytest.mark.parametrize("method", ["atd", "multi"])
+def test_training_never_reads_unlabelled_ground_truth(cfg, data, method):
+    c = cfg.replace(**{"train.epochs": 2, "method.landmarks": (0, 2)})
+    run = {"atd": run_atd, "multi": run_multi}[method]
+    t = data[0].index(c.data.template)
+    results = [run(c, None, (d, data[1]), progress=False)
+               for d in (data[0], _garble(data[0], t, "nan"), _garble(data[0], t, "garbage"))]
+    ref = results[0]
+    for other in results[1:]:
+        for a, b in zip(ref.pl_state.history, other.pl_state.history):
+            assert np.array_equal(a["pls"], b["pls"])
+        assert np.array_equal(ref.predictions, other.predictions, equal_nan=True)
+        assert ref.metrics["loss_pl"].tolist() == other.metrics["loss_pl"].tolist()
+    assert np.isnan(results[1].pl_state.history_frame()["pl_error_mm"]).all()
+
+
+def test_multi_reports_per_landmark_errors_each_epoch(cfg, data, tmp_path):
+    c = cfg.replace(**{"train.epochs": 2, "method.landmarks": (0, 4)})
+    result = run_multi(c, tmp_path, data, progress=False)
+    assert list(result.metrics["epoch"]) == [1, 1, 2, 2]
+    assert result.metrics["test_mre_mm"].notna().all()
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "pl_history.csv").exists()
+    assert result.table is not None and list(result.table.index)[-1] == "all"
+
+
+class FakeAdapter(CC2D):
+    """Stands in for the C-Adapter model: needs per-sample landmark ids in [0, K), ignores them."""
+
+    def __init__(self, net, backbone, n_landmarks):
+        super().__init__(net, backbone)
+        self.n_adapters = n_landmarks
+        self.seen: list[tuple[bool, list]] = []
+
+    def forward(self, images, keys=None, landmark_ids=None):
+        assert landmark_ids is not None and landmark_ids.shape == (images.shape[0],)
+        assert ((landmark_ids >= 0) & (landmark_ids < self.n_adapters)).all()
+        self.seen.append((self.training, landmark_ids.tolist()))
+        return super().forward(images, keys)
+
+
+def test_adapter_schedule_passes_landmark_ids(cfg, data, tmp_path):
+    c = cfg.replace(**{"train.steps_per_epoch": None, "method.landmarks": (4, 1)})
+    built = []
+
+    def build(cfg_, n):
+        built.append(n)
+        return FakeAdapter(cfg_.net, cfg_.backbone, n)
+
+    result = run_adapter(c, build, tmp_path, data, progress=False)
+    assert built == [2]
+    model = result.predictor.model
+    train_ids = [i for training, ids in model.seen if training for i in ids]
+    # template stage: ceil(3 copies x 2 landmarks / 4) = 2 steps; PL stage: ceil(5 x 2 / 4) = 3 steps;
+    # each step runs the model on images and on patches
+    assert len(train_ids) == 2 * 4 * (2 + 3) and set(train_ids) == {0, 1}
+    eval_ids = [ids for training, ids in model.seen if not training]
+    assert {tuple(sorted(set(ids))) for ids in eval_ids} == {(0,), (1,)}
+    assert list(result.metrics.columns[:5]) == ["epoch", "landmark", "landmark_index", "loss_template", "loss_pl"]
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "evaluation.csv").exists()
+    assert np.isfinite(result.predictions[:, [4, 1]]).all() and np.isnan(result.predictions[:, [0, 2, 3]]).all()
