@@ -24,7 +24,7 @@ from .config import Config
 from .data import build_datasets
 from .data.grid import GridImages
 from .inference import Template, predict_dataset, predictions_frame
-from .metrics import per_landmark_table, plot_predictions, radial_errors_mm, save_evaluation
+from .metrics import per_landmark_table, prediction_gallery, radial_errors_mm, save_evaluation
 from .network import CC2D
 from .runtime import setup
 from .training import CHECKPOINT_NAME, RandomPatchSource, Trainer, load_checkpoint
@@ -111,18 +111,12 @@ def evaluate(session: Session, pred: np.ndarray, split: str = "test", out_dir: s
 
 
 def _figure(session: Session, data: GridImages, pred: np.ndarray, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     n = min(session.cfg.eval.figures, len(data))
     if n == 0:
         return
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 4.5), squeeze=False)
-    for k in range(n):
-        sample = data.dataset[k]
-        plot_predictions(sample.image, pred[k], data.original_landmarks[k], ax=axes[0, k], title=sample.id)
-    fig.tight_layout()
+    fig = prediction_gallery([data.dataset[k].image for k in range(n)], pred[:n], data.original_landmarks[:n],
+                             data.ids[:n])
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def _split(session: Session, split: str) -> GridImages:

@@ -217,3 +217,18 @@ def test_plot_error_bars():
     np.testing.assert_allclose([p.get_height() for p in ax.patches], table["MRE_mm"].iloc[:2])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["A", "B"]
     fig.savefig(io.BytesIO(), format="png")
+
+
+def test_landmarks_gallery_and_history_plots():
+    from cc2dkit.metrics import plot_history, plot_landmarks, prediction_gallery
+
+    img = np.zeros((20, 30))
+    pts = np.array([[1.0, 2.0], [5.0, 6.0]])
+    fig = plot_landmarks(img, pts, ["a", "b"])
+    assert np.array_equal(fig.axes[0].lines[0].get_xydata(), pts)
+    gal = prediction_gallery([img, img], np.stack([pts, pts + 1]), np.stack([pts, pts]), ["i0", "i1"])
+    assert len(gal.axes) == 2 and gal.axes[1].get_title() == "i1"
+    with pytest.raises(ValueError):
+        prediction_gallery([img], np.stack([pts, pts]), np.stack([pts]), ["i0"])
+    hist = plot_history([{"epoch": 1, "loss": 3.0}, {"epoch": 2, "loss": 2.0}])
+    assert list(hist.axes[0].lines[0].get_ydata()) == [3.0, 2.0]

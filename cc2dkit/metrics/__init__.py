@@ -1,6 +1,6 @@
 """Landmark-detection metrics: radial errors, MRE/SD/SDR, tables, result files and plots."""
 from .errors import DEFAULT_RADII, radial_errors_mm, sdr, sdr_key, summarize
-from .plots import plot_error_bars, plot_predictions
+from .plots import plot_error_bars, plot_history, plot_landmarks, plot_predictions, prediction_gallery
 from .tables import ALL_ROW, errors_long, per_image_table, per_landmark_table, save_evaluation
 
 __all__ = [
@@ -16,4 +16,7 @@ __all__ = [
     "save_evaluation",
     "plot_predictions",
     "plot_error_bars",
+    "plot_history",
+    "plot_landmarks",
+    "prediction_gallery",
 ]

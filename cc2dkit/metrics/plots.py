@@ -111,3 +111,47 @@ def plot_error_bars(table: pd.DataFrame) -> Figure:
     ax.set_ylabel("radial error (mm)")
     ax.legend(fontsize=7)
     return fig
+
+
+def plot_landmarks(image, points, landmark_names: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """A grayscale image with its (L, 2) landmarks (green circles), optionally labelled."""
+    img = _gray(image)
+    pts = _points(points, "points")
+    h, w = img.shape
+    fig = Figure(figsize=(5.0, 5.0 * h / w if w else 5.0))
+    ax = fig.add_subplot()
+    ax.imshow(img, cmap="gray", interpolation="nearest")
+    ax.plot(pts[:, 0], pts[:, 1], linestyle="none", marker="o", markersize=6, markerfacecolor="none",
+            markeredgecolor="lime", markeredgewidth=1.5, label=GT_LABEL)
+    for name, (x, y) in zip(landmark_names or [], pts):
+        ax.annotate(str(name), (x, y), xytext=(4, 4), textcoords="offset points", color="lime", fontsize=7)
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+def prediction_gallery(images: Sequence, preds: np.ndarray, gts: np.ndarray, titles: Sequence[str]) -> Figure:
+    """One panel per image: predictions against ground truth (see :func:`plot_predictions`)."""
+    n = len(images)
+    if not (len(preds) == len(gts) == len(titles) == n) or n == 0:
+        raise ValueError(f"need as many (>0) images, predictions, truths and titles: "
+                         f"{n}, {len(preds)}, {len(gts)}, {len(titles)}")
+    fig = Figure(figsize=(4.0 * n, 4.5))
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for ax, img, p, g, t in zip(axes, images, preds, gts, titles):
+        plot_predictions(img, p, g, ax=ax, title=t)
+    fig.tight_layout()
+    return fig
+
+
+def plot_history(history: Sequence[dict], key: str = "loss") -> Figure:
+    """A training curve: ``key`` per epoch from a list of per-epoch dicts."""
+    if not history:
+        raise ValueError("empty training history")
+    fig = Figure(figsize=(5.0, 3.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([h["epoch"] for h in history], [h[key] for h in history], "o-")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    return fig

@@ -1,0 +1,56 @@
+"""The notebooks' parameter cell in one call: quick mode on a CPU, the full protocol on a GPU.
+
+``CC2DKIT_QUICK=1`` forces quick mode (CI sets it); ``CC2DKIT_QUICK=0`` forces the full protocol.
+
+| mode  | data given (ISBI root) | config                                              |
+|-------|------------------------|-----------------------------------------------------|
+| quick | no                     | ``smoke`` (phantom), a little longer training       |
+| quick | yes                    | ``cpu`` with 2 epochs x 10 steps, 10 test images     |
+| full  | yes                    | ``paper`` (384, VGG19 ImageNet, 300 epochs)         |
+| full  | no                     | error: the full protocol needs the real data        |
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .config import ISBI_ROOT_ENV, Config, preset
+
+QUICK_ENV = "CC2DKIT_QUICK"
+
+
+def quick_mode(quick: bool | None) -> bool:
+    if quick is not None:
+        return bool(quick)
+    env = os.environ.get(QUICK_ENV)
+    if env is not None and env != "":
+        return env.lower() not in ("0", "false", "no", "off")
+    return not torch.cuda.is_available()
+
+
+def notebook_config(quick: bool | None = None, isbi_root: str | None = None, weights: str | None = None,
+                    **overrides) -> Config:
+    """The config a notebook runs with. ``isbi_root`` None: ``$CC2DKIT_ISBI_ROOT`` in full mode,
+    the phantom in quick mode. ``weights`` None: the preset's. Extra dotted ``overrides`` last."""
+    quick = quick_mode(quick)
+    if quick:
+        if isbi_root is None:
+            cfg = preset("smoke", **{"train.epochs": 4, "train.steps_per_epoch": 5})
+        else:
+            cfg = preset("cpu", **{"data.root": isbi_root, "train.epochs": 2, "train.steps_per_epoch": 10,
+                                   "data.test_limit": 10})
+    else:
+        root = isbi_root or os.environ.get(ISBI_ROOT_ENV)
+        if not root:
+            raise ValueError(f"the full protocol needs the ISBI 2015 data: pass isbi_root or set ${ISBI_ROOT_ENV}")
+        cfg = preset("paper", **{"data.root": root})
+    if weights is not None:
+        cfg = cfg.replace(**{"backbone.weights": weights})
+    return cfg.replace(**overrides) if overrides else cfg
+
+
+def describe(cfg: Config) -> str:
+    """A short, stable description of a config for a notebook's output."""
+    return (f"preset={cfg.name} data={cfg.data.source} grid={cfg.data.grid} backbone={cfg.backbone.arch} "
+            f"epochs={cfg.train.epochs} batch={cfg.train.batch_size} embed={cfg.net.embed_dim}")

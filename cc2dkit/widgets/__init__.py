@@ -1,0 +1,8 @@
+"""Notebook widgets: the landmark picker and the figures that follow it."""
+from .picker import LandmarkPicker
+from .views import FigureView, PredictionsView, SimilarityMapsView
+
+__all__ = ["FigureView", "LandmarkPicker", "PredictionsView", "SimilarityMapsView"]
+from .explorer import Explorer, landmark_explorer
+
+__all__ += ["Explorer", "landmark_explorer"]

@@ -1,0 +1,22 @@
+import pytest
+
+from cc2dkit.notebook import describe, notebook_config, quick_mode
+
+
+def test_quick_mode_from_argument_and_environment(monkeypatch):
+    monkeypatch.setenv("CC2DKIT_QUICK", "1")
+    assert quick_mode(None) is True and quick_mode(False) is False
+    monkeypatch.setenv("CC2DKIT_QUICK", "0")
+    assert quick_mode(None) is False
+
+
+def test_configs_per_mode(monkeypatch):
+    monkeypatch.delenv("CC2DKIT_ISBI_ROOT", raising=False)
+    assert notebook_config(quick=True).data.source == "phantom"
+    isbi = notebook_config(quick=True, isbi_root="/data/isbi")
+    assert isbi.name == "cpu" and isbi.data.root == "/data/isbi" and isbi.data.test_limit == 10
+    full = notebook_config(quick=False, isbi_root="/data/isbi", weights="/w.pth")
+    assert full.name == "paper" and full.backbone.weights == "/w.pth" and full.data.grid == 384
+    with pytest.raises(ValueError, match="ISBI"):
+        notebook_config(quick=False)
+    assert describe(notebook_config(quick=True)).startswith("preset=smoke data=phantom grid=128")

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from cc2dkit import pipeline
+from cc2dkit.inference.explain import ImageMaps
+from cc2dkit.widgets import LandmarkPicker, PredictionsView, SimilarityMapsView, landmark_explorer
+
+
+def test_picker_dropdown_buttons_and_callbacks():
+    seen = []
+    picker = LandmarkPicker(("sella", "nasion", "orbitale"))
+    picker.observe(seen.append)
+    assert seen == [0] and picker.name == "sella"
+    picker.next_button.click()
+    picker.next()
+    assert picker.name == "orbitale" and seen == [0, 1, 2]
+    picker.next()  # wraps around
+    assert picker.index == 0
+    picker.prev_button.click()
+    assert picker.index == 2
+    picker.dropdown.value = 1  # what the browser does
+    assert seen[-1] == 1
+    picker.select("ORBITALE")
+    assert picker.index == 2
+    with pytest.raises(KeyError, match="pogonion"):
+        picker.select("pogonion")
+    with pytest.raises(KeyError, match="7"):
+        picker.select(7)
+
+
+def _fake_maps(n_lm=3, s=5, g=32):
+    rng = np.random.default_rng(0)
+    maps = rng.random((s, n_lm, g, g)).astype(np.float32)
+    pred = rng.integers(0, g, (n_lm, 2)).astype(float)
+    truth = rng.integers(0, g, (n_lm, 2)).astype(float)
+    return ImageMaps(rng.random((g, g)), maps, (32, 16, 8, 4, 2)[:s], pred, truth)
+
+
+def test_similarity_view_shows_the_selected_landmarks_maps():
+    maps = _fake_maps()
+    view = SimilarityMapsView(maps, ("a", "b", "c"))
+    picker = LandmarkPicker(("a", "b", "c"))
+    picker.observe(view)
+    picker.select("c")
+    for k in range(5):
+        assert np.array_equal(np.asarray(view.images[k].get_array()), maps.maps[k, 2])
+    assert np.allclose(np.asarray(view.images[5].get_array()), maps.product[2])
+    assert list(view.pred_marker.get_xdata()) == [maps.prediction[2, 0]]
+    assert list(view.truth_marker.get_ydata()) == [maps.truth[2, 1]]
+    assert view.title.get_text().startswith("c:")
+    assert view.updates == 2 and len(view.figure.axes) == 6  # same figure, updated in place
+
+
+def test_predictions_view_moves_markers():
+    pred = np.arange(2 * 3 * 2, dtype=float).reshape(2, 3, 2)
+    truth = pred + 1
+    view = PredictionsView([np.zeros((8, 8))] * 2, pred, truth, ("a", "b", "c"), ["i0", "i1"])
+    view(1)
+    assert list(view.pred_markers[1].get_xdata()) == [pred[1, 1, 0]]
+    assert list(view.lines[0].get_xdata()) == [pred[0, 1, 0], truth[0, 1, 0]]
+
+
+def test_explorer_on_a_trained_smoke_session(smoke_cfg):
+    cfg = smoke_cfg.replace(**{"train.epochs": 1, "train.steps_per_epoch": 1})
+    session = pipeline.prepare(cfg, progress=False)
+    pred = pipeline.predict(session, "test", progress=False)
+    ex = landmark_explorer(session, pred, image_index=1, n_images=2)
+    ex.picker.select(3)
+    # the product's argmax is the prediction of that landmark on that image
+    product = np.asarray(ex.maps_view.images[-1].get_array())
+    y, x = np.unravel_index(product.argmax(), product.shape)
+    assert [x, y] == list(ex.maps_view.maps.prediction[3])
+    grid_pred = session.test_data.to_original(ex.maps_view.maps.prediction[None].repeat(len(session.test_data), 0))
+    assert np.allclose(grid_pred[1], pred[1])
+    assert list(ex.predictions_view.pred_markers[0].get_xdata()) == [pred[0, 3, 0]]
