@@ -94,6 +94,8 @@ class EvalConfig:
     batch_size: int = 4  # query images per inference batch
     radii_mm: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)  # SDR radii
     figures: int = 4  # prediction figures written by ``evaluate``
+    track_every: int = 1  # methods: per-landmark test error every N epochs (0: final only)
+    track_images: int | None = None  # methods: test images tracked per epoch (None: all)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@
 
 | mode  | data given (ISBI root) | config                                              |
 |-------|------------------------|-----------------------------------------------------|
-| quick | no                     | ``smoke`` (phantom), a little longer training       |
-| quick | yes                    | ``cpu`` with 2 epochs x 10 steps, 10 test images     |
+| quick | no                     | ``smoke`` (phantom), a little longer, 24 ATD copies |
+| quick | yes                    | ``cpu``, 2 epochs x 10 steps, 10 test images, 24 ATD|
 | full  | yes                    | ``paper`` (384, VGG19 ImageNet, 300 epochs)         |
 | full  | no                     | error: the full protocol needs the real data        |
 """
@@ -36,10 +36,10 @@ def notebook_config(quick: bool | None = None, isbi_root: str | None = None, wei
     quick = quick_mode(quick)
     if quick:
         if isbi_root is None:
-            cfg = preset("smoke", **{"train.epochs": 4, "train.steps_per_epoch": 5})
+            cfg = preset("smoke", **{"train.epochs": 4, "train.steps_per_epoch": 5, "method.atd_copies": 24})
         else:
             cfg = preset("cpu", **{"data.root": isbi_root, "train.epochs": 2, "train.steps_per_epoch": 10,
-                                   "data.test_limit": 10})
+                                   "data.test_limit": 10, "method.atd_copies": 24})
     else:
         root = isbi_root or os.environ.get(ISBI_ROOT_ENV)
         if not root:

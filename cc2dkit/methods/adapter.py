@@ -19,7 +19,7 @@ from ..config import Config
 from ..data.template_aug import TemplatePatchSource
 from ..training import CHECKPOINT_NAME, make_optimizer, save_checkpoint
 from ..training.pseudo_labels import ModelPredictor, PLPatchSource, PLState
-from .common import EpochLog, MethodResult, finish, prepare_context, train_stage
+from .common import tracked_test_grid, EpochLog, MethodResult, finish, prepare_context, train_stage
 from .sla import _template_copies
 
 
@@ -42,7 +42,7 @@ def run_adapter(cfg: Config, build_model: Callable, out_dir=None, data=None, pro
         loss_p = train_stage(model, optimizer, pl_source, ctx)
         pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)
         pl.record(epoch, ctx.train)
-        test = predictor.predict_grid(ctx.test) if ctx.test is not None else None
+        test = tracked_test_grid(ctx, predictor, epoch)
         log.add(epoch, {"template": np.full(k, loss_t), "pl": np.full(k, loss_p)}, test, time.perf_counter() - t0)
     if ctx.out is not None:
         save_checkpoint(ctx.out / CHECKPOINT_NAME, model, cfg, cfg.train.epochs, optimizer, ctx.generator)

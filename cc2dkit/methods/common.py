@@ -108,20 +108,34 @@ def share_frozen(models: list) -> None:
         m.cache = models[0].cache
 
 
-def test_errors(ctx: RunContext, pred_grid: np.ndarray) -> np.ndarray | None:
-    """(N, K) test errors in mm of (N, K, 2) grid predictions, None when the test split is unlabelled."""
-    if ctx.test is None or not ctx.test.labelled.all():
+def tracked_test_grid(ctx: RunContext, predictor, epoch: int) -> tuple[list[int], np.ndarray] | None:
+    """After epoch ``epoch``: (rows, (n, K, 2) grid predictions) of the tracked test images, or None.
+
+    Tracked: every ``eval.track_every`` epochs and at the last one (never when 0), on the first
+    ``eval.track_images`` test images (all when None).
+    """
+    every, last = ctx.cfg.eval.track_every, epoch == ctx.cfg.train.epochs
+    if ctx.test is None or every <= 0 or (epoch % every and not last):
+        return None
+    limit = ctx.cfg.eval.track_images
+    rows = list(range(len(ctx.test) if limit is None else min(limit, len(ctx.test))))
+    return rows, predictor.predict_grid(ctx.test, rows)
+
+
+def test_errors(ctx: RunContext, rows: list[int], pred_grid: np.ndarray) -> np.ndarray | None:
+    """(n, K) errors in mm of (n, K, 2) grid predictions on test ``rows``; None when unlabelled."""
+    if ctx.test is None or not ctx.test.labelled[rows].all():
         return None
     full = np.full((len(ctx.test), len(ctx.test.landmark_names), 2), np.nan)
-    full[:, ctx.landmarks] = pred_grid
-    pred = ctx.test.to_original(full)[:, ctx.landmarks]
-    return radial_errors_mm(pred, ctx.test.original_landmarks[:, ctx.landmarks], ctx.test.spacing_mm)
+    full[np.ix_(rows, ctx.landmarks)] = pred_grid
+    pred = ctx.test.to_original(full)[np.ix_(rows, ctx.landmarks)]
+    return radial_errors_mm(pred, ctx.test.original_landmarks[np.ix_(rows, ctx.landmarks)], ctx.test.spacing_mm)
 
 
 @dataclass
 class MethodResult:
     predictor: object  # has predict(data) -> (N, L, 2) original pixels (NaN for untrained landmarks)
-    pl_state: PLState
+    pl_state: PLState | None  # None for plain CC2D (no pseudo-labels)
     metrics: pd.DataFrame  # per epoch and landmark
     table: pd.DataFrame | None  # final per-landmark table on the test split (when labelled)
     predictions: np.ndarray | None = None  # (N_test, L, 2) original pixels
@@ -135,9 +149,10 @@ class EpochLog:
         self.ctx = ctx
         self.rows: list[dict] = []
 
-    def add(self, epoch: int, losses: dict[str, np.ndarray], test_pred_grid: np.ndarray | None, seconds: float):
-        """``losses``: stage name -> (K,) mean losses; ``test_pred_grid`` (N_test, K, 2) or None."""
-        errs = None if test_pred_grid is None else test_errors(self.ctx, test_pred_grid)
+    def add(self, epoch: int, losses: dict[str, np.ndarray], tracked: tuple[list[int], np.ndarray] | None,
+            seconds: float):
+        """``losses``: stage name -> (K,) mean losses; ``tracked``: :func:`tracked_test_grid`'s result."""
+        errs = None if tracked is None else test_errors(self.ctx, *tracked)
         for k, (l, name) in enumerate(zip(self.ctx.landmarks, self.ctx.landmark_names)):
             row = {"epoch": epoch, "landmark": name, "landmark_index": l}
             row.update({f"loss_{s}": float(v[k]) for s, v in losses.items()})
@@ -149,7 +164,7 @@ class EpochLog:
         return pd.DataFrame(self.rows)
 
 
-def finish(ctx: RunContext, predictor, pl_state: PLState, log: EpochLog, progress: bool) -> MethodResult:
+def finish(ctx: RunContext, predictor, pl_state: PLState | None, log: EpochLog, progress: bool) -> MethodResult:
     """Final test predictions, table and the run files; returns the result."""
     metrics = log.frame()
     pred = table = None
@@ -160,7 +175,8 @@ def finish(ctx: RunContext, predictor, pl_state: PLState, log: EpochLog, progres
                                       ctx.test.spacing_mm)
             table = per_landmark_table(errors, ctx.landmark_names, ctx.cfg.eval.radii_mm)
     if ctx.out is not None:
-        pl_state.history_frame().to_csv(ctx.out / "pl_history.csv", index=False)
+        if pl_state is not None:
+            pl_state.history_frame().to_csv(ctx.out / "pl_history.csv", index=False)
         metrics.to_csv(ctx.out / "metrics.csv", index=False)
         if pred is not None:
             predictions_frame(pred[:, ctx.landmarks], ctx.test.ids, tuple(ctx.landmark_names)).to_csv(

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..network import CC2D
 from ..training import CHECKPOINT_NAME, make_optimizer, save_checkpoint
 from ..training.pseudo_labels import ModelPredictor, PLPatchSource, PLState
-from .common import EpochLog, MethodResult, finish, prepare_context, train_stage
+from .common import tracked_test_grid, EpochLog, MethodResult, finish, prepare_context, train_stage
 
 
 def run_multi(cfg, out_dir=None, data=None, progress: bool = True) -> MethodResult:
@@ -33,7 +33,7 @@ def run_multi(cfg, out_dir=None, data=None, progress: bool = True) -> MethodResu
         loss = train_stage(model, optimizer, source, ctx)
         pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)
         pl.record(epoch, ctx.train)
-        test = predictor.predict_grid(ctx.test) if ctx.test is not None else None
+        test = tracked_test_grid(ctx, predictor, epoch)
         log.add(epoch, {"pl": np.full(len(ctx.landmarks), loss)}, test, time.perf_counter() - t0)
     if ctx.out is not None:
         save_checkpoint(ctx.out / CHECKPOINT_NAME, model, cfg, cfg.train.epochs, optimizer, ctx.generator)

@@ -22,7 +22,7 @@ from ..data.template_aug import TemplatePatchSource, augment_template
 from ..network import CC2D
 from ..training import make_optimizer
 from ..training.pseudo_labels import LandmarkTemplate, PLPatchSource, PLState, expand_original, infer_pseudo_labels
-from .common import EpochLog, MethodResult, RunContext, finish, prepare_context, share_frozen, train_stage
+from .common import tracked_test_grid, EpochLog, MethodResult, RunContext, finish, prepare_context, share_frozen, train_stage
 
 SLA_FILE = "sla_set.pt"
 SLA_FORMAT = "cc2dkit-sla-set-1"
@@ -117,7 +117,7 @@ def run_per_landmark(cfg: Config, out_dir, data, progress: bool, with_templates:
             bar.update(1)
         pl.pls = new
         pl.record(epoch, ctx.train)
-        test = sla.predict_grid(ctx.test) if ctx.test is not None else None
+        test = tracked_test_grid(ctx, sla, epoch)
         log.add(epoch, losses, test, time.perf_counter() - t0)
     bar.close()
     if ctx.out is not None:
