@@ -7,6 +7,12 @@ Examples::
     python -m cc2dkit train --run runs/cpu --resume          # continue an interrupted run
     python -m cc2dkit predict --run runs/cpu
     python -m cc2dkit evaluate --run runs/cpu
+    python -m cc2dkit train --method atd --preset cpu --out runs/cpu-atd   # a method of He et al.
+
+``--method`` picks cc2d (default), multi, wide, sla, atd or adapter (see ``cc2dkit.methods``).
+The pseudo-label methods train, predict the test split and evaluate in one go; their run folder
+holds config.json, metrics.csv (per epoch and landmark), pl_history.csv, predictions.csv,
+evaluation.csv and the trained model(s); ``--resume`` continues an interrupted one.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import pandas as pd
 
 from . import pipeline
 from .config import PRESETS, Config, apply_overrides, preset
+from .methods import METHODS, run_method
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -37,7 +44,10 @@ def _config(args) -> Config:
         cfg = Config.from_dict(json.loads(run_cfg.read_text()))
     else:
         cfg = preset(args.preset or "smoke")
-    return apply_overrides(cfg, _parse_sets(args.set))
+    sets = _parse_sets(args.set)
+    if args.method is not None:
+        sets["method.name"] = args.method
+    return apply_overrides(cfg, sets)
 
 
 def _print_table(table: pd.DataFrame) -> None:
@@ -55,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set train.epochs=5 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--method", choices=METHODS, default=None,
+                        help="method to train (default: the config's method.name, cc2d in every preset)")
     parser.add_argument("--split", default="test", choices=["test", "train"])
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -63,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.command == "show-config":
         print(cfg.to_json())
+        return 0
+    if cfg.method.name != "cc2d":
+        if args.command not in ("run", "train"):
+            raise SystemExit(f"a {cfg.method.name!r} run predicts and evaluates while training: see "
+                             f"{out}/predictions.csv and {out}/evaluation.csv")
+        result = run_method(cfg, out, progress=progress, resume=args.resume)
+        if result.table is not None:
+            _print_table(result.table)
+        print(f"results in {out}/ (metrics.csv, pl_history.csv, predictions.csv, evaluation.csv)")
         return 0
     if args.command == "run":
         _, history, table = pipeline.run_all(cfg, out, args.resume, progress)

@@ -87,6 +87,7 @@ class MethodConfig:
     atd_scale: float = 0.01  # scale 1 +- this
     atd_rotation_deg: float = 5.0
     adapter_channels: int = 16  # C_A of the C-Adapter (0: one shared model)
+    batched: bool = True  # batched SLA/ATD: the K decoders trained as one stacked module (network/stacked.py)
 
 
 @dataclass(frozen=True)
@@ -157,12 +158,23 @@ def _build(cls: type, values: dict[str, Any]):
     return cls(**fixed)
 
 
-def _coerce(value: Any, current: Any) -> Any:
-    """Parse a command-line string into the type of the field's current value."""
+def _coerce(value: Any, current: Any, annotation: str = "") -> Any:
+    """Parse a command-line string into the type of the field's current value.
+
+    ``annotation`` (the field's type as written) decides for fields that are None now: a
+    ``tuple[int, ...] | None`` field takes ``1,3`` or ``[1,3]`` (or a single ``5``).
+    """
     if not isinstance(value, str):
         return value
     if value.lower() in ("none", "null") and not isinstance(current, str):
         return None
+    if current is None and annotation.startswith("tuple"):
+        items = [x for x in value.strip("[]() ").split(",") if x.strip()]
+        cast = float if "float" in annotation else int
+        try:
+            return tuple(cast(x) for x in items)
+        except ValueError:
+            raise ValueError(f"not a list of {cast.__name__}s: {value!r}") from None
     if isinstance(current, bool):
         if value.lower() in ("1", "true", "yes", "on"):
             return True
@@ -200,7 +212,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
             sub = getattr(cfg, section, None)
             if sub is None or not dataclasses.is_dataclass(sub) or not hasattr(sub, name):
                 raise ValueError(f"unknown config key {key!r}")
-            sections.setdefault(section, {})[name] = _coerce(value, getattr(sub, name))
+            annotation = str({f.name: f.type for f in dataclasses.fields(sub)}[name])
+            sections.setdefault(section, {})[name] = _coerce(value, getattr(sub, name), annotation)
         else:
             raise ValueError(f"config keys have at most one dot: {key!r}")
     new_sections = {s: dataclasses.replace(getattr(cfg, s), **v) for s, v in sections.items()}

@@ -33,3 +33,22 @@ def test_bad_set_and_unknown_template(tmp_path):
         main(["show-config", "--set", "train.epochs"])
     with pytest.raises(KeyError, match="nope"):
         main(["train", "--preset", "smoke", "--out", str(tmp_path), "--set", "data.template=nope", "--no-progress"])
+
+
+def test_train_method_writes_run_folder_and_resumes(tmp_path, capsys):
+    out = tmp_path / "atd"
+    args = ["--preset", "smoke", "--out", str(out), "--no-progress", "--method", "atd",
+            "--set", "train.steps_per_epoch=1", "--set", "method.atd_copies=4", "--set", "method.landmarks=[1,3]"]
+    assert main(["train", *args, "--set", "train.epochs=1"]) == 0
+    assert "MRE_mm" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["method"]["name"] == "atd"
+    for name in ("metrics.csv", "pl_history.csv", "predictions.csv", "evaluation.csv", "sla_set.pt"):
+        assert (out / name).exists(), name
+    with pytest.raises(SystemExit, match="evaluation.csv"):
+        main(["evaluate", "--run", str(out), "--no-progress"])
+    multi = tmp_path / "multi"
+    margs = ["--preset", "smoke", "--out", str(multi), "--no-progress", "--method", "multi",
+             "--set", "train.steps_per_epoch=1"]
+    assert main(["train", *margs, "--set", "train.epochs=1"]) == 0
+    assert main(["train", *margs, "--set", "train.epochs=2", "--resume"]) == 0
+    assert sorted(set(pd.read_csv(multi / "metrics.csv")["epoch"])) == [1, 2]

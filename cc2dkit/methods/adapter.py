@@ -19,11 +19,13 @@ from ..config import Config
 from ..data.template_aug import TemplatePatchSource
 from ..training import CHECKPOINT_NAME, make_optimizer, save_checkpoint
 from ..training.pseudo_labels import ModelPredictor, PLPatchSource, PLState
-from .common import tracked_test_grid, EpochLog, MethodResult, finish, prepare_context, train_stage
+from .common import EpochLog, MethodResult, finish, prepare_context, tracked_test_grid, train_stage
+from .state import restore_state, save_state
 from .sla import _template_copies
 
 
-def run_adapter(cfg: Config, build_model: Callable, out_dir=None, data=None, progress: bool = True) -> MethodResult:
+def run_adapter(cfg: Config, build_model: Callable, out_dir=None, data=None, progress: bool = True,
+                resume: bool = False) -> MethodResult:
     ctx = prepare_context(cfg, out_dir, data, progress)
     model = build_model(cfg, len(ctx.landmarks)).to(ctx.device)
     optimizer = make_optimizer(model, cfg)
@@ -36,7 +38,8 @@ def run_adapter(cfg: Config, build_model: Callable, out_dir=None, data=None, pro
                                cfg.eval.batch_size)
     log = EpochLog(ctx)
     k = len(ctx.landmarks)
-    for epoch in tqdm(range(1, cfg.train.epochs + 1), desc="adapter", disable=not progress):
+    start = restore_state(ctx.out, [model], [optimizer], ctx.generator, pl, log) if resume else 0
+    for epoch in tqdm(range(start + 1, cfg.train.epochs + 1), desc="adapter", disable=not progress):
         t0 = time.perf_counter()
         loss_t = train_stage(model, optimizer, tpl_source, ctx)
         loss_p = train_stage(model, optimizer, pl_source, ctx)
@@ -44,6 +47,8 @@ def run_adapter(cfg: Config, build_model: Callable, out_dir=None, data=None, pro
         pl.record(epoch, ctx.train)
         test = tracked_test_grid(ctx, predictor, epoch)
         log.add(epoch, {"template": np.full(k, loss_t), "pl": np.full(k, loss_p)}, test, time.perf_counter() - t0)
+        save_state(ctx.out, epoch, [model], [optimizer], ctx.generator, pl, log, cfg.train.save_every,
+                   cfg.train.epochs)
     if ctx.out is not None:
         save_checkpoint(ctx.out / CHECKPOINT_NAME, model, cfg, cfg.train.epochs, optimizer, ctx.generator)
     result = finish(ctx, predictor, pl, log, progress)

@@ -15,9 +15,10 @@ from ..network import CC2D
 from ..training import CHECKPOINT_NAME, RandomPatchSource, Trainer
 from ..training.pseudo_labels import ModelPredictor
 from .common import EpochLog, MethodResult, finish, prepare_context, stage_steps, tracked_test_grid
+from .state import restore_state, save_state
 
 
-def run_cc2d(cfg, out_dir=None, data=None, progress: bool = True) -> MethodResult:
+def run_cc2d(cfg, out_dir=None, data=None, progress: bool = True, resume: bool = False) -> MethodResult:
     ctx = prepare_context(cfg, out_dir, data, progress)
     model = CC2D(cfg.net, cfg.backbone).to(ctx.device)
     source = RandomPatchSource(ctx.train, cfg.train)
@@ -25,11 +26,15 @@ def run_cc2d(cfg, out_dir=None, data=None, progress: bool = True) -> MethodResul
     predictor = ModelPredictor(model, ctx.template_image, ctx.template_landmarks, ctx.landmarks, ctx.device,
                                cfg.eval.batch_size)
     log = EpochLog(ctx)
-    for epoch in tqdm(range(1, cfg.train.epochs + 1), desc="cc2d", disable=not progress):
+    start = restore_state(ctx.out, [model], [trainer.optimizer], ctx.generator, None, log) if resume else 0
+    trainer.epoch = start
+    for epoch in tqdm(range(start + 1, cfg.train.epochs + 1), desc="cc2d", disable=not progress):
         t0 = time.perf_counter()
         history = trainer.fit(epoch, progress=False)
         test = tracked_test_grid(ctx, predictor, epoch)
         log.add(epoch, {"ssl": np.full(len(ctx.landmarks), history[-1]["loss"])}, test, time.perf_counter() - t0)
+        save_state(ctx.out, epoch, [model], [trainer.optimizer], ctx.generator, None, log, cfg.train.save_every,
+                   cfg.train.epochs)
     if ctx.out is not None:
         trainer.save(ctx.out / CHECKPOINT_NAME)
     return finish(ctx, predictor, None, log, progress)

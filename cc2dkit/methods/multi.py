@@ -15,10 +15,11 @@ from tqdm.auto import tqdm
 from ..network import CC2D
 from ..training import CHECKPOINT_NAME, make_optimizer, save_checkpoint
 from ..training.pseudo_labels import ModelPredictor, PLPatchSource, PLState
-from .common import tracked_test_grid, EpochLog, MethodResult, finish, prepare_context, train_stage
+from .common import EpochLog, MethodResult, finish, prepare_context, tracked_test_grid, train_stage
+from .state import restore_state, save_state
 
 
-def run_multi(cfg, out_dir=None, data=None, progress: bool = True) -> MethodResult:
+def run_multi(cfg, out_dir=None, data=None, progress: bool = True, resume: bool = False) -> MethodResult:
     ctx = prepare_context(cfg, out_dir, data, progress)
     model = CC2D(cfg.net, cfg.backbone).to(ctx.device)
     optimizer = make_optimizer(model, cfg)
@@ -28,13 +29,16 @@ def run_multi(cfg, out_dir=None, data=None, progress: bool = True) -> MethodResu
     predictor = ModelPredictor(model, ctx.template_image, ctx.template_landmarks, ctx.landmarks, ctx.device,
                                cfg.eval.batch_size)
     log = EpochLog(ctx)
-    for epoch in tqdm(range(1, cfg.train.epochs + 1), desc="multi", disable=not progress):
+    start = restore_state(ctx.out, [model], [optimizer], ctx.generator, pl, log) if resume else 0
+    for epoch in tqdm(range(start + 1, cfg.train.epochs + 1), desc=cfg.method.name, disable=not progress):
         t0 = time.perf_counter()
         loss = train_stage(model, optimizer, source, ctx)
         pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)
         pl.record(epoch, ctx.train)
         test = tracked_test_grid(ctx, predictor, epoch)
         log.add(epoch, {"pl": np.full(len(ctx.landmarks), loss)}, test, time.perf_counter() - t0)
+        save_state(ctx.out, epoch, [model], [optimizer], ctx.generator, pl, log, cfg.train.save_every,
+                   cfg.train.epochs)
     if ctx.out is not None:
         save_checkpoint(ctx.out / CHECKPOINT_NAME, model, cfg, cfg.train.epochs, optimizer, ctx.generator)
     return finish(ctx, predictor, pl, log, progress)

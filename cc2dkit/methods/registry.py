@@ -38,19 +38,22 @@ def method_config(cfg: Config) -> Config:
     return cfg
 
 
-def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True) -> MethodResult:
+def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resume: bool = False) -> MethodResult:
     """Train ``cfg.method.name`` (see the module table), evaluate on the test split, write ``out_dir``.
 
-    ``data``: (train, test) GridImages to reuse (built from ``cfg.data`` when None).
+    ``data``: (train, test) GridImages to reuse (built from ``cfg.data`` when None). ``resume``:
+    continue from ``out_dir/method_state.pt`` (see ``state.py``).
     """
     cfg = method_config(cfg)
     name = cfg.method.name
     if name == "cc2d":
-        return run_cc2d(cfg, out_dir, data, progress)
+        return run_cc2d(cfg, out_dir, data, progress, resume)
     if name in ("multi", "wide"):
-        return run_multi(cfg, out_dir, data, progress)
+        return run_multi(cfg, out_dir, data, progress, resume)
+    if resume and name in ("sla", "atd"):
+        raise NotImplementedError(f"resuming a {name!r} run is not supported yet")
     if name == "sla":
         return run_sla(cfg, out_dir, data, progress)
     if name == "atd":
         return run_atd(cfg, out_dir, data, progress)
-    return run_adapter(cfg, build_model, out_dir, data, progress)
+    return run_adapter(cfg, build_model, out_dir, data, progress, resume)

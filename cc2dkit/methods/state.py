@@ -1,0 +1,61 @@
+"""Resumable method runs: everything an interrupted run needs, saved after every epoch.
+
+``method_state.pt`` in the run folder holds the epoch, the trainable weights of every model, the
+optimizers, the run's generator state, the pseudo-labels with their history and the per-epoch
+log rows. A run started with ``resume=True`` restores them and continues at the next epoch; with
+the same config it ends with the same numbers as an uninterrupted run (everything random is drawn
+from the saved generator; augmented templates are regenerated from the seed before the restore).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+STATE_NAME = "method_state.pt"
+STATE_FORMAT = "cc2dkit-method-state-1"
+
+
+def save_state(out: Path | None, epoch: int, models: list, optimizers: list, generator: torch.Generator,
+               pl_state, log, save_every: int, last_epoch: int) -> None:
+    """Write the state after ``epoch`` (every ``save_every`` epochs and at the last; no-op without ``out``)."""
+    if out is None or (epoch % max(save_every, 1) and epoch != last_epoch):
+        return
+    state = {"format": STATE_FORMAT, "epoch": epoch,
+             "models": [m.trainable_state_dict() for m in models],
+             "optimizers": [o.state_dict() for o in optimizers],
+             "generator": generator.get_state(),
+             "pls": None if pl_state is None else pl_state.pls,
+             "pl_history": None if pl_state is None else pl_state.history,
+             "log": log.rows}
+    tmp = out / (STATE_NAME + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out / STATE_NAME)
+
+
+def restore_state(out: Path | None, models: list, optimizers: list, generator: torch.Generator,
+                  pl_state, log) -> int:
+    """Load ``out/method_state.pt`` into the given objects; returns the epoch it holds.
+
+    Raises FileNotFoundError naming the file when there is nothing to resume from.
+    """
+    if out is None:
+        raise ValueError("resume needs a run folder (out_dir)")
+    path = Path(out) / STATE_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"cannot resume: no {STATE_NAME} in {out}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a cc2dkit method state")
+    if len(state["models"]) != len(models):
+        raise ValueError(f"{path} holds {len(state['models'])} models, this run has {len(models)}")
+    for m, sd in zip(models, state["models"]):
+        m.load_trainable_state_dict(sd)
+    for o, sd in zip(optimizers, state["optimizers"]):
+        o.load_state_dict(sd)
+    generator.set_state(state["generator"])
+    if pl_state is not None:
+        pl_state.pls = state["pls"]
+        pl_state.history = list(state["pl_history"])
+    log.rows = list(state["log"])
+    return int(state["epoch"])

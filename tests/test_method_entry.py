@@ -1,0 +1,71 @@
+"""run_method dispatch, the wide default, and resumable method runs."""
+import numpy as np
+import pytest
+
+from cc2dkit.config import preset
+from cc2dkit.data import make_phantom_splits
+from cc2dkit.data.grid import GridImages
+from cc2dkit.methods import METHODS, method_config, run_method
+from cc2dkit.methods.state import STATE_NAME
+from cc2dkit.network.accounting import trainable_parameter_count
+from cc2dkit.network import CC2D
+
+TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 5, "data.phantom_test": 2,
+        "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
+        "train.epochs": 2, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4,
+        "method.landmarks": (0, 2)}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return preset("smoke", **TINY)
+
+
+@pytest.fixture(scope="module")
+def data(cfg):
+    train, test = make_phantom_splits(cfg.data, cfg.seed)
+    return (GridImages(train, cfg.data.grid, "train", progress=False),
+            GridImages(test, cfg.data.grid, "test", progress=False))
+
+
+def test_unknown_method_is_named(cfg):
+    with pytest.raises(ValueError, match="'nope'"):
+        method_config(cfg.replace(**{"method.name": "nope"}))
+
+
+def test_wide_defaults_to_16_extra_channels(cfg):
+    assert method_config(cfg.replace(**{"method.name": "wide"})).net.extra_channels == 16
+    assert method_config(cfg.replace(**{"method.name": "wide", "net.extra_channels": 304})).net.extra_channels == 304
+    assert method_config(cfg.replace(**{"method.name": "multi"})).net.extra_channels == 0
+    wide = method_config(cfg.replace(**{"method.name": "wide"}))
+    assert trainable_parameter_count(CC2D(wide.net, wide.backbone)) > trainable_parameter_count(CC2D(cfg.net, cfg.backbone))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_method_writes_its_run_folder(cfg, data, tmp_path, name):
+    c = cfg.replace(**{"method.name": name, "train.epochs": 1})
+    result = run_method(c, tmp_path, data, progress=False)
+    for f in ("config.json", "metrics.csv", "predictions.csv", "evaluation.csv"):
+        assert (tmp_path / f).exists(), f
+    assert (tmp_path / "pl_history.csv").exists() == (name != "cc2d")
+    assert list(result.table.index) == [data[0].landmark_names[0], data[0].landmark_names[2], "all"]
+    assert result.metrics["test_mre_mm"].notna().all()
+
+
+@pytest.mark.parametrize("name", ["cc2d", "multi", "adapter"])
+def test_resumed_run_equals_uninterrupted_run(cfg, data, tmp_path, name):
+    c = cfg.replace(**{"method.name": name, "train.epochs": 3})
+    full = run_method(c, tmp_path / "full", data, progress=False)
+    run_method(c.replace(**{"train.epochs": 2}), tmp_path / "cut", data, progress=False)
+    assert (tmp_path / "cut" / STATE_NAME).exists()
+    resumed = run_method(c, tmp_path / "cut", data, progress=False, resume=True)
+    assert np.array_equal(full.predictions, resumed.predictions, equal_nan=True)
+    assert full.metrics.drop(columns="seconds").equals(resumed.metrics.drop(columns="seconds"))
+    if full.pl_state is not None:
+        for a, b in zip(full.pl_state.history, resumed.pl_state.history, strict=True):
+            assert np.array_equal(a["pls"], b["pls"])
+
+
+def test_resume_without_state_names_the_folder(cfg, data, tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        run_method(cfg.replace(**{"method.name": "multi"}), tmp_path, data, progress=False, resume=True)
