@@ -80,7 +80,7 @@ class MethodConfig:
     """The paper's methods on top of CC2D (issue 3); ``name="cc2d"`` is plain self-supervision."""
 
     name: str = "cc2d"  # "cc2d" | "multi" | "sla" | "atd" | "adapter" | "wide"
-    landmarks: tuple[int, ...] | None = None  # landmark indices trained (None: all)
+    landmarks: tuple[int | str, ...] | None = None  # landmarks trained, by index or name (None: all)
     pl_offset: float = 0.25  # random PL offset inside the patch, fraction of the patch half-size
     atd_copies: int = 500  # augmented templates (ATD)
     atd_shift: float = 0.02  # +- fraction of the image size
@@ -170,6 +170,8 @@ def _coerce(value: Any, current: Any, annotation: str = "") -> Any:
         return None
     if current is None and annotation.startswith("tuple"):
         items = [x for x in value.strip("[]() ").split(",") if x.strip()]
+        if "str" in annotation:  # e.g. landmarks by index or by name
+            return tuple(int(x) if x.strip().lstrip("-").isdigit() else x.strip() for x in items)
         cast = float if "float" in annotation else int
         try:
             return tuple(cast(x) for x in items)

@@ -69,3 +69,18 @@ def test_resumed_run_equals_uninterrupted_run(cfg, data, tmp_path, name):
 def test_resume_without_state_names_the_folder(cfg, data, tmp_path):
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         run_method(cfg.replace(**{"method.name": "multi"}), tmp_path, data, progress=False, resume=True)
+
+
+def test_landmarks_by_name_or_index_with_clear_errors():
+    from cc2dkit.methods.common import resolve_landmarks
+    names = ["Sella", "Nasion", "Orbitale"]
+    assert resolve_landmarks(None, names) == [0, 1, 2]
+    assert resolve_landmarks(("nasion", 2, "0"), names) == [1, 2, 0]
+    with pytest.raises(ValueError, match="'Pogonion'"):
+        resolve_landmarks(("Pogonion",), names)
+    with pytest.raises(ValueError, match="out of range"):
+        resolve_landmarks((3,), names)
+    with pytest.raises(ValueError, match="distinct"):
+        resolve_landmarks((1, "Nasion"), names)
+    cfg = preset("smoke").replace(**{"method.landmarks": "Sella,2"})
+    assert cfg.method.landmarks == ("Sella", 2)

@@ -71,10 +71,7 @@ def prepare_context(cfg: Config, out_dir, data=None, progress: bool = True) -> R
     t = train.index(cfg.data.template)
     if np.isnan(train.landmarks[t]).any():
         raise ValueError(f"template image {cfg.data.template!r} has no landmark annotation")
-    n_lm = len(train.landmark_names)
-    landmarks = list(range(n_lm)) if cfg.method.landmarks is None else [int(l) for l in cfg.method.landmarks]
-    if not landmarks or any(not 0 <= l < n_lm for l in landmarks) or len(set(landmarks)) != len(landmarks):
-        raise ValueError(f"method.landmarks must be distinct indices in [0, {n_lm}), got {cfg.method.landmarks}")
+    landmarks = resolve_landmarks(cfg.method.landmarks, train.landmark_names)
     unlabelled = [i for i in range(len(train)) if i != t]
     if not unlabelled:
         raise ValueError("the training split holds only the template; PL methods need unlabelled images")
@@ -84,6 +81,32 @@ def prepare_context(cfg: Config, out_dir, data=None, progress: bool = True) -> R
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(cfg.to_json())
     return RunContext(cfg, device, gen, train, test, t, unlabelled, landmarks, out)
+
+
+def resolve_landmarks(selection, names) -> list[int]:
+    """``method.landmarks`` (indices and/or names, None: all) -> distinct dataset landmark indices.
+
+    Names match case-insensitively; an unknown name or an index out of range raises a ValueError
+    naming it and listing the valid choices.
+    """
+    names = list(names)
+    if selection is None:
+        return list(range(len(names)))
+    lower = {n.lower(): i for i, n in enumerate(names)}
+    out = []
+    for item in selection:
+        if isinstance(item, str) and not item.strip().lstrip("-").isdigit():
+            if item.lower() not in lower:
+                raise ValueError(f"unknown landmark name {item!r} in method.landmarks; known: {names}")
+            out.append(lower[item.lower()])
+        else:
+            i = int(item)
+            if not 0 <= i < len(names):
+                raise ValueError(f"landmark index {i} in method.landmarks is out of range [0, {len(names)})")
+            out.append(i)
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"method.landmarks must name distinct landmarks, got {selection}")
+    return out
 
 
 def stage_steps(cfg: Config, pairs: int) -> int:

@@ -1,0 +1,99 @@
+"""Train and evaluate the paper's methods under one written-down budget; one process per method.
+
+    python benchmarks/run_methods.py multi adapter:16 adapter:0 --out runs/methods
+    python benchmarks/run_methods.py sla atd --set train.epochs=4      # change the budget
+
+Each METHOD is a method name (cc2d, multi, wide, sla, atd, adapter) with an optional ``:N``
+(C_A for adapter, extra channels for wide). Every method gets the same config: the ``cpu``
+preset plus BUDGET below plus ``--set`` overrides, so the budget is the same per trained model
+(SLA and C-ATD train K models, each with this budget). Each run writes its run folder
+``OUT/LABEL`` and ``OUT/LABEL/summary.json`` (wall time, peak RSS, trainable parameters, the
+"all" row); at the end a table of all runs found under OUT is printed.
+
+Needs $CC2DKIT_ISBI_ROOT and $CC2DKIT_WEIGHTS (the cpu preset's data and weights).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+
+BUDGET = {"train.epochs": 10, "train.steps_per_epoch": 20, "eval.track_images": 30}
+
+
+def config_for(spec: str, sets: list[str]):
+    from cc2dkit.__main__ import _parse_sets
+    from cc2dkit.config import preset
+    from cc2dkit.methods import method_config
+
+    name, _, arg = spec.partition(":")
+    over = dict(BUDGET, **{"method.name": name})
+    if arg and name == "adapter":
+        over["method.adapter_channels"] = int(arg)
+    elif arg and name == "wide":
+        over["net.extra_channels"] = int(arg)
+    elif arg:
+        raise SystemExit(f"{spec!r}: only adapter:N and wide:N take a number")
+    over.update(_parse_sets(sets))
+    return method_config(preset("cpu", **over))
+
+
+def run_one(spec: str, out: Path, sets: list[str]) -> None:
+    from cc2dkit.methods import run_method
+    from cc2dkit.network.accounting import trainable_parameter_count
+
+    cfg = config_for(spec, sets)
+    run_dir = out / spec.replace(":", "_")
+    t0 = time.perf_counter()
+    result = run_method(cfg, run_dir, progress=True)
+    wall = time.perf_counter() - t0
+    model = result.predictor
+    models = getattr(model, "models", None) or [model.model]
+    summary = {"method": spec, "wall_s": round(wall, 1),
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+               "trainable_params": sum(trainable_parameter_count(m) for m in models),
+               "models": len(models), "budget": {k: v for k, v in cfg.to_dict()["train"].items()},
+               "all": result.table.loc["all"].to_dict()}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    print(json.dumps(summary, default=float))
+
+
+def table(out: Path) -> pd.DataFrame:
+    rows = []
+    for f in sorted(out.glob("*/summary.json")):
+        s = json.loads(f.read_text())
+        rows.append({"method": s["method"], **{k: round(v, 2) for k, v in s["all"].items()},
+                     "models": s["models"], "trainable_params": s["trainable_params"],
+                     "wall_min": round(s["wall_s"] / 60, 1), "peak_rss_mb": s["peak_rss_mb"]})
+    return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("methods", nargs="*")
+    p.add_argument("--out", default="runs/methods")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run in this process
+    args = p.parse_args()
+    out = Path(args.out)
+    if args.one:
+        run_one(args.methods[0], out, args.set)
+        return
+    print("budget per model:", BUDGET, "overrides:", args.set)
+    for spec in args.methods:
+        cmd = [sys.executable, __file__, spec, "--out", str(out), "--one"] + [a for s in args.set for a in ("--set", s)]
+        subprocess.run(cmd, check=True)
+    with pd.option_context("display.width", 160):
+        print(table(out).to_string())
+
+
+if __name__ == "__main__":
+    main()
