@@ -25,7 +25,9 @@ import pandas as pd
 
 from . import pipeline
 from .config import PRESETS, Config, apply_overrides, preset
-from .methods import METHODS, run_method
+from .inference import predictions_frame
+from .methods import METHODS, load_predictor, run_method
+from .metrics import per_landmark_table, radial_errors_mm
 
 
 def _parse_sets(items: list[str]) -> dict[str, str]:
@@ -55,6 +57,31 @@ def _print_table(table: pd.DataFrame) -> None:
         print(table.to_string(float_format=lambda v: f"{v:.2f}"))
 
 
+def _method_command(command: str, cfg: Config, out: Path, split: str, resume: bool, progress: bool) -> int:
+    """run / train / predict / evaluate for the methods of ``cc2dkit.methods`` (not plain CC2D)."""
+    if command in ("run", "train"):
+        result = run_method(cfg, out, progress=progress, resume=resume)
+        if result.table is not None:
+            _print_table(result.table)
+        print(f"results in {out}/ (metrics.csv, pl_history.csv, predictions.csv, evaluation.csv)")
+        return 0
+    session = pipeline.prepare(cfg, progress)
+    data = session.train_data if split == "train" else session.test_data
+    predictor = load_predictor(out, session.train_data, session.device)
+    pred = predictor.predict(data, progress=progress)
+    keep = predictor.landmark_indices
+    predictions_frame(pred[:, keep], data.ids, [data.landmark_names[l] for l in keep]).to_csv(
+        out / f"predictions_{split}.csv", index=False)
+    if command == "predict":
+        print(f"predictions written to {out}/predictions_{split}.csv")
+        return 0
+    errors = radial_errors_mm(pred[:, keep], data.original_landmarks[:, keep], data.spacing_mm)
+    table = per_landmark_table(errors, [data.landmark_names[l] for l in keep], cfg.eval.radii_mm)
+    table.to_csv(out / f"evaluation_{split}.csv")
+    _print_table(table)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cc2dkit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,14 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         print(cfg.to_json())
         return 0
     if cfg.method.name != "cc2d":
-        if args.command not in ("run", "train"):
-            raise SystemExit(f"a {cfg.method.name!r} run predicts and evaluates while training: see "
-                             f"{out}/predictions.csv and {out}/evaluation.csv")
-        result = run_method(cfg, out, progress=progress, resume=args.resume)
-        if result.table is not None:
-            _print_table(result.table)
-        print(f"results in {out}/ (metrics.csv, pl_history.csv, predictions.csv, evaluation.csv)")
-        return 0
+        return _method_command(args.command, cfg, out, args.split, args.resume, progress)
     if args.command == "run":
         _, history, table = pipeline.run_all(cfg, out, args.resume, progress)
         print(f"trained {len(history)} epochs; final loss {history[-1]['loss']:.3f}" if history else "no training")

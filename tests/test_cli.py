@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -44,11 +45,15 @@ def test_train_method_writes_run_folder_and_resumes(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["method"]["name"] == "atd"
     for name in ("metrics.csv", "pl_history.csv", "predictions.csv", "evaluation.csv", "sla_set.pt"):
         assert (out / name).exists(), name
-    with pytest.raises(SystemExit, match="evaluation.csv"):
-        main(["evaluate", "--run", str(out), "--no-progress"])
+    # predict / evaluate rebuild the SLA set from the run folder and give the run's own numbers
+    assert main(["evaluate", "--run", str(out), "--no-progress"]) == 0
+    again = pd.read_csv(out / "evaluation_test.csv", index_col=0)
+    assert np.allclose(again.values, pd.read_csv(out / "evaluation.csv", index_col=0).values)
     multi = tmp_path / "multi"
     margs = ["--preset", "smoke", "--out", str(multi), "--no-progress", "--method", "multi",
              "--set", "train.steps_per_epoch=1"]
     assert main(["train", *margs, "--set", "train.epochs=1"]) == 0
     assert main(["train", *margs, "--set", "train.epochs=2", "--resume"]) == 0
     assert sorted(set(pd.read_csv(multi / "metrics.csv")["epoch"])) == [1, 2]
+    assert main(["predict", "--run", str(multi), "--no-progress"]) == 0
+    assert pd.read_csv(multi / "predictions_test.csv").equals(pd.read_csv(multi / "predictions.csv"))

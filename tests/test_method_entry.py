@@ -84,3 +84,11 @@ def test_landmarks_by_name_or_index_with_clear_errors():
         resolve_landmarks((1, "Nasion"), names)
     cfg = preset("smoke").replace(**{"method.landmarks": "Sella,2"})
     assert cfg.method.landmarks == ("Sella", 2)
+
+
+@pytest.mark.parametrize("name", ["adapter", "wide", "sla"])
+def test_load_predictor_reproduces_the_run(cfg, data, tmp_path, name):
+    from cc2dkit.methods import load_predictor
+    result = run_method(cfg.replace(**{"method.name": name, "train.epochs": 1}), tmp_path, data, progress=False)
+    again = load_predictor(tmp_path, data[0]).predict(data[1])
+    assert np.array_equal(again, result.predictions, equal_nan=True)

@@ -14,9 +14,10 @@ from .adapter import run_adapter
 from .atd import run_atd
 from .cc2d import run_cc2d
 from .common import MethodResult, stage_steps
+from .load import load_predictor, run_config
 from .multi import run_multi
 from .registry import METHODS, method_config, run_method
 from .sla import SLASet, run_sla
 
-__all__ = ["METHODS", "MethodResult", "SLASet", "method_config", "run_adapter", "run_atd", "run_cc2d", "run_method",
-           "run_multi", "run_sla", "stage_steps"]
+__all__ = ["METHODS", "MethodResult", "SLASet", "load_predictor", "method_config", "run_adapter", "run_atd",
+           "run_cc2d", "run_config", "run_method", "run_multi", "run_sla", "stage_steps"]
