@@ -73,6 +73,7 @@ class TrainConfig:
     contrast: float = 0.3
     seed: int = 0
     save_every: int = 1  # checkpoint every N epochs (and always at the end)
+    amp: str = "auto"  # mixed precision of the training step: "auto" (bf16 on CUDA, off on CPU) | "bf16" | "off"
 
 
 @dataclass(frozen=True)

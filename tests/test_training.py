@@ -115,3 +115,19 @@ def test_training_is_reproducible_on_cpu(smoke_cfg):
         runs.append((hist[0]["loss"], [p.detach().clone() for p in model.trainable_parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
+
+
+def test_bf16_autocast_step_is_close_to_float32(smoke_cfg):
+    from cc2dkit.training.step import autocast
+    data = _phantom(smoke_cfg)
+    batch = RandomPatchSource(data, smoke_cfg.train).sample(4, torch.Generator().manual_seed(0))
+    losses = {}
+    for amp in ("off", "bf16"):
+        cfg = smoke_cfg.replace(**{"train.amp": amp})
+        torch.manual_seed(0)
+        model = CC2D(cfg.net, cfg.backbone)
+        losses[amp], _ = ssl_step(model, batch, make_optimizer(model, cfg), cfg.train, torch.device("cpu"))
+    assert np.isfinite(losses["bf16"]) and losses["bf16"] == pytest.approx(losses["off"], rel=0.05)
+    assert autocast(smoke_cfg.train, torch.device("cpu")).__class__.__name__ == "nullcontext"  # auto: off on CPU
+    with pytest.raises(ValueError, match="'fp8'"):
+        autocast(smoke_cfg.replace(**{"train.amp": "fp8"}).train, torch.device("cpu"))
