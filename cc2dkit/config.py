@@ -89,6 +89,7 @@ class MethodConfig:
     atd_rotation_deg: float = 5.0
     adapter_channels: int = 16  # C_A of the C-Adapter (0: one shared model)
     batched: bool = True  # batched SLA/ATD: the K decoders trained as one stacked module (network/stacked.py)
+    stack_size: int | None = None  # batched SLA/ATD: at most this many decoders per stack (None: all K)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,15 @@ Each epoch, for every landmark k (models are independent; they share the frozen 
 its feature cache): Train-PL on patches centred at the PLs of landmark k, then Infer-PL of
 landmark k with model k. The K models are one object, :class:`SLASet`, saved as ``sla_set.pt``
 (+ a readable ``sla_set.json``) in the run folder. C-ATD (``atd.py``) adds a Train-Template stage.
+
+Batched (``method.batched``, the default): the K decoders are fused into one
+:class:`~cc2dkit.network.stacked.StackedDecoder` and trained together, same schedule per epoch
+(Train-Template for ATD, Train-PL, then Infer-PL of all K landmarks): every step draws one batch per
+landmark from that landmark's source (the run's generator, landmark order) and updates all K
+models in one forward/backward (``training/stacked.py``); Infer-PL embeds each image batch once
+for the K models. At the end the weights go back into the K CC2D models, so :class:`SLASet` is the
+same. The random draws come in another order than in the sequential loop (``batched=False``), so
+the two give different (equally valid) runs for one seed.
 """
 from __future__ import annotations
 
@@ -20,9 +29,12 @@ from ..config import Config
 from ..data.grid import GridImages
 from ..data.template_aug import TemplatePatchSource, augment_template
 from ..network import CC2D
+from ..network.stacked import StackedDecoder
 from ..training import make_optimizer
 from ..training.pseudo_labels import LandmarkTemplate, PLPatchSource, PLState, expand_original, infer_pseudo_labels
-from .common import tracked_test_grid, EpochLog, MethodResult, RunContext, finish, prepare_context, share_frozen, train_stage
+from ..training.stacked import StackedPredictor, stacked_optimizer, stacked_ssl_step
+from .common import (EpochLog, MethodResult, RunContext, finish, prepare_context, share_frozen, stage_steps,
+                     tracked_test_grid, train_stage)
 
 SLA_FILE = "sla_set.pt"
 SLA_FORMAT = "cc2dkit-sla-set-1"
@@ -95,7 +107,6 @@ def run_per_landmark(cfg: Config, out_dir, data, progress: bool, with_templates:
     models = [CC2D(cfg.net, cfg.backbone) for _ in ctx.landmarks]
     share_frozen(models)
     models = [m.to(ctx.device) for m in models]
-    optimizers = [make_optimizer(m, cfg) for m in models]
     copies = _template_copies(ctx, progress) if with_templates else None
     pl = PLState.random(ctx.train, ctx.unlabelled, ctx.landmarks, ctx.generator)
     pl.record(0, ctx.train)
@@ -104,13 +115,27 @@ def run_per_landmark(cfg: Config, out_dir, data, progress: bool, with_templates:
     sla = SLASet(cfg, models, ctx.landmarks, ctx.template_image, ctx.template_landmarks, ctx.device)
     log = EpochLog(ctx)
     bar = tqdm(total=cfg.train.epochs * len(models), desc=name, disable=not progress)
-    for epoch in range(1, cfg.train.epochs + 1):
+    loop = _batched_epochs if cfg.method.batched else _sequential_epochs
+    loop(ctx, sla, pl, pl_sources, tpl_sources, log, bar)
+    bar.close()
+    if ctx.out is not None:
+        sla.save(ctx.out)
+    result = finish(ctx, sla, pl, log, progress)
+    result.extra["template_copies"] = copies
+    return result
+
+
+def _sequential_epochs(ctx: RunContext, sla: SLASet, pl: PLState, pl_sources, tpl_sources, log: EpochLog, bar):
+    """One model after the other: Train-Template (ATD), Train-PL, Infer-PL of landmark k."""
+    models = sla.models
+    optimizers = [make_optimizer(m, ctx.cfg) for m in models]
+    for epoch in range(1, ctx.cfg.train.epochs + 1):
         t0 = time.perf_counter()
-        losses = {"template": np.zeros(len(models)), "pl": np.zeros(len(models))} if copies else \
+        losses = {"template": np.zeros(len(models)), "pl": np.zeros(len(models))} if tpl_sources else \
             {"pl": np.zeros(len(models))}
         new = np.empty_like(pl.pls)
         for k, (model, opt) in enumerate(zip(models, optimizers)):
-            if copies is not None:
+            if tpl_sources is not None:
                 losses["template"][k] = train_stage(model, opt, tpl_sources[k], ctx)
             losses["pl"][k] = train_stage(model, opt, pl_sources[k], ctx)
             new[:, k] = sla.predict_landmark(k, ctx.train, ctx.unlabelled)
@@ -119,12 +144,54 @@ def run_per_landmark(cfg: Config, out_dir, data, progress: bool, with_templates:
         pl.record(epoch, ctx.train)
         test = tracked_test_grid(ctx, sla, epoch)
         log.add(epoch, losses, test, time.perf_counter() - t0)
-    bar.close()
-    if ctx.out is not None:
-        sla.save(ctx.out)
-    result = finish(ctx, sla, pl, log, progress)
-    result.extra["template_copies"] = copies
-    return result
+
+
+def _batched_epochs(ctx: RunContext, sla: SLASet, pl: PLState, pl_sources, tpl_sources, log: EpochLog, bar):
+    """The K models as StackedDecoders of at most ``method.stack_size`` models (memory grows with
+    the stack); their weights are copied back into ``sla.models`` at the end."""
+    models, size = sla.models, ctx.cfg.method.stack_size
+    size = len(models) if size is None else size
+    if size < 1:
+        raise ValueError(f"method.stack_size must be >= 1 or None, got {size}")
+    chunks = [list(range(i, min(i + size, len(models)))) for i in range(0, len(models), size)]
+    stacks = [StackedDecoder([models[k].decoder for k in c]) for c in chunks]
+    opts = [stacked_optimizer(s, ctx.cfg) for s in stacks]
+    points = ctx.template_landmarks[ctx.landmarks]
+    predictor = _Chunked([StackedPredictor(models[0].cache, s, ctx.template_image, points[c], ctx.device,
+                                           ctx.cfg.eval.batch_size) for s, c in zip(stacks, chunks)])
+    for epoch in range(1, ctx.cfg.train.epochs + 1):
+        t0 = time.perf_counter()
+        losses = {"template": [], "pl": []} if tpl_sources is not None else {"pl": []}
+        for stack, opt, c in zip(stacks, opts, chunks):
+            if tpl_sources is not None:
+                losses["template"].append(_stacked_stage(stack, opt, [tpl_sources[k] for k in c], models[0].cache, ctx))
+            losses["pl"].append(_stacked_stage(stack, opt, [pl_sources[k] for k in c], models[0].cache, ctx))
+            bar.update(len(c))
+        pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)
+        pl.record(epoch, ctx.train)
+        test = tracked_test_grid(ctx, predictor, epoch)
+        log.add(epoch, {k: np.concatenate(v) for k, v in losses.items()}, test, time.perf_counter() - t0)
+    for stack, c in zip(stacks, chunks):
+        stack.to_decoders([models[k].decoder for k in c])
+
+
+class _Chunked:
+    """Stacked predictors of consecutive landmark chunks, as one: columns concatenated in order."""
+
+    def __init__(self, predictors: list):
+        self.predictors = predictors
+
+    def predict_grid(self, data: GridImages, image_indices=None, progress: bool = False) -> np.ndarray:
+        return np.concatenate([p.predict_grid(data, image_indices, progress) for p in self.predictors], axis=1)
+
+
+def _stacked_stage(stack: StackedDecoder, opt, sources, cache, ctx: RunContext) -> np.ndarray:
+    """``train_stage`` of the K models at once (source k feeds model k) -> (K,) mean losses."""
+    losses = []
+    for _ in range(stage_steps(ctx.cfg, max(len(s) for s in sources))):
+        batches = [s.sample(ctx.cfg.train.batch_size, ctx.generator) for s in sources]
+        losses.append(stacked_ssl_step(cache, stack, batches, opt, ctx.cfg.train, ctx.device))
+    return np.asarray(losses).mean(axis=0)
 
 
 def _template_copies(ctx: RunContext, progress: bool):

@@ -1,0 +1,203 @@
+"""Batched SLA: K decoders as one StackedDecoder must behave exactly as K separate CC2D models."""
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cc2dkit.config import preset
+from cc2dkit.data import make_phantom_splits
+from cc2dkit.data.grid import GridImages
+from cc2dkit.methods import SLASet, run_atd, run_sla
+from cc2dkit.methods.common import share_frozen
+from cc2dkit.network import CC2D
+from cc2dkit.network.stacked import StackedDecoder
+from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
+from cc2dkit.training.pseudo_labels import LandmarkTemplate
+from cc2dkit.training.stacked import (StackedPredictor, repeat_taps, stack_taps, stacked_embeddings,
+                                      stacked_optimizer, stacked_ssl_step, stacked_template_vectors)
+
+K = 3
+TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 6, "data.phantom_test": 2,
+        "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
+        "train.epochs": 2, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4}
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return preset("smoke", **TINY)
+
+
+@pytest.fixture(scope="module")
+def data(cfg):
+    train, test = make_phantom_splits(cfg.data, cfg.seed)
+    return (GridImages(train, cfg.data.grid, "train", progress=False),
+            GridImages(test, cfg.data.grid, "test", progress=False))
+
+
+def _models(cfg, k=K, seed=0):
+    torch.manual_seed(seed)
+    models = [CC2D(cfg.net, cfg.backbone) for _ in range(k)]
+    share_frozen(models)
+    return models
+
+
+def _batches(cfg, data, k=K, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    src = RandomPatchSource(data[0], cfg.train)
+    return [src.sample(cfg.train.batch_size, gen) for _ in range(k)]
+
+
+def _assert_close(a, b, tol=1e-4):
+    """Equal up to float error relative to the tensor's scale (grouped vs plain convs sum differently)."""
+    a, b = a.detach().double(), b.detach().double()
+    assert a.shape == b.shape
+    assert float((a - b).abs().max()) <= tol * max(float(b.abs().max()), 1e-6), float((a - b).abs().max())
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_stacked_forward_equals_separate_decoders(cfg, data, training):
+    models = _models(cfg)
+    stack = StackedDecoder([m.decoder for m in models]).train(training)
+    images = data[0].images[:2 * K].reshape(K, 2, 1, 64, 64)  # model k gets its own 2 images
+    taps = [models[0].backbone(images[k]) for k in range(K)]  # K x [(2, C, h, w)]
+    stacked_in = stack_taps([torch.cat(level) for level in zip(*taps)], K)  # [(2, K*C, h, w)]
+    out = stack(stacked_in)
+    for k, m in enumerate(models):
+        m.decoder.train(training)
+        ref = m.decoder(taps[k])
+        for got, want in zip(out, ref):
+            assert got.shape == (K,) + tuple(want.shape)
+            _assert_close(got[k], want)
+    if training:  # running stats were updated from each model's own batch
+        for k, m in enumerate(models):
+            for name, want in m.decoder.state_dict().items():
+                _assert_close(stack.decoder_state_dict(k)[name], want)
+
+
+def test_round_trip_from_and_to_decoders(cfg):
+    models = _models(cfg)
+    stack = StackedDecoder.from_decoders([m.decoder for m in models])
+    for k, d in enumerate(stack.to_decoders()):  # fresh decoders, exactly the originals
+        assert type(d) is type(models[k].decoder)
+        for name, want in models[k].decoder.state_dict().items():
+            assert torch.equal(d.state_dict()[name], want), name
+    with torch.no_grad():
+        for p in stack.parameters():
+            p.add_(torch.randn_like(p))
+    targets = [copy.deepcopy(m.decoder) for m in models]
+    stack.to_decoders(targets)  # in place
+    again = StackedDecoder(targets)
+    for name, t in stack.state_dict().items():
+        assert torch.equal(again.state_dict()[name], t), name
+    with pytest.raises(ValueError):
+        stack.to_decoders(targets[:2])
+
+
+def test_stacking_keeps_the_global_rng(cfg):
+    models = _models(cfg)
+    state = torch.get_rng_state()
+    StackedDecoder([m.decoder for m in models])
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_stacked_step_equals_separate_steps_and_adams(cfg, data):
+    """Networks in float64 (float32 noise would flip near-zero gradients, and Adam's first steps are
+    ~ lr * sign(grad)); the loss itself is float32 in both steps. One stacked step == K ssl_steps."""
+    c = cfg.replace(**{"backbone.cache_features": False, "train.batch_size": 2})  # float64 convs are slow
+    models = [m.double() for m in _models(c)]
+    stack = StackedDecoder([m.decoder for m in models])
+    assert next(stack.parameters()).dtype == torch.float64
+    stack_opt = stacked_optimizer(stack, c)
+    opts = [make_optimizer(m, c) for m in models]
+    for step in range(2):  # the second step exercises Adam's moments
+        batches = [dataclasses.replace(b, images=b.images.double(), patches=b.patches.double())
+                   for b in _batches(c, data, seed=step)]
+        ref = [ssl_step(m, b, o, c.train, CPU)[0] for m, b, o in zip(models, batches, opts)]
+        got = stacked_ssl_step(models[0].cache, stack, batches, stack_opt, c.train, CPU)
+        np.testing.assert_allclose(got, ref, rtol=1e-6)
+        for name, p in stack.named_parameters():
+            for k, m in enumerate(models):
+                _assert_close(p.grad.chunk(K)[k], m.decoder.get_parameter(name).grad, tol=1e-6)
+        for k, m in enumerate(models):
+            for name, want in m.decoder.state_dict().items():  # weights after Adam and BN running stats
+                torch.testing.assert_close(stack.decoder_state_dict(k)[name], want, atol=1e-8, rtol=1e-8)
+
+
+def test_stacked_step_rejects_mismatched_batches(cfg, data):
+    models = _models(cfg)
+    stack = StackedDecoder([m.decoder for m in models])
+    batches = _batches(cfg, data)
+    with pytest.raises(ValueError):
+        stacked_ssl_step(models[0].cache, stack, batches[:2], stacked_optimizer(stack, cfg), cfg.train, CPU)
+
+
+def test_batched_inference_equals_per_model_inference(cfg, data):
+    models = _models(cfg)
+    stack = StackedDecoder([m.decoder for m in models])
+    stacked_ssl_step(models[0].cache, stack, _batches(cfg, data), stacked_optimizer(stack, cfg), cfg.train, CPU)
+    stack.to_decoders([m.decoder for m in models])  # BN running stats are no longer trivial
+    train, test = data
+    landmarks = [0, 2, 4]
+    t = train.index(cfg.data.template)
+    tpl_img, tpl_pts = train.images[t], train.landmarks[t]
+    # embeddings and template vectors
+    embs = stacked_embeddings(models[0].cache, stack, test.images, test.keys)
+    vectors = stacked_template_vectors(models[0].cache, stack, tpl_img, tpl_pts[landmarks], CPU)
+    for k, m in enumerate(models):
+        m.eval()
+        with torch.no_grad():
+            ref = m(test.images, keys=test.keys)
+        for got, want in zip(embs, ref):
+            _assert_close(got[k], want)
+        single = LandmarkTemplate(m, tpl_img, tpl_pts[[landmarks[k]]], CPU).vectors
+        for got, want in zip(vectors, single):
+            _assert_close(got[k:k + 1], want)
+    assert [e.shape for e in repeat_taps([torch.zeros(2, 5, 4, 4)], K)] == [(2, 5 * K, 4, 4)]
+    # cascade predictions: one stacked call per image batch vs the K models one by one
+    sla = SLASet(cfg, models, landmarks, tpl_img, tpl_pts, CPU)
+    pred = StackedPredictor(models[0].cache, stack, tpl_img, tpl_pts[landmarks], CPU, 3)
+    for d in (train, test):
+        np.testing.assert_array_equal(pred.predict_grid(d), sla.predict_grid(d))
+    rows = [1, 3]
+    np.testing.assert_array_equal(pred.predict_grid(train, rows), sla.predict_grid(train, rows))
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_sla_run_batched_and_sequential_save_and_load(cfg, data, tmp_path, batched):
+    c = cfg.replace(**{"method.batched": batched, "method.landmarks": (0, 2)})
+    result = run_sla(c, tmp_path, data, progress=False)
+    assert isinstance(result.predictor, SLASet) and result.predictor.landmark_indices == [0, 2]
+    assert list(result.metrics["epoch"]) == [1, 1, 2, 2] and result.metrics["loss_pl"].notna().all()
+    assert [h["epoch"] for h in result.pl_state.history] == [0, 1, 2]
+    assert np.isfinite(result.pl_state.pls).all()
+    loaded = SLASet.load(tmp_path)
+    pred = loaded.predict(data[1])
+    assert np.array_equal(pred, result.predictions, equal_nan=True)
+    assert np.isfinite(pred[:, [0, 2]]).all() and np.isnan(pred[:, [1, 3, 4]]).all()
+    for m, n in zip(result.predictor.models, loaded.models):
+        for name, t in m.trainable_state_dict().items():
+            assert torch.equal(n.trainable_state_dict()[name].cpu(), t.cpu()), name
+
+
+def test_batched_atd_runs_template_and_pl_stages(cfg, data):
+    c = cfg.replace(**{"method.landmarks": (1, 3), "train.epochs": 1})
+    assert c.method.batched
+    result = run_atd(c, None, data, progress=False)
+    assert list(result.metrics.columns[:5]) == ["epoch", "landmark", "landmark_index", "loss_template", "loss_pl"]
+    assert result.metrics[["loss_template", "loss_pl"]].notna().all().all()
+    assert np.isfinite(result.predictions[:, [1, 3]]).all() and np.isnan(result.predictions[:, [0, 2, 4]]).all()
+
+
+def test_stack_size_splits_the_landmarks_into_stacks(cfg, data):
+    c = cfg.replace(**{"method.landmarks": (0, 2, 4), "train.epochs": 1})
+    chunked = run_sla(c.replace(**{"method.stack_size": 2}), None, data, progress=False)
+    assert chunked.pl_state.pls.shape[1] == 3 and np.isfinite(chunked.predictions[:, [0, 2, 4]]).all()
+    # stacks of one draw the random numbers in the sequential loop's order: same losses up to float error
+    one = run_sla(c.replace(**{"method.stack_size": 1}), None, data, progress=False)
+    seq = run_sla(c.replace(**{"method.batched": False}), None, data, progress=False)
+    np.testing.assert_allclose(one.metrics["loss_pl"], seq.metrics["loss_pl"], rtol=1e-3)
+    with pytest.raises(ValueError, match="stack_size"):
+        run_sla(c.replace(**{"method.stack_size": 0}), None, data, progress=False)
