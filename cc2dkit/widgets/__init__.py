@@ -6,3 +6,6 @@ __all__ = ["FigureView", "LandmarkPicker", "PredictionsView", "SimilarityMapsVie
 from .explorer import Explorer, landmark_explorer
 
 __all__ += ["Explorer", "landmark_explorer"]
+from .trajectory import PLExplorer, PLTrajectoryView, pl_explorer
+
+__all__ += ["PLExplorer", "PLTrajectoryView", "pl_explorer"]
