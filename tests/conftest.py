@@ -17,6 +17,16 @@ VGG16_WEIGHTS = SHARED / "weights" / "vgg16_hed_bsds_from_imagenet.pth"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def phantom_grids(cfg):
+    """(train, test) GridImages of the phantom splits of ``cfg`` (the methods' ``data`` argument)."""
+    from cc2dkit.data import make_phantom_splits
+    from cc2dkit.data.grid import GridImages
+
+    train, test = make_phantom_splits(cfg.data, cfg.seed)
+    return (GridImages(train, cfg.data.grid, "train", progress=False),
+            GridImages(test, cfg.data.grid, "test", progress=False))
+
+
 @pytest.fixture
 def smoke_cfg():
     return preset("smoke")

@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 
 from cc2dkit.config import preset
-from cc2dkit.data import make_phantom_splits
-from cc2dkit.data.grid import GridImages
 from cc2dkit.methods import METHODS, method_config, run_method
 from cc2dkit.methods.state import STATE_NAME
 from cc2dkit.network.accounting import trainable_parameter_count
 from cc2dkit.network import CC2D
+
+from .conftest import phantom_grids
 
 TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 5, "data.phantom_test": 2,
         "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
@@ -23,9 +23,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def data(cfg):
-    train, test = make_phantom_splits(cfg.data, cfg.seed)
-    return (GridImages(train, cfg.data.grid, "train", progress=False),
-            GridImages(test, cfg.data.grid, "test", progress=False))
+    return phantom_grids(cfg)
 
 
 def test_unknown_method_is_named(cfg):

@@ -7,8 +7,6 @@ import pytest
 import torch
 
 from cc2dkit.config import preset
-from cc2dkit.data import make_phantom_splits
-from cc2dkit.data.grid import GridImages
 from cc2dkit.methods import SLASet, run_atd, run_sla
 from cc2dkit.methods.common import share_frozen
 from cc2dkit.network import CC2D
@@ -17,6 +15,8 @@ from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
 from cc2dkit.training.pseudo_labels import LandmarkTemplate
 from cc2dkit.training.stacked import (StackedPredictor, repeat_taps, stack_taps, stacked_embeddings,
                                       stacked_optimizer, stacked_ssl_step, stacked_template_vectors)
+
+from .conftest import phantom_grids
 
 K = 3
 TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 6, "data.phantom_test": 2,
@@ -32,9 +32,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def data(cfg):
-    train, test = make_phantom_splits(cfg.data, cfg.seed)
-    return (GridImages(train, cfg.data.grid, "train", progress=False),
-            GridImages(test, cfg.data.grid, "test", progress=False))
+    return phantom_grids(cfg)
 
 
 def _models(cfg, k=K, seed=0):

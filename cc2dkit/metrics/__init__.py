@@ -20,3 +20,21 @@ __all__ = [
     "plot_landmarks",
     "prediction_gallery",
 ]
+from .pl_plots import (pl_summary, pl_trajectories, pl_trajectory, pl_trajectory_gallery, plot_pl_history,
+                       plot_pl_trajectory)
+from .seesaw import (change_correlation, compare_change_correlations, compare_error_curves, error_changes,
+                     error_table, mean_off_diagonal, plot_change_correlation, plot_error_curves, plot_seesaw_events,
+                     seesaw_comparison, seesaw_events, seesaw_summary)
+
+__all__ += ["pl_summary", "pl_trajectories", "pl_trajectory", "pl_trajectory_gallery", "plot_pl_history",
+            "plot_pl_trajectory",
+            "change_correlation", "error_changes", "error_table", "mean_off_diagonal", "plot_change_correlation",
+            "plot_error_curves", "plot_seesaw_events", "seesaw_events", "seesaw_summary", "compare_change_correlations",
+            "compare_error_curves", "seesaw_comparison"]
+from .atd_plots import DotCheck, dot_warp_check, plot_affine_params, plot_dot_check, template_gallery
+from .results import (PAPER, collect_runs, compare_tables, plot_landmark_comparison, plot_method_comparison, read_run,
+                      table1, table2, table3)
+
+__all__ += ["DotCheck", "dot_warp_check", "plot_affine_params", "plot_dot_check", "template_gallery",
+            "PAPER", "collect_runs", "compare_tables", "plot_landmark_comparison", "plot_method_comparison",
+            "read_run", "table1", "table2", "table3"]
