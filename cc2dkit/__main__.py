@@ -17,7 +17,6 @@ evaluation.csv and the trained model(s); ``--resume`` continues an interrupted o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pandas as pd
 from . import pipeline
 from .config import PRESETS, Config, apply_overrides, preset
 from .inference import predictions_frame
-from .methods import METHODS, load_predictor, run_method
+from .methods import METHODS, load_predictor, run_config, run_method
 from .metrics import per_landmark_table, radial_errors_mm
 
 
@@ -41,9 +40,8 @@ def _parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def _config(args) -> Config:
-    run_cfg = Path(args.out) / "config.json"
-    if args.preset is None and run_cfg.exists():
-        cfg = Config.from_dict(json.loads(run_cfg.read_text()))
+    if args.preset is None and (Path(args.out) / "config.json").exists():
+        cfg = run_config(args.out)
     else:
         cfg = preset(args.preset or "smoke")
     sets = _parse_sets(args.set)

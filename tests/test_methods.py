@@ -6,20 +6,14 @@ import pytest
 import torch
 
 from cc2dkit.config import preset
-from cc2dkit.data import make_phantom_splits
-from cc2dkit.data.grid import GridImages
 from cc2dkit.methods import SLASet, run_adapter, run_atd, run_multi, run_sla, stage_steps
 from cc2dkit.network import CC2D
+
+from .conftest import phantom_grids
 
 TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 6, "data.phantom_test": 2,
         "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
         "train.epochs": 1, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4}
-
-
-def _data(cfg):
-    train, test = make_phantom_splits(cfg.data, cfg.seed)
-    return (GridImages(train, cfg.data.grid, "train", progress=False),
-            GridImages(test, cfg.data.grid, "test", progress=False))
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +23,7 @@ def cfg():
 
 @pytest.fixture(scope="module")
 def data(cfg):
-    return _data(cfg)
+    return phantom_grids(cfg)
 
 
 @pytest.fixture(scope="module")
