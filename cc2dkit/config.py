@@ -88,8 +88,9 @@ class MethodConfig:
     atd_scale: float = 0.01  # scale 1 +- this
     atd_rotation_deg: float = 5.0
     adapter_channels: int = 16  # C_A of the C-Adapter (0: one shared model)
-    batched: bool = True  # batched SLA/ATD: the K decoders trained as one stacked module (network/stacked.py)
+    batched: bool | None = None  # SLA/ATD: train the K decoders as one stacked module (None: on CUDA only)
     stack_size: int | None = None  # batched SLA/ATD: at most this many decoders per stack (None: all K)
+    pl_images: int | None = None  # PL methods: the first N non-template training images carry PLs (None: all)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def _coerce(value: Any, current: Any, annotation: str = "") -> Any:
             return tuple(cast(x) for x in items)
         except ValueError:
             raise ValueError(f"not a list of {cast.__name__}s: {value!r}") from None
-    if isinstance(current, bool):
+    if isinstance(current, bool) or (current is None and annotation.startswith("bool")):
         if value.lower() in ("1", "true", "yes", "on"):
             return True
         if value.lower() in ("0", "false", "no", "off"):

@@ -5,7 +5,8 @@
 | mode  | data given (ISBI root) | config                                              |
 |-------|------------------------|-----------------------------------------------------|
 | quick | no                     | ``smoke`` (phantom), a little longer, 24 ATD copies |
-| quick | yes                    | ``cpu``, 2 epochs x 10 steps, 10 test images, 24 ATD|
+| quick | yes                    | ``cpu``, 2 epochs x 10 steps, 12 PL images,         |
+|       |                        | 10 test images, 24 ATD copies                       |
 | full  | yes                    | ``paper`` (384, VGG19 ImageNet, 300 epochs)         |
 | full  | no                     | error: the full protocol needs the real data        |
 """
@@ -39,7 +40,7 @@ def notebook_config(quick: bool | None = None, isbi_root: str | None = None, wei
             cfg = preset("smoke", **{"train.epochs": 4, "train.steps_per_epoch": 5, "method.atd_copies": 24})
         else:
             cfg = preset("cpu", **{"data.root": isbi_root, "train.epochs": 2, "train.steps_per_epoch": 10,
-                                   "data.test_limit": 10, "method.atd_copies": 24})
+                                   "data.test_limit": 10, "method.atd_copies": 24, "method.pl_images": 12})
     else:
         root = isbi_root or os.environ.get(ISBI_ROOT_ENV)
         if not root:

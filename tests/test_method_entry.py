@@ -50,9 +50,10 @@ def test_every_method_writes_its_run_folder(cfg, data, tmp_path, name):
     assert result.metrics["test_mre_mm"].notna().all()
 
 
-@pytest.mark.parametrize("name", ["cc2d", "multi", "adapter"])
+@pytest.mark.parametrize("name", ["cc2d", "multi", "adapter", "sla", "atd", "atd-batched"])
 def test_resumed_run_equals_uninterrupted_run(cfg, data, tmp_path, name):
-    c = cfg.replace(**{"method.name": name, "train.epochs": 3})
+    name, _, batched = name.partition("-")
+    c = cfg.replace(**{"method.name": name, "train.epochs": 3, "method.batched": bool(batched) or None})
     full = run_method(c, tmp_path / "full", data, progress=False)
     run_method(c.replace(**{"train.epochs": 2}), tmp_path / "cut", data, progress=False)
     assert (tmp_path / "cut" / STATE_NAME).exists()
@@ -67,6 +68,13 @@ def test_resumed_run_equals_uninterrupted_run(cfg, data, tmp_path, name):
     if full.pl_state is not None:
         for a, b in zip(full.pl_state.history, resumed.pl_state.history, strict=True):
             assert np.array_equal(a["pls"], b["pls"])
+
+
+def test_resume_refuses_another_sla_layout(cfg, data, tmp_path):
+    c = cfg.replace(**{"method.name": "sla", "train.epochs": 2, "method.batched": False})
+    run_method(c.replace(**{"train.epochs": 1}), tmp_path, data, progress=False)
+    with pytest.raises(ValueError, match="method.batched"):
+        run_method(c.replace(**{"method.batched": True}), tmp_path, data, progress=False, resume=True)
 
 
 def test_resume_without_state_names_the_folder(cfg, data, tmp_path):

@@ -137,3 +137,15 @@ def test_adapter_schedule_passes_landmark_ids(cfg, data, tmp_path):
     assert list(result.metrics.columns[:5]) == ["epoch", "landmark", "landmark_index", "loss_template", "loss_pl"]
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "evaluation.csv").exists()
     assert np.isfinite(result.predictions[:, [4, 1]]).all() and np.isnan(result.predictions[:, [0, 2, 3]]).all()
+
+
+def test_pl_images_limits_the_pseudo_labelled_images(cfg, data):
+    from cc2dkit.methods.common import prepare_context
+
+    c = cfg.replace(**{"method.pl_images": 3, "method.landmarks": (0,)})
+    ctx = prepare_context(c, None, data, progress=False)
+    assert ctx.unlabelled == [i for i in range(len(data[0])) if i != ctx.template_index][:3]
+    result = run_multi(c, None, data, progress=False)
+    assert result.pl_state.pls.shape == (3, 1, 2)
+    with pytest.raises(ValueError, match="pl_images"):
+        prepare_context(cfg.replace(**{"method.pl_images": 0}), None, data, progress=False)

@@ -181,8 +181,7 @@ def test_sla_run_batched_and_sequential_save_and_load(cfg, data, tmp_path, batch
 
 
 def test_batched_atd_runs_template_and_pl_stages(cfg, data):
-    c = cfg.replace(**{"method.landmarks": (1, 3), "train.epochs": 1})
-    assert c.method.batched
+    c = cfg.replace(**{"method.landmarks": (1, 3), "train.epochs": 1, "method.batched": True})
     result = run_atd(c, None, data, progress=False)
     assert list(result.metrics.columns[:5]) == ["epoch", "landmark", "landmark_index", "loss_template", "loss_pl"]
     assert result.metrics[["loss_template", "loss_pl"]].notna().all().all()
@@ -190,12 +189,21 @@ def test_batched_atd_runs_template_and_pl_stages(cfg, data):
 
 
 def test_stack_size_splits_the_landmarks_into_stacks(cfg, data):
-    c = cfg.replace(**{"method.landmarks": (0, 2, 4), "train.epochs": 1})
+    c = cfg.replace(**{"method.landmarks": (0, 2, 4), "train.epochs": 1, "method.batched": True})
     chunked = run_sla(c.replace(**{"method.stack_size": 2}), None, data, progress=False)
     assert chunked.pl_state.pls.shape[1] == 3 and np.isfinite(chunked.predictions[:, [0, 2, 4]]).all()
     # stacks of one draw the random numbers in the sequential loop's order: same losses up to float error
     one = run_sla(c.replace(**{"method.stack_size": 1}), None, data, progress=False)
     seq = run_sla(c.replace(**{"method.batched": False}), None, data, progress=False)
     np.testing.assert_allclose(one.metrics["loss_pl"], seq.metrics["loss_pl"], rtol=1e-3)
-    with pytest.raises(ValueError, match="stack_size"):
-        run_sla(c.replace(**{"method.stack_size": 0}), None, data, progress=False)
+    for batched in (True, False):  # refused before any training
+        with pytest.raises(ValueError, match="stack_size"):
+            run_sla(c.replace(**{"method.stack_size": 0, "method.batched": batched}), None, data, progress=False)
+
+
+def test_batched_training_defaults_to_cuda_only(cfg):
+    from cc2dkit.methods.sla import batched_training
+    assert cfg.method.batched is None
+    assert not batched_training(cfg, torch.device("cpu")) and batched_training(cfg, torch.device("cuda"))
+    assert batched_training(cfg.replace(**{"method.batched": "on"}), torch.device("cpu"))
+    assert not batched_training(cfg.replace(**{"method.batched": "false"}), torch.device("cuda"))

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -73,3 +75,19 @@ def test_explorer_on_a_trained_smoke_session(smoke_cfg):
     grid_pred = session.test_data.to_original(ex.maps_view.maps.prediction[None].repeat(len(session.test_data), 0))
     assert np.allclose(grid_pred[1], pred[1])
     assert list(ex.predictions_view.pred_markers[0].get_xdata()) == [pred[0, 3, 0]]
+
+
+def test_jupyterlab_finds_the_prebuilt_widget_manager():
+    """The widgets render in JupyterLab without a front-end build: the ipywidgets 8 manager is a
+    prebuilt (federated) extension in one of Jupyter's data paths, matching the kernel's ipywidgets."""
+    import json
+
+    import ipywidgets
+    from jupyter_core.paths import jupyter_path
+
+    found = [p for p in (Path(d) / "labextensions" / "@jupyter-widgets" / "jupyterlab-manager" / "package.json"
+                         for d in jupyter_path()) if p.exists()]
+    assert found, f"no @jupyter-widgets/jupyterlab-manager under {jupyter_path()}"
+    manager = json.loads(found[0].read_text())
+    assert manager["version"].split(".")[0] == "5" and ipywidgets.__version__.split(".")[0] == "8"
+    assert (found[0].parent / "static").is_dir()

@@ -12,5 +12,5 @@ from .common import MethodResult
 from .sla import run_per_landmark
 
 
-def run_atd(cfg: Config, out_dir=None, data=None, progress: bool = True) -> MethodResult:
-    return run_per_landmark(cfg, out_dir, data, progress, with_templates=True, name="atd")
+def run_atd(cfg: Config, out_dir=None, data=None, progress: bool = True, resume: bool = False) -> MethodResult:
+    return run_per_landmark(cfg, out_dir, data, progress, with_templates=True, name="atd", resume=resume)

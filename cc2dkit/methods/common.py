@@ -42,7 +42,7 @@ class RunContext:
     train: GridImages
     test: GridImages | None
     template_index: int  # row of the template in ``train``
-    unlabelled: list[int]  # rows of ``train`` the PLs live on (every training image but the template)
+    unlabelled: list[int]  # rows of ``train`` the PLs live on (non-template images; the first ``method.pl_images``)
     landmarks: list[int]  # the K trained dataset landmarks
     out: Path | None
 
@@ -75,6 +75,11 @@ def prepare_context(cfg: Config, out_dir, data=None, progress: bool = True) -> R
     unlabelled = [i for i in range(len(train)) if i != t]
     if not unlabelled:
         raise ValueError("the training split holds only the template; PL methods need unlabelled images")
+    n = cfg.method.pl_images
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"method.pl_images must be >= 1 or None, got {n}")
+        unlabelled = unlabelled[:n]
     out = None
     if out_dir is not None:
         out = Path(out_dir)

@@ -50,10 +50,8 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
         return run_cc2d(cfg, out_dir, data, progress, resume)
     if name in ("multi", "wide"):
         return run_multi(cfg, out_dir, data, progress, resume)
-    if resume and name in ("sla", "atd"):
-        raise NotImplementedError(f"resuming a {name!r} run is not supported yet")
     if name == "sla":
-        return run_sla(cfg, out_dir, data, progress)
+        return run_sla(cfg, out_dir, data, progress, resume)
     if name == "atd":
-        return run_atd(cfg, out_dir, data, progress)
+        return run_atd(cfg, out_dir, data, progress, resume)
     return run_adapter(cfg, build_model, out_dir, data, progress, resume)
