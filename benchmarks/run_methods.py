@@ -62,6 +62,7 @@ def run_dir_of(out: Path, spec: str) -> Path:
 
 
 def run_one(spec: str, out: Path, sets: list[str]) -> None:
+    from cc2dkit.__main__ import _parse_sets
     from cc2dkit.methods import run_method
     from cc2dkit.methods.state import STATE_NAME
     from cc2dkit.network.accounting import trainable_parameter_count
@@ -80,7 +81,7 @@ def run_one(spec: str, out: Path, sets: list[str]) -> None:
     summary = {"method": spec, "wall_s": round(wall, 1), "train_s": round(float(train_s), 1), "resumed": resume,
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                "trainable_params": sum(trainable_parameter_count(m) for m in models),
-               "models": len(models), "budget": {k: v for k, v in cfg.to_dict()["train"].items()},
+               "models": len(models), "budget": dict(BUDGET, **_parse_sets(sets)), "num_threads": cfg.num_threads,
                "all": result.table.loc["all"].to_dict()}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(json.dumps(summary, default=float))

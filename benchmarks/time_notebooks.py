@@ -3,6 +3,7 @@
     python benchmarks/time_notebooks.py                          # the phantom, as CI
     python benchmarks/time_notebooks.py --isbi ../shared/data/isbi2015 --weights env
     python benchmarks/time_notebooks.py 01 03                    # notebooks whose name starts so
+    python benchmarks/time_notebooks.py --save runs/notebooks    # keep the executed copies (outputs)
 
 Each notebook runs in a fresh kernel (nbclient) with ``CC2DKIT_QUICK=1``; ``--isbi`` / ``--weights``
 are written into the notebook's parameter cell (``ISBI_ROOT = ...`` / ``WEIGHTS = ...``) of an
@@ -35,7 +36,7 @@ def set_parameter(nb, name: str, value: str) -> None:
     raise ValueError(f"no parameter cell assigns {name}")
 
 
-def run_notebook(path: Path, isbi: str | None, weights: str | None, timeout: int) -> dict:
+def run_notebook(path: Path, isbi: str | None, weights: str | None, timeout: int, save: Path | None = None) -> dict:
     nb = nbformat.read(path, as_version=4)
     if isbi:
         set_parameter(nb, "ISBI_ROOT", str(Path(isbi).resolve()))
@@ -48,7 +49,11 @@ def run_notebook(path: Path, isbi: str | None, weights: str | None, timeout: int
                                 resources={"metadata": {"path": str(path.parent)}}).execute()
     except Exception as exc:  # report and go on with the next notebook
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}"
-    return {"notebook": path.stem, "seconds": round(time.perf_counter() - t0, 1),
+    seconds = time.perf_counter() - t0
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, save / path.name)
+    return {"notebook": path.stem, "seconds": round(seconds, 1),
             "code_cells": sum(c.cell_type == "code" for c in nb.cells), "error": error}
 
 
@@ -58,6 +63,7 @@ def main() -> None:
     ap.add_argument("--isbi", default=None, help="ISBI 2015 root written into ISBI_ROOT (default: the phantom)")
     ap.add_argument("--weights", default=None, help='WEIGHTS for the notebooks; "env": $CC2DKIT_WEIGHTS')
     ap.add_argument("--timeout", type=int, default=1800, help="cell timeout in seconds")
+    ap.add_argument("--save", type=Path, default=None, help="write the executed notebooks (with outputs) here")
     args = ap.parse_args()
     weights = os.environ.get("CC2DKIT_WEIGHTS") if args.weights == "env" else args.weights
     if args.weights == "env" and not weights:
@@ -71,7 +77,7 @@ def main() -> None:
         sys.exit(f"no notebook matches {args.names}")
     rows = []
     for p in paths:
-        rows.append(run_notebook(p, args.isbi, weights, args.timeout))
+        rows.append(run_notebook(p, args.isbi, weights, args.timeout, args.save))
         print(rows[-1], flush=True)
     df = pd.DataFrame(rows).set_index("notebook")
     print(f"\ndata: {'ISBI ' + args.isbi if args.isbi else 'phantom'}, weights: {weights or 'preset'}")

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", "--run", dest="out", default="runs/default", help="run folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set train.epochs=5 (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from RUN_DIR/checkpoint.pt (cc2d) or RUN_DIR/method_state.pt (--method runs)")
     parser.add_argument("--method", choices=METHODS, default=None,
                         help="method to train (default: the config's method.name, cc2d in every preset)")
     parser.add_argument("--split", default="test", choices=["test", "train"])
