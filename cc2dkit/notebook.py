@@ -1,6 +1,9 @@
 """The notebooks' parameter cell in one call: quick mode on a CPU, the full protocol on a GPU.
 
 ``CC2DKIT_QUICK=1`` forces quick mode (CI sets it); ``CC2DKIT_QUICK=0`` forces the full protocol.
+Quick mode runs torch on one CPU thread: the small convolutions gain little from a second one,
+and a Jupyter kernel with 2 threads on 2 busy cores was measured >5x slower (notebook 00 on the
+phantom beside another job: 24 s with 1 thread, over 120 s with 2).
 
 | mode  | data given (ISBI root) | config                                              |
 |-------|------------------------|-----------------------------------------------------|
@@ -37,10 +40,12 @@ def notebook_config(quick: bool | None = None, isbi_root: str | None = None, wei
     quick = quick_mode(quick)
     if quick:
         if isbi_root is None:
-            cfg = preset("smoke", **{"train.epochs": 4, "train.steps_per_epoch": 5, "method.atd_copies": 24})
+            cfg = preset("smoke", **{"train.epochs": 4, "train.steps_per_epoch": 5, "method.atd_copies": 24,
+                                     "num_threads": 1})
         else:
             cfg = preset("cpu", **{"data.root": isbi_root, "train.epochs": 2, "train.steps_per_epoch": 10,
-                                   "data.test_limit": 10, "method.atd_copies": 24, "method.pl_images": 12})
+                                   "data.test_limit": 10, "method.atd_copies": 24, "method.pl_images": 12,
+                                   "num_threads": 1})
     else:
         root = isbi_root or os.environ.get(ISBI_ROOT_ENV)
         if not root:

@@ -16,6 +16,7 @@ def test_configs_per_mode(monkeypatch):
     isbi = notebook_config(quick=True, isbi_root="/data/isbi")
     assert isbi.name == "cpu" and isbi.data.root == "/data/isbi" and isbi.data.test_limit == 10
     assert isbi.method.pl_images == 12
+    assert isbi.num_threads == 1 and notebook_config(quick=True).num_threads == 1
     full = notebook_config(quick=False, isbi_root="/data/isbi", weights="/w.pth")
     assert full.name == "paper" and full.backbone.weights == "/w.pth" and full.data.grid == 384 and full.method.pl_images is None
     with pytest.raises(ValueError, match="ISBI"):

@@ -43,10 +43,12 @@ def run_adapter(cfg: Config, build_model: Callable, out_dir=None, data=None, pro
         t0 = time.perf_counter()
         loss_t = train_stage(model, optimizer, tpl_source, ctx)
         loss_p = train_stage(model, optimizer, pl_source, ctx)
+        t_train = time.perf_counter() - t0
         pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)
         pl.record(epoch, ctx.train)
         test = tracked_test_grid(ctx, predictor, epoch)
-        log.add(epoch, {"template": np.full(k, loss_t), "pl": np.full(k, loss_p)}, test, time.perf_counter() - t0)
+        log.add(epoch, {"template": np.full(k, loss_t), "pl": np.full(k, loss_p)}, test, time.perf_counter() - t0,
+                t_train)
         save_state(ctx.out, epoch, [model], [optimizer], ctx.generator, pl, log, cfg.train.save_every,
                    cfg.train.epochs)
     if ctx.out is not None:

@@ -31,8 +31,10 @@ def run_cc2d(cfg, out_dir=None, data=None, progress: bool = True, resume: bool =
     for epoch in tqdm(range(start + 1, cfg.train.epochs + 1), desc="cc2d", disable=not progress):
         t0 = time.perf_counter()
         history = trainer.fit(epoch, progress=False)
+        t_train = time.perf_counter() - t0
         test = tracked_test_grid(ctx, predictor, epoch)
-        log.add(epoch, {"ssl": np.full(len(ctx.landmarks), history[-1]["loss"])}, test, time.perf_counter() - t0)
+        log.add(epoch, {"ssl": np.full(len(ctx.landmarks), history[-1]["loss"])}, test, time.perf_counter() - t0,
+                t_train)
         save_state(ctx.out, epoch, [model], [trainer.optimizer], ctx.generator, None, log, cfg.train.save_every,
                    cfg.train.epochs)
     if ctx.out is not None:

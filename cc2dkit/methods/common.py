@@ -9,7 +9,8 @@ A run folder (``out_dir``) receives:
 
     config.json       the full configuration
     pl_history.csv    PLState.history_frame(): epoch, landmark, movement (px, mm), PL error (mm, analysis)
-    metrics.csv       per epoch and landmark: stage losses, test MRE (mm) when the test split is labelled
+    metrics.csv       per epoch and landmark: stage losses, test MRE (mm) when the test split is labelled,
+                      seconds of the epoch and of its training stages
     predictions.csv   test predictions of the trained landmarks (original pixels)
     evaluation.csv    final per-landmark table (cc2dkit.metrics.per_landmark_table) when labelled
     + the trained model(s), see each method
@@ -178,14 +179,16 @@ class EpochLog:
         self.rows: list[dict] = []
 
     def add(self, epoch: int, losses: dict[str, np.ndarray], tracked: tuple[list[int], np.ndarray] | None,
-            seconds: float):
-        """``losses``: stage name -> (K,) mean losses; ``tracked``: :func:`tracked_test_grid`'s result."""
+            seconds: float, train_seconds: float = float("nan")):
+        """``losses``: stage name -> (K,) mean losses; ``tracked``: :func:`tracked_test_grid`'s result;
+        ``seconds`` the whole epoch, ``train_seconds`` its training stages (without Infer-PL, tracking)."""
         errs = None if tracked is None else test_errors(self.ctx, *tracked)
         for k, (l, name) in enumerate(zip(self.ctx.landmarks, self.ctx.landmark_names)):
             row = {"epoch": epoch, "landmark": name, "landmark_index": l}
             row.update({f"loss_{s}": float(v[k]) for s, v in losses.items()})
             row["test_mre_mm"] = float(errs[:, k].mean()) if errs is not None else float("nan")
             row["seconds"] = seconds
+            row["train_seconds"] = train_seconds
             self.rows.append(row)
 
     def frame(self) -> pd.DataFrame:

@@ -33,10 +33,11 @@ def run_multi(cfg, out_dir=None, data=None, progress: bool = True, resume: bool 
     for epoch in tqdm(range(start + 1, cfg.train.epochs + 1), desc=cfg.method.name, disable=not progress):
         t0 = time.perf_counter()
         loss = train_stage(model, optimizer, source, ctx)
+        t_train = time.perf_counter() - t0
         pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)
         pl.record(epoch, ctx.train)
         test = tracked_test_grid(ctx, predictor, epoch)
-        log.add(epoch, {"pl": np.full(len(ctx.landmarks), loss)}, test, time.perf_counter() - t0)
+        log.add(epoch, {"pl": np.full(len(ctx.landmarks), loss)}, test, time.perf_counter() - t0, t_train)
         save_state(ctx.out, epoch, [model], [optimizer], ctx.generator, pl, log, cfg.train.save_every,
                    cfg.train.epochs)
     if ctx.out is not None:

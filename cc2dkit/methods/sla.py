@@ -167,10 +167,11 @@ def _sequential_epochs(ctx: RunContext, sla: SLASet, pl: PLState, pl_sources, tp
                 losses["template"][k] = train_stage(model, opt, tpl_sources[k], ctx)
             losses["pl"][k] = train_stage(model, opt, pl_sources[k], ctx)
             bar.update(1)
+        t_train = time.perf_counter() - t0
         pl.pls = sla.predict_grid(ctx.train, ctx.unlabelled)
         pl.record(epoch, ctx.train)
         test = tracked_test_grid(ctx, sla, epoch)
-        log.add(epoch, losses, test, time.perf_counter() - t0)
+        log.add(epoch, losses, test, time.perf_counter() - t0, t_train)
         save_state(ctx.out, epoch, models, optimizers, ctx.generator, pl, log, ctx.cfg.train.save_every,
                    ctx.cfg.train.epochs, layout)
 
@@ -196,10 +197,11 @@ def _batched_epochs(ctx: RunContext, sla: SLASet, pl: PLState, pl_sources, tpl_s
                 losses["template"].append(_stacked_stage(stack, opt, [tpl_sources[k] for k in c], models[0].cache, ctx))
             losses["pl"].append(_stacked_stage(stack, opt, [pl_sources[k] for k in c], models[0].cache, ctx))
             bar.update(len(c))
+        t_train = time.perf_counter() - t0
         pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)
         pl.record(epoch, ctx.train)
         test = tracked_test_grid(ctx, predictor, epoch)
-        log.add(epoch, {k: np.concatenate(v) for k, v in losses.items()}, test, time.perf_counter() - t0)
+        log.add(epoch, {k: np.concatenate(v) for k, v in losses.items()}, test, time.perf_counter() - t0, t_train)
         for stack, c in zip(stacks, chunks):
             stack.to_decoders([models[k].decoder for k in c])
         save_state(ctx.out, epoch, models, opts, ctx.generator, pl, log, ctx.cfg.train.save_every,
