@@ -143,3 +143,10 @@ def test_pl_explorer_on_a_tiny_sla_run(smoke_cfg):
     assert list(ex.predictions_view.truth_markers[1].get_ydata()) == [ctx.test.original_landmarks[1, 3, 1]]
     # the final PL of the path is the state's current PL
     assert np.allclose(traj[-1], result.pl_state.original(ctx.train)[1, 1])
+    # the maps view follows the picker: landmark 3's maps through model 1, its argmax = the prediction
+    maps = ex.maps_view.maps
+    assert maps.maps.shape[:2] == (5, 2) and maps.truth.shape == (2, 2)
+    assert np.allclose(ex.maps_view.pred_marker.get_xydata(), maps.prediction[1][None])
+    assert np.allclose(ex.maps_view.truth_marker.get_xydata(), ctx.test.landmarks[0, 3][None])
+    assert np.allclose(ex.maps_view.images[-1].get_array(), maps.product[1])
+    assert pl_explorer(result, data, n_images=2, maps_image=None).maps_view is None

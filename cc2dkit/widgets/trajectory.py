@@ -4,8 +4,9 @@
 the K *trained* landmarks (``pl_state.landmark_names``; picker index = PL column k). It draws, on
 a few training images, the PL path of that landmark across epochs (initial random PL to the
 final one) against the ground truth that training never reads. :func:`pl_explorer` wires it with
-a :class:`~cc2dkit.widgets.PredictionsView` of the test predictions for the notebooks of the
-PL methods (``sla``, ``atd``, ``adapter``, ``multi``).
+the 5 similarity maps of the picked landmark on a test image (through the model that predicts
+it, :func:`cc2dkit.methods.explain.method_maps`) and a :class:`~cc2dkit.widgets.PredictionsView`
+of the test predictions, for the notebooks of the PL methods (``multi``, ``sla``, ``atd``, ``adapter``).
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import ipywidgets as W
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..methods.explain import method_maps
 from ..metrics.pl_plots import pl_trajectories
 from .picker import LandmarkPicker
-from .views import FigureView, PredictionsView
+from .views import FigureView, PredictionsView, SimilarityMapsView
 
 
 class PLTrajectoryView(FigureView):
@@ -93,16 +95,18 @@ class PLExplorer:
     trajectory_view: PLTrajectoryView
     predictions_view: PredictionsView | None
     widget: W.VBox
+    maps_view: SimilarityMapsView | None = None
 
 
 def pl_explorer(result, data, image_rows: Sequence[int] | None = None, n_images: int = 3, start: int | str = 0,
-                zoom: float | None = None) -> PLExplorer:
-    """Picker of the trained landmarks + their PL paths on training images + test predictions.
+                zoom: float | None = None, maps_image: int | None = 0) -> PLExplorer:
+    """Picker of the trained landmarks + similarity maps + PL paths on training images + test predictions.
 
     ``result``: a :class:`~cc2dkit.methods.MethodResult` with a ``pl_state`` (every method but
-    ``cc2d``); ``data``: the (train, test) GridImages it ran on. ``image_rows``: training rows for
-    the paths (default: the first ``n_images`` with PLs); the first ``n_images`` test images show
-    the predictions (no predictions view when the result has none).
+    ``cc2d``); ``data``: the (train, test) GridImages it ran on. ``maps_image``: the test image
+    whose 5 similarity maps are shown (None: no maps view). ``image_rows``: training rows for the
+    paths (default: the first ``n_images`` with PLs); the first ``n_images`` test images show the
+    predictions (no predictions view when the result has none).
     """
     pl_state = result.pl_state
     if pl_state is None:
@@ -110,8 +114,14 @@ def pl_explorer(result, data, image_rows: Sequence[int] | None = None, n_images:
     train, test = data
     traj_view = PLTrajectoryView.from_state(pl_state, train, image_rows, n_images, zoom)
     picker = LandmarkPicker(pl_state.landmark_names, start)
+    views = [picker.widget]
+    maps_view = None
+    if test is not None and maps_image is not None:
+        maps_view = SimilarityMapsView(method_maps(result.predictor, test, maps_image), pl_state.landmark_names)
+        picker.observe(maps_view)
+        views.append(maps_view.output)
     picker.observe(traj_view)
-    views = [picker.widget, traj_view.output]
+    views.append(traj_view.output)
     pred_view = None
     if test is not None and result.predictions is not None:
         n = min(n_images, len(test))
@@ -121,4 +131,4 @@ def pl_explorer(result, data, image_rows: Sequence[int] | None = None, n_images:
                                     pl_state.landmark_names, [test.ids[i] for i in range(n)])
         picker.observe(pred_view)
         views.append(pred_view.output)
-    return PLExplorer(picker, traj_view, pred_view, W.VBox(views))
+    return PLExplorer(picker, traj_view, pred_view, W.VBox(views), maps_view)

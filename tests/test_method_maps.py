@@ -1,0 +1,34 @@
+"""method_maps: the similarity maps of a trained method's landmarks; their argmax is its prediction."""
+import numpy as np
+import pytest
+
+from cc2dkit.config import preset
+from cc2dkit.methods import run_method
+from cc2dkit.methods.explain import method_maps
+
+from .conftest import phantom_grids
+
+TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 5, "data.phantom_test": 2,
+        "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
+        "train.epochs": 1, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4,
+        "method.landmarks": (0, 2, 3)}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return phantom_grids(preset("smoke", **TINY))
+
+
+@pytest.mark.parametrize("name", ["multi", "sla", "adapter"])
+def test_argmax_of_the_maps_is_the_methods_prediction(data, name):
+    cfg = preset("smoke", **TINY, **{"method.name": name})
+    result = run_method(cfg, data=data, progress=False)
+    test = data[1]
+    for index in range(len(test)):
+        maps = method_maps(result.predictor, test, index)
+        assert maps.maps.shape == (5, 3, 64, 64) and maps.strides == (32, 16, 8, 4, 2)
+        assert (maps.maps >= 0).all()
+        np.testing.assert_array_equal(maps.prediction, result.predictor.predict_grid(test, [index])[0])
+        np.testing.assert_array_equal(maps.truth, test.landmarks[index][[0, 2, 3]])
+    with pytest.raises(IndexError, match="out of range"):
+        method_maps(result.predictor, test, len(test))
