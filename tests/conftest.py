@@ -27,6 +27,16 @@ def phantom_grids(cfg):
             GridImages(test, cfg.data.grid, "test", progress=False))
 
 
+TINY_METHODS = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 6, "data.phantom_test": 2,
+                "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
+                "train.epochs": 1, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4}
+
+
+def tiny_cfg(**overrides):
+    """The ``smoke`` preset shrunk for method tests (grid 64, 6+2 phantom images, 1 step), then ``overrides``."""
+    return preset("smoke", **{**TINY_METHODS, **overrides})
+
+
 @pytest.fixture
 def smoke_cfg():
     return preset("smoke")

@@ -8,17 +8,14 @@ from cc2dkit.methods.state import STATE_NAME
 from cc2dkit.network.accounting import trainable_parameter_count
 from cc2dkit.network import CC2D
 
-from .conftest import phantom_grids
+from .conftest import phantom_grids, tiny_cfg
 
-TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 5, "data.phantom_test": 2,
-        "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
-        "train.epochs": 2, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4,
-        "method.landmarks": (0, 2)}
+TINY = {"data.phantom_train": 5, "train.epochs": 2, "method.landmarks": (0, 2)}
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    return preset("smoke", **TINY)
+    return tiny_cfg(**TINY)
 
 
 @pytest.fixture(scope="module")

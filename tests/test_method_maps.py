@@ -2,26 +2,22 @@
 import numpy as np
 import pytest
 
-from cc2dkit.config import preset
 from cc2dkit.methods import run_method
 from cc2dkit.methods.explain import method_maps
 
-from .conftest import phantom_grids
+from .conftest import phantom_grids, tiny_cfg
 
-TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 5, "data.phantom_test": 2,
-        "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
-        "train.epochs": 1, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4,
-        "method.landmarks": (0, 2, 3)}
+TINY = {"data.phantom_train": 5, "method.landmarks": (0, 2, 3)}
 
 
 @pytest.fixture(scope="module")
 def data():
-    return phantom_grids(preset("smoke", **TINY))
+    return phantom_grids(tiny_cfg(**TINY))
 
 
 @pytest.mark.parametrize("name", ["multi", "sla", "adapter"])
 def test_argmax_of_the_maps_is_the_methods_prediction(data, name):
-    cfg = preset("smoke", **TINY, **{"method.name": name})
+    cfg = tiny_cfg(**TINY, **{"method.name": name})
     result = run_method(cfg, data=data, progress=False)
     test = data[1]
     for index in range(len(test)):

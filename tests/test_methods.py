@@ -5,20 +5,15 @@ import pandas as pd
 import pytest
 import torch
 
-from cc2dkit.config import preset
 from cc2dkit.methods import SLASet, run_adapter, run_atd, run_multi, run_sla, stage_steps
 from cc2dkit.network import CC2D
 
-from .conftest import phantom_grids
-
-TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 6, "data.phantom_test": 2,
-        "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4,
-        "train.epochs": 1, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4}
+from .conftest import phantom_grids, tiny_cfg
 
 
 @pytest.fixture(scope="module")
 def cfg():
-    return preset("smoke", **TINY)
+    return tiny_cfg()
 
 
 @pytest.fixture(scope="module")
