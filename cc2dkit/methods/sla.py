@@ -39,7 +39,7 @@ from ..data.template_aug import TemplatePatchSource, augment_template
 from ..network import CC2D
 from ..network.stacked import StackedDecoder
 from ..training import make_optimizer
-from ..training.pseudo_labels import LandmarkTemplate, PLPatchSource, PLState, expand_original, infer_pseudo_labels
+from ..training.pseudo_labels import PLPatchSource, PLState, expand_original
 from ..training.stacked import StackedPredictor, stacked_optimizer, stacked_ssl_step
 from .common import (EpochLog, MethodResult, RunContext, finish, prepare_context, share_frozen, stage_steps,
                      tracked_test_grid, train_stage)
@@ -60,13 +60,6 @@ class SLASet:
         self.landmark_indices = [int(l) for l in landmark_indices]
         self.template_image = template_image.detach().cpu()
         self.template_landmarks = np.asarray(template_landmarks, dtype=np.float64)
-
-    def predict_landmark(self, k: int, data: GridImages, image_indices=None, progress: bool = False) -> np.ndarray:
-        """(N, 2) grid coordinates of landmark ``landmark_indices[k]`` by model k."""
-        l = self.landmark_indices[k]
-        t = LandmarkTemplate(self.models[k], self.template_image, self.template_landmarks[[l]], self.device)
-        return infer_pseudo_labels(self.models[k], [t], data, [l], self.device, self.cfg.eval.batch_size,
-                                   image_indices, progress)[:, 0]
 
     def predict_grid(self, data: GridImages, image_indices=None, progress: bool = False) -> np.ndarray:
         """(N, K, 2) grid coordinates of the K trained landmarks (stacked inference, see the module doc)."""
