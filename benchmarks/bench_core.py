@@ -5,6 +5,7 @@ Each configuration runs in its own subprocess so its peak resident memory (ru_ma
     python benchmarks/bench_core.py                      # grids 384 and 192, cache on/off
     python benchmarks/bench_core.py --grids 192 --steps 3
     python benchmarks/bench_core.py --run runs/cpu       # also print that run's Test1 metrics
+    python benchmarks/bench_core.py --grids 384 --set train.channels_last=on --set train.amp=bf16
 
 Data: ISBI 2015 when $CC2DKIT_ISBI_ROOT is set (the speed does not depend on the pixels), the
 phantom otherwise. Backbone: VGG16 (random weights: speed only). Prints a pandas table.
@@ -26,12 +27,14 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 
-def _config(grid: int, cache: bool, n_images: int):
+def _config(grid: int, cache: bool, n_images: int, sets: list[str]):
+    from cc2dkit.__main__ import _parse_sets
     from cc2dkit.config import preset
 
     source = "isbi" if os.environ.get("CC2DKIT_ISBI_ROOT") else "phantom"
     over = {"data.source": source, "data.grid": grid, "backbone.weights": "none", "backbone.cache_features": cache,
-            "net.decoder_widths": "256,128,128,64,64", "net.embed_dim": 64, "train.batch_size": 8}
+            "net.decoder_widths": "256,128,128,64,64", "net.embed_dim": 64, "train.batch_size": 8,
+            **_parse_sets(sets)}
     if source == "isbi":
         return preset("cpu", **over), n_images
     return preset("cpu", **over, **{"data.phantom_train": n_images, "data.phantom_test": 4,
@@ -39,7 +42,7 @@ def _config(grid: int, cache: bool, n_images: int):
                                     "data.template": "train_000"}), n_images
 
 
-def measure_one(grid: int, cache: bool, steps: int, n_images: int) -> dict:
+def measure_one(grid: int, cache: bool, steps: int, n_images: int, sets: list[str]) -> dict:
     """Steady-state SSL throughput (cache warmed first) and per-image inference time."""
     from cc2dkit.data import SubsetDataset, build_datasets
     from cc2dkit.data.grid import GridImages
@@ -48,7 +51,7 @@ def measure_one(grid: int, cache: bool, steps: int, n_images: int) -> dict:
     from cc2dkit.runtime import setup
     from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
 
-    cfg, n = _config(grid, cache, n_images)
+    cfg, n = _config(grid, cache, n_images, sets)
     device, gen = setup(cfg)
     train, test = build_datasets(cfg.data, cfg.seed)
     train = SubsetDataset(train, train.ids[:n])
@@ -75,7 +78,8 @@ def measure_one(grid: int, cache: bool, steps: int, n_images: int) -> dict:
         "landmarks": len(data.landmark_names), "train_samples_per_s": steps * cfg.train.batch_size / train_s,
         "s_per_step": train_s / steps, "infer_s_per_image_all_landmarks": infer_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "device": device.type, "amp": cfg.train.amp,
+        "channels_last": cfg.train.channels_last,
     }
 
 
@@ -85,17 +89,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--images", type=int, default=16, help="training images used (cache warm-up cost)")
     ap.add_argument("--run", default=None, help="a finished run folder whose evaluation.json to print")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every configuration measured (repeatable)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         grid, cache = args.one.split(":")
-        print(json.dumps(measure_one(int(grid), cache == "on", args.steps, args.images)))
+        print(json.dumps(measure_one(int(grid), cache == "on", args.steps, args.images, args.set)))
         return
     rows = []
     for grid in (int(g) for g in args.grids.split(",")):
         for cache in ("on", "off"):
             out = subprocess.run([sys.executable, __file__, "--one", f"{grid}:{cache}", "--steps", str(args.steps),
-                                  "--images", str(args.images)], capture_output=True, text=True, check=True)
+                                  "--images", str(args.images), *[f"--set={s}" for s in args.set]],
+                                 capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(rows[-1], flush=True)
     with pd.option_context("display.width", 160, "display.max_columns", 20):

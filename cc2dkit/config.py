@@ -74,6 +74,7 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 1  # checkpoint every N epochs (and always at the end)
     amp: str = "auto"  # mixed precision of the training step: "auto" (bf16 on CUDA, off on CPU) | "bf16" | "off"
+    channels_last: bool | None = None  # NHWC convolutions in the training step (None: on CUDA only)
 
 
 @dataclass(frozen=True)

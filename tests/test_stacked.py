@@ -210,3 +210,22 @@ def test_batched_training_defaults_to_cuda_only(cfg):
     assert not batched_training(cfg, torch.device("cpu")) and batched_training(cfg, torch.device("cuda"))
     assert batched_training(cfg.replace(**{"method.batched": "on"}), torch.device("cpu"))
     assert not batched_training(cfg.replace(**{"method.batched": "false"}), torch.device("cuda"))
+
+
+def test_stacked_step_with_channels_last_equals_the_nchw_step(cfg, data):
+    """The grouped convs of the stack laid out NHWC (train.channels_last) give the NCHW step's result."""
+    c = cfg.replace(**{"backbone.cache_features": False, "train.batch_size": 2})
+    out = {}
+    for on in (False, True):
+        cl = c.replace(**{"train.channels_last": on})
+        models = [m.double() for m in _models(cl)]
+        stack = StackedDecoder([m.decoder for m in models])
+        opt = stacked_optimizer(stack, cl)
+        batches = [dataclasses.replace(b, images=b.images.double(), patches=b.patches.double())
+                   for b in _batches(cl, data)]
+        losses = [stacked_ssl_step(models[0].cache, stack, batches, opt, cl.train, CPU) for _ in range(2)]
+        assert any(not p.is_contiguous() for p in stack.parameters() if p.dim() == 4) == on
+        out[on] = losses, [p.detach().clone() for p in stack.parameters()]
+    np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-6)  # the loss is float32
+    for a, b in zip(out[True][1], out[False][1]):  # far below one Adam step (~lr): no update flipped
+        torch.testing.assert_close(a, b, atol=1e-3 * c.train.lr, rtol=1e-6)

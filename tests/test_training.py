@@ -131,3 +131,35 @@ def test_bf16_autocast_step_is_close_to_float32(smoke_cfg):
     assert autocast(smoke_cfg.train, torch.device("cpu")).__class__.__name__ == "nullcontext"  # auto: off on CPU
     with pytest.raises(ValueError, match="'fp8'"):
         autocast(smoke_cfg.replace(**{"train.amp": "fp8"}).train, torch.device("cpu"))
+
+
+def test_channels_last_changes_the_layout_not_the_step():
+    """train.channels_last lays the weights out NHWC; the step's loss and updated weights are those of
+    the NCHW step (float64, so only the summation order differs)."""
+    import dataclasses
+
+    from cc2dkit.training.step import memory_format
+    from .conftest import tiny_cfg
+
+    cpu = torch.device("cpu")
+    base = tiny_cfg(**{"backbone.cache_features": False})  # the cache stores float32
+    batch = RandomPatchSource(_phantom(base), base.train).sample(4, torch.Generator().manual_seed(0))
+    batch = dataclasses.replace(batch, images=batch.images.double(), patches=batch.patches.double())
+    out = {}
+    for on in (False, True):
+        cfg = base.replace(**{"train.channels_last": on})
+        torch.manual_seed(0)
+        model = CC2D(cfg.net, cfg.backbone).double()
+        opt = make_optimizer(model, cfg)
+        losses = [ssl_step(model, batch, opt, cfg.train, cpu)[0] for _ in range(2)]  # 2nd: Adam's moments
+        convs = [p for p in model.parameters() if p.dim() == 4]
+        assert all(p.is_contiguous(memory_format=memory_format(cfg.train, cpu)) for p in convs)
+        assert any(not p.is_contiguous() for p in convs) == on  # 3x3 convs really are NHWC when on
+        out[on] = losses, [p.detach().clone() for p in model.trainable_parameters()]
+    np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-6)  # the loss is float32
+    for a, b in zip(out[True][1], out[False][1]):  # far below one Adam step (~lr): no update flipped
+        torch.testing.assert_close(a, b, atol=1e-3 * base.train.lr, rtol=1e-6)
+    assert base.train.channels_last is None  # default: NHWC on CUDA only
+    assert memory_format(base.train, cpu) == torch.contiguous_format
+    assert memory_format(base.train, torch.device("cuda")) == torch.channels_last
+    assert memory_format(base.replace(**{"train.channels_last": "on"}).train, cpu) == torch.channels_last

@@ -23,7 +23,7 @@ from ..inference.cascade import cascade_argmax, similarity_maps, template_vector
 from ..network.stacked import StackedDecoder
 from .loss import cc2d_loss
 from .patches import PatchBatch
-from .step import autocast
+from .step import autocast, memory_format, use_memory_format
 
 
 def stack_taps(taps: list[torch.Tensor], k: int) -> list[torch.Tensor]:
@@ -46,7 +46,7 @@ def stacked_ssl_step(cache: FeatureCache, decoder: StackedDecoder, batches: Sequ
 
     ``cache`` gives the frozen features (its ``backbone`` embeds the patches); all batches must
     have the same size. ``landmark_ids`` of the batches are ignored (plain CC2D models). Mixed
-    precision (``cfg.amp``) as in ``ssl_step``.
+    precision (``cfg.amp``) and memory layout (``cfg.channels_last``) as in ``ssl_step``.
     """
     k = decoder.k
     if len(batches) != k:
@@ -54,8 +54,11 @@ def stacked_ssl_step(cache: FeatureCache, decoder: StackedDecoder, batches: Sequ
     if len({len(b.keys) for b in batches}) != 1:
         raise ValueError("the stacked models' batches must have the same size")
     decoder.train()
-    images = torch.cat([b.images for b in batches]).to(device)  # (K*B, 1, G, G)
-    patches = torch.cat([b.patches for b in batches]).to(device)  # (K*B, 1, P, P)
+    fmt = memory_format(cfg, device)
+    use_memory_format(decoder, fmt)
+    use_memory_format(cache.backbone, fmt)
+    images = torch.cat([b.images for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, G, G)
+    patches = torch.cat([b.patches for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, P, P)
     keys = [key for b in batches for key in b.keys]
     with autocast(cfg, device):  # train.amp, as ssl_step
         img_embs = decoder(stack_taps(cache.features(keys, images), k))  # [(K, B, D, G/s, G/s)]
