@@ -87,15 +87,40 @@ def run_one(spec: str, out: Path, sets: list[str]) -> None:
     print(json.dumps(summary, default=float))
 
 
+STAGES = {"cc2d": 1, "multi": 1, "wide": 1, "sla": 1, "atd": 2, "adapter": 2}  # training stages per epoch
+
+
+def throughput(run_dir: Path, models: int) -> dict:
+    """Training samples per second of a finished run, from its metrics.csv.
+
+    ``epoch_samples_per_s``: over whole epochs (training, Infer-PL, tracking); ``train_samples_per_s``:
+    over the training stages only (``train_seconds``, NaN for runs logged before that column existed).
+    """
+    cfg = json.loads((run_dir / "config.json").read_text())
+    per_epoch = pd.read_csv(run_dir / "metrics.csv").groupby("epoch").first()
+    samples = cfg["train"]["steps_per_epoch"] * cfg["train"]["batch_size"] * STAGES[cfg["method"]["name"]] * models
+    timed = per_epoch["train_seconds"].dropna() if "train_seconds" in per_epoch else pd.Series(dtype=float)
+    return {"epoch_samples_per_s": round(samples * len(per_epoch) / per_epoch["seconds"].sum(), 2),
+            "train_samples_per_s": round(samples * len(timed) / timed.sum(), 2) if len(timed) else float("nan")}
+
+
 def table(out: Path) -> pd.DataFrame:
     rows = []
     for f in sorted(out.glob("*/summary.json")):
         s = json.loads(f.read_text())
         rows.append({"method": s["method"], **{k: round(v, 2) for k, v in s["all"].items()},
                      "models": s["models"], "trainable_params": s["trainable_params"],
+                     **throughput(f.parent, s["models"]),
                      "train_min": round(s.get("train_s", float("nan")) / 60, 1),
                      "wall_min": round(s["wall_s"] / 60, 1), "peak_rss_mb": s["peak_rss_mb"]})
     return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
+
+
+def landmark_table(out: Path, column: str = "MRE_mm") -> pd.DataFrame:
+    """One ``evaluation.csv`` column per finished run: landmarks x methods."""
+    cols = {json.loads(f.read_text())["method"]: pd.read_csv(f.parent / "evaluation.csv", index_col="landmark")[column]
+            for f in sorted(out.glob("*/summary.json"))}
+    return pd.DataFrame(cols).round(2)
 
 
 def main() -> None:
@@ -104,6 +129,8 @@ def main() -> None:
     p.add_argument("--out", default="runs/methods")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true", help="rerun methods that already have a summary.json")
+    p.add_argument("--per-landmark", default=None, metavar="COLUMN",
+                   help="also print this evaluation.csv column (e.g. MRE_mm, SDR_2.0mm) per landmark and method")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run in this process
     args = p.parse_args()
     out = Path(args.out)
@@ -117,8 +144,11 @@ def main() -> None:
             continue
         cmd = [sys.executable, __file__, spec, "--out", str(out), "--one"] + [a for s in args.set for a in ("--set", s)]
         subprocess.run(cmd, check=True)
-    with pd.option_context("display.width", 160):
+    with pd.option_context("display.width", 200):
         print(table(out).to_string())
+        if args.per_landmark:
+            print(f"\n{args.per_landmark} per landmark:")
+            print(landmark_table(out, args.per_landmark).to_string())
 
 
 if __name__ == "__main__":
