@@ -123,6 +123,32 @@ def landmark_table(out: Path, column: str = "MRE_mm") -> pd.DataFrame:
     return pd.DataFrame(cols).round(2)
 
 
+def outlier_table(out: Path, far_mm: float = 10.0) -> pd.DataFrame:
+    """Median radial error and gross failures (> ``far_mm``) per finished run, from predictions.csv
+    against the Test1 annotations (reads $CC2DKIT_ISBI_ROOT): where MRE and median disagree."""
+    import numpy as np
+
+    from cc2dkit.data import build_datasets
+    from cc2dkit.methods import run_config
+    from cc2dkit.metrics.errors import radial_errors_mm
+
+    rows, test = [], None
+    for f in sorted(out.glob("*/summary.json")):
+        if test is None:
+            cfg = run_config(f.parent)
+            _, test = build_datasets(cfg.data, cfg.seed)
+            samples = [test[i] for i in range(len(test))]
+        pred = pd.read_csv(f.parent / "predictions.csv", dtype={"image": str}).set_index(["image", "landmark"])
+        errors = np.stack([radial_errors_mm(pred.loc[str(s.id)].loc[list(test.landmark_names), ["x", "y"]]
+                                            .to_numpy()[None], np.asarray(s.landmarks)[None], s.spacing_mm)[0]
+                           for s in samples])  # (N, L) mm
+        far = errors > far_mm
+        rows.append({"method": json.loads(f.read_text())["method"], "MRE_mm": errors.mean(),
+                     "median_mm": float(np.median(errors)), f"n_over_{far_mm:g}mm": int(far.sum()),
+                     "of": errors.size, "max_mm": errors.max(), f"MRE_without_over_{far_mm:g}mm": errors[~far].mean()})
+    return pd.DataFrame(rows).set_index("method").round(2)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("methods", nargs="*")
@@ -131,6 +157,8 @@ def main() -> None:
     p.add_argument("--force", action="store_true", help="rerun methods that already have a summary.json")
     p.add_argument("--per-landmark", default=None, metavar="COLUMN",
                    help="also print this evaluation.csv column (e.g. MRE_mm, SDR_2.0mm) per landmark and method")
+    p.add_argument("--outliers", action="store_true",
+                   help="also print median error and gross failures (> 10 mm) per method (needs the Test1 data)")
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run in this process
     args = p.parse_args()
     out = Path(args.out)
@@ -149,6 +177,9 @@ def main() -> None:
         if args.per_landmark:
             print(f"\n{args.per_landmark} per landmark:")
             print(landmark_table(out, args.per_landmark).to_string())
+        if args.outliers:
+            print("\nmedian error and gross failures:")
+            print(outlier_table(out).to_string())
 
 
 if __name__ == "__main__":
