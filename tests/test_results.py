@@ -13,8 +13,8 @@ from cc2dkit.config import preset
 from cc2dkit.data.isbi import ISBI_LANDMARKS
 from cc2dkit.metrics import per_landmark_table
 from cc2dkit.metrics.results import (METRICS, NOT_RECORDED, NOT_RUN, PAPER, TABLE1_ROWS, TABLE3_ROWS, collect_runs,
-                                     compare_tables, plot_landmark_comparison, plot_method_comparison, read_run,
-                                     table1, table2, table3)
+                                     compare_tables, finished_runs, plot_landmark_comparison, plot_method_comparison,
+                                     read_run, table1, table2, table3)
 from cc2dkit.network.accounting import decoder_parameter_formula
 
 NAMES = ["A", "B", "C"]
@@ -104,6 +104,19 @@ def test_collect_runs_trainable_parameters(runs):
     wide = cfg.replace(**{"net.extra_channels": 16}).net
     assert allrows.loc["wide16", "trainable_params"] == decoder_parameter_formula(wide, taps(cfg), 3, 0)
     assert allrows.loc["adapter 4", "trainable_params"] < allrows.loc["adapter 16", "trainable_params"]
+
+
+def test_finished_runs_takes_the_evaluated_folders(tmp_path):
+    write_run(tmp_path / "sla", "sla", errs(2.0))
+    write_run(tmp_path / "atd", "atd", errs(2.0))
+    (tmp_path / "atd" / "evaluation.csv").unlink()  # still training
+    (tmp_path / "log.txt").write_text("not a run")
+    assert finished_runs(tmp_path) == {"sla": tmp_path / "sla"}
+    assert set(collect_runs(finished_runs(tmp_path))["run"]) == {"sla"}
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        finished_runs(tmp_path / "atd")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        finished_runs(tmp_path / "nowhere")
 
 
 def test_collect_runs_empty():

@@ -32,9 +32,10 @@ __all__ += ["pl_summary", "pl_trajectories", "pl_trajectory", "pl_trajectory_gal
             "plot_error_curves", "plot_seesaw_events", "seesaw_events", "seesaw_summary", "compare_change_correlations",
             "compare_error_curves", "seesaw_comparison"]
 from .atd_plots import DotCheck, dot_warp_check, plot_affine_params, plot_dot_check, template_gallery
-from .results import (PAPER, collect_runs, compare_tables, plot_landmark_comparison, plot_method_comparison, read_run,
-                      table1, table2, table3)
+from .results import (PAPER, collect_runs, compare_tables, finished_runs, plot_landmark_comparison,
+                      plot_method_comparison, read_run, table1, table2, table3)
 
 __all__ += ["DotCheck", "dot_warp_check", "plot_affine_params", "plot_dot_check", "template_gallery",
-            "PAPER", "collect_runs", "compare_tables", "plot_landmark_comparison", "plot_method_comparison",
+            "PAPER", "collect_runs", "compare_tables", "finished_runs", "plot_landmark_comparison",
+            "plot_method_comparison",
             "read_run", "table1", "table2", "table3"]

@@ -123,6 +123,18 @@ def trainable_params(cfg: Config, n_landmarks: int) -> int:
     return one * n_landmarks if name in PER_LANDMARK_METHODS else one
 
 
+def finished_runs(root: str | Path) -> dict[str, Path]:
+    """``{folder name: folder}`` of the finished runs under ``root`` (those with an ``evaluation.csv``),
+    e.g. every method of ``benchmarks/run_methods.py --out ROOT``; runs still training are left out."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"run root {root} is not a folder")
+    runs = {p.parent.name: p.parent for p in sorted(root.glob("*/evaluation.csv"))}
+    if not runs:
+        raise FileNotFoundError(f"no finished run (a folder with evaluation.csv) under {root}")
+    return runs
+
+
 def collect_runs(run_dirs: Mapping[str, str | Path | None]) -> pd.DataFrame:
     """One tidy frame of ``{label: run folder}``: a row per (run, landmark), each run's ``"all"`` row last.
 
