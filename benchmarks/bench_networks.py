@@ -38,21 +38,19 @@ DEFAULT_SPECS = ("cc2d", "wide:16", "wide:304", "adapter:0", "adapter:4", "adapt
 def _config(spec: str, args):
     from cc2dkit.__main__ import _parse_sets
     from cc2dkit.config import preset
+    from cc2dkit.methods import method_config
+    from run_methods import spec_overrides  # the same METHOD specs as run_methods.py
 
-    name, _, arg = spec.partition(":")
-    over = {"data.grid": args.grid, "backbone.weights": "none", "train.batch_size": args.batch}
-    if name == "wide":
-        over.update({"method.name": "wide", "net.extra_channels": int(arg or 16)})
-    elif name == "adapter":
-        over.update({"method.name": "adapter", "method.adapter_channels": int(arg or 16)})
-    elif name != "cc2d":
+    if spec.partition(":")[0] not in ("cc2d", "wide", "adapter"):
         raise SystemExit(f"unknown network spec {spec!r}: cc2d, wide:N or adapter:N")
+    over = {"data.grid": args.grid, "backbone.weights": "none", "train.batch_size": args.batch,
+            **spec_overrides(spec)}
     if os.environ.get("CC2DKIT_ISBI_ROOT"):
         over["data.source"] = "isbi"
     else:
         over.update({"data.source": "phantom", "data.phantom_train": args.images, "data.phantom_test": 2,
                      "data.phantom_landmarks": 19, "data.phantom_size": 512, "data.template": "train_000"})
-    return preset("cpu", **{**over, **_parse_sets(args.set)})
+    return method_config(preset("cpu", **{**over, **_parse_sets(args.set)}))
 
 
 def measure(spec: str, args) -> dict:

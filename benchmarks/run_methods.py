@@ -45,16 +45,20 @@ def config_for(spec: str, sets: list[str]):
     from cc2dkit.config import preset
     from cc2dkit.methods import method_config
 
+    return method_config(preset("cpu", **{**BUDGET, **spec_overrides(spec), **_parse_sets(sets)}))
+
+
+def spec_overrides(spec: str) -> dict:
+    """A METHOD spec as config overrides: ``adapter:N`` sets C_A, ``wide:N`` the extra channels."""
     name, _, arg = spec.partition(":")
-    over = dict(BUDGET, **{"method.name": name})
+    over = {"method.name": name}
     if arg and name == "adapter":
         over["method.adapter_channels"] = int(arg)
     elif arg and name == "wide":
         over["net.extra_channels"] = int(arg)
     elif arg:
         raise SystemExit(f"{spec!r}: only adapter:N and wide:N take a number")
-    over.update(_parse_sets(sets))
-    return method_config(preset("cpu", **over))
+    return over
 
 
 def run_dir_of(out: Path, spec: str) -> Path:
