@@ -39,3 +39,28 @@ def test_resume_continues_exactly(smoke_cfg, tmp_path):
     assert h_resumed[-1]["loss"] == h_straight[-1]["loss"]
     for a, b in zip(straight.model.trainable_parameters(), second.model.trainable_parameters()):
         assert torch.equal(a, b)
+
+
+def test_saved_files_give_errors_naming_the_file(tmp_path):
+    import pytest
+
+    from cc2dkit.methods.sla import SLASet
+    from cc2dkit.methods.state import load_state
+    from cc2dkit.training.checkpoint import load_saved, save_atomic
+
+    path = save_atomic({"format": "cc2dkit-checkpoint-1", "x": 1}, tmp_path / "ok.pt")
+    assert load_checkpoint(path)["x"] == 1 and not list(tmp_path.glob("*.tmp"))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"format": "something-else"}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="foreign.pt is not a cc2dkit checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:20])  # a truncated save
+    with pytest.raises(ValueError, match="cannot read .*cut.pt"):
+        load_saved(tmp_path / "cut.pt", "cc2dkit-checkpoint-1", "cc2dkit checkpoint")
+    (tmp_path / "run").mkdir()
+    torch.save({"format": "cc2dkit-checkpoint-1"}, tmp_path / "run" / "method_state.pt")
+    with pytest.raises(ValueError, match="not a cc2dkit method state"):
+        load_state(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="sla_set.pt"):
+        SLASet.load(tmp_path / "run")

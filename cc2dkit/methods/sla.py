@@ -39,6 +39,7 @@ from ..data.template_aug import TemplatePatchSource, augment_template
 from ..network import CC2D
 from ..network.stacked import StackedDecoder
 from ..training import make_optimizer
+from ..training.checkpoint import load_saved, save_atomic
 from ..training.pseudo_labels import PLPatchSource, PLState, expand_original
 from ..training.stacked import StackedPredictor, stacked_optimizer, stacked_ssl_step
 from .common import (EpochLog, MethodResult, RunContext, finish, prepare_context, share_frozen, stage_steps,
@@ -84,9 +85,7 @@ class SLASet:
         state = {"format": SLA_FORMAT, "config": self.cfg.to_dict(), "landmark_indices": self.landmark_indices,
                  "template_image": self.template_image, "template_landmarks": self.template_landmarks,
                  "models": [m.trainable_state_dict() for m in self.models]}
-        tmp = d / (SLA_FILE + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(d / SLA_FILE)
+        save_atomic(state, d / SLA_FILE)
         (d / "sla_set.json").write_text(json.dumps({"format": SLA_FORMAT, "landmark_indices": self.landmark_indices,
                                                     "models": len(self.models)}, indent=2))
         return d / SLA_FILE
@@ -94,11 +93,7 @@ class SLASet:
     @classmethod
     def load(cls, directory: str | Path, device: torch.device | str = "cpu") -> "SLASet":
         path = Path(directory) / SLA_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"no SLA set at {path}")
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("format") != SLA_FORMAT:
-            raise ValueError(f"{path} is not a cc2dkit SLA set")
+        state = load_saved(path, SLA_FORMAT, "cc2dkit SLA set")
         cfg = Config.from_dict(state["config"])
         device = torch.device(device)
         models = []

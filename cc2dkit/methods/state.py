@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ..training.checkpoint import load_saved, save_atomic
+
 STATE_NAME = "method_state.pt"
 STATE_FORMAT = "cc2dkit-method-state-1"
 
@@ -32,9 +34,7 @@ def save_state(out: Path | None, epoch: int, models: list, optimizers: list, gen
              "pls": None if pl_state is None else pl_state.pls,
              "pl_history": None if pl_state is None else pl_state.history,
              "log": log.rows, "layout": layout}
-    tmp = out / (STATE_NAME + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(out / STATE_NAME)
+    save_atomic(state, out / STATE_NAME)
 
 
 def load_state(out: Path | None) -> dict:
@@ -47,9 +47,7 @@ def load_state(out: Path | None) -> dict:
     path = Path(out) / STATE_NAME
     if not path.exists():
         raise FileNotFoundError(f"cannot resume: no {STATE_NAME} in {out}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("format") != STATE_FORMAT:
-        raise ValueError(f"{path} is not a cc2dkit method state")
+    state = load_saved(path, STATE_FORMAT, "cc2dkit method state")
     state["path"] = path
     return state
 
