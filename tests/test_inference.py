@@ -25,6 +25,22 @@ def test_cascade_argmax_finds_the_peak_of_the_product():
     assert pts[0, 1].tolist() == [3.0, 2.0]
 
 
+def test_closed_gates_do_not_fall_back_to_the_corner():
+    """Every location has some scale at 0: the plain product is 0 everywhere (argmax would be (0, 0));
+    the prediction is then where the most scales agree, while an open pair is left untouched."""
+    maps = torch.full((3, 1, 2, 16, 16), 0.5)
+    maps[0, 0, 0] = 0.0  # landmark 0: scale 0 closed everywhere ...
+    maps[0, 0, 0, 7, 11] = 0.9  # ... except at (x=11, y=7), where scale 1 is closed
+    maps[1, 0, 0, 7, 11] = 0.0
+    maps[1:, 0, 0, 3, 6] = 0.95  # (x=6, y=3): two of three scales strong, scale 0 closed
+    maps[:, 0, 1, 9, 2] = 0.8  # landmark 1: an ordinary peak at (x=2, y=9)
+    maps[0, 0, 1, 4, 4] = 0.0
+    assert (maps[:, 0, 0].prod(dim=0) == 0).all()
+    pts = cascade_argmax(maps)
+    assert pts[0, 0].tolist() == [6.0, 3.0]
+    assert pts[0, 1].tolist() == [2.0, 9.0]
+
+
 def test_shifted_query_gives_the_shift():
     """A query that is the template shifted by a known offset: predictions move by that offset.
 
