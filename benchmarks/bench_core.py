@@ -28,13 +28,13 @@ import torch  # noqa: E402
 
 
 def _config(grid: int, cache: bool, n_images: int, sets: list[str]):
-    from cc2dkit.__main__ import _parse_sets
+    from cc2dkit.config import parse_sets
     from cc2dkit.config import preset
 
     source = "isbi" if os.environ.get("CC2DKIT_ISBI_ROOT") else "phantom"
     over = {"data.source": source, "data.grid": grid, "backbone.weights": "none", "backbone.cache_features": cache,
             "net.decoder_widths": "256,128,128,64,64", "net.embed_dim": 64, "train.batch_size": 8,
-            **_parse_sets(sets)}
+            **parse_sets(sets)}
     if source == "isbi":
         return preset("cpu", **over), n_images
     return preset("cpu", **over, **{"data.phantom_train": n_images, "data.phantom_test": 4,
@@ -46,7 +46,7 @@ def measure_one(grid: int, cache: bool, steps: int, n_images: int, sets: list[st
     """Steady-state SSL throughput (cache warmed first) and per-image inference time."""
     from cc2dkit.data import SubsetDataset, build_datasets
     from cc2dkit.data.grid import GridImages
-    from cc2dkit.inference import Template, predict_grid
+    from cc2dkit.inference import ModelPredictor, Template
     from cc2dkit.network import CC2D
     from cc2dkit.runtime import setup
     from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
@@ -61,18 +61,18 @@ def measure_one(grid: int, cache: bool, steps: int, n_images: int, sets: list[st
     src = RandomPatchSource(data, cfg.train)
     if cache:  # warm: every image's frozen features computed once
         model.cache.features(data.keys, data.images)
-    ssl_step(model, src.sample(cfg.train.batch_size, gen), opt, cfg.train, device)  # warm-up step
+    ssl_step(model, [src.sample(cfg.train.batch_size, gen)], opt, cfg.train, device)  # warm-up step
     t0 = time.perf_counter()
     for _ in range(steps):
-        ssl_step(model, src.sample(cfg.train.batch_size, gen), opt, cfg.train, device)
+        ssl_step(model, [src.sample(cfg.train.batch_size, gen)], opt, cfg.train, device)
     train_s = time.perf_counter() - t0
     labelled = [i for i in range(len(data)) if data.labelled[i]]
-    tpl = Template(model, data.images[labelled[0]], data.landmarks[labelled[0]], device)
-    queries = data.images[:4]
-    predict_grid(model, tpl, queries[:1], device, 1, progress=False)  # warm-up
+    template = Template(data.images[labelled[0]], data.landmarks[labelled[0]])
+    predictor = ModelPredictor(model, template, range(len(data.landmark_names)), device, 4)
+    predictor.predict_grid(data, [0])  # warm-up
     t0 = time.perf_counter()
-    predict_grid(model, tpl, queries, device, 4, progress=False)
-    infer_s = (time.perf_counter() - t0) / len(queries)
+    predictor.predict_grid(data, [0, 1, 2, 3])
+    infer_s = (time.perf_counter() - t0) / 4
     return {
         "grid": grid, "cache": "on" if cache else "off", "data": cfg.data.source,
         "landmarks": len(data.landmark_names), "train_samples_per_s": steps * cfg.train.batch_size / train_s,
@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--grids", default="384,192")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--images", type=int, default=16, help="training images used (cache warm-up cost)")
-    ap.add_argument("--run", default=None, help="a finished run folder whose evaluation.json to print")
+    ap.add_argument("--run", default=None, help="a finished run folder whose test evaluation to print")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every configuration measured (repeatable)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
@@ -108,12 +108,8 @@ def main() -> None:
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(pd.DataFrame(rows).round(3).to_string(index=False))
     if args.run:
-        ev = json.loads((Path(args.run) / "evaluation.json").read_text())
-        timing = Path(args.run) / "timing.json"
-        print(f"\nrun {args.run}: {ev['n_images']} images, {ev['n_landmarks']} landmarks")
-        print(json.dumps(ev["summary"], indent=1))
-        if timing.exists():
-            print(timing.read_text())
+        print(f"\nrun {args.run}:")
+        print(pd.read_csv(Path(args.run) / "evaluation_test.csv", index_col=0).round(2).to_string())
 
 
 if __name__ == "__main__":

@@ -36,8 +36,7 @@ DEFAULT_SPECS = ("cc2d", "wide:16", "wide:304", "adapter:0", "adapter:4", "adapt
 
 
 def _config(spec: str, args):
-    from cc2dkit.__main__ import _parse_sets
-    from cc2dkit.config import preset
+    from cc2dkit.config import parse_sets, preset
     from cc2dkit.methods import method_config
     from run_methods import spec_overrides  # the same METHOD specs as run_methods.py
 
@@ -50,24 +49,24 @@ def _config(spec: str, args):
     else:
         over.update({"data.source": "phantom", "data.phantom_train": args.images, "data.phantom_test": 2,
                      "data.phantom_landmarks": 19, "data.phantom_size": 512, "data.template": "train_000"})
-    return method_config(preset("cpu", **{**over, **_parse_sets(args.set)}))
+    return method_config(preset("cpu", **{**over, **parse_sets(args.set)}))
 
 
 def measure(spec: str, args) -> dict:
     from cc2dkit.data import SubsetDataset, build_datasets
     from cc2dkit.data.grid import GridImages
+    from cc2dkit.inference import ModelPredictor, Template
+    from cc2dkit.methods import method_spec
     from cc2dkit.network.accounting import trainable_parameter_count
-    from cc2dkit.network.adapter import build_model
     from cc2dkit.runtime import setup
     from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
-    from cc2dkit.training.pseudo_labels import ModelPredictor
 
     cfg = _config(spec, args)
     device, gen = setup(cfg)
     train, _ = build_datasets(cfg.data, cfg.seed)
     data = GridImages(SubsetDataset(train, train.ids[:args.images]), cfg.data.grid, "train", progress=False)
     n_lm = len(data.landmark_names)
-    model = build_model(cfg, n_lm).to(device)
+    model = method_spec(cfg).build_model(cfg, n_lm).to(device)
     opt = make_optimizer(model, cfg)
     src = RandomPatchSource(data, cfg.train)
     model.cache.features(data.keys, data.images)  # warm: every image's frozen features once
@@ -78,14 +77,14 @@ def measure(spec: str, args) -> dict:
         return dataclasses.replace(b, landmark_ids=ids) if cfg.method.name == "adapter" else b
 
     batches = [batch() for _ in range(args.steps + 1)]
-    ssl_step(model, batches[0], opt, cfg.train, device)  # warm-up
+    ssl_step(model, batches[:1], opt, cfg.train, device)  # warm-up
     t0 = time.perf_counter()
     for b in batches[1:]:
-        ssl_step(model, b, opt, cfg.train, device)
+        ssl_step(model, [b], opt, cfg.train, device)
     train_s = time.perf_counter() - t0
     labelled = [i for i in range(len(data)) if data.labelled[i]]
-    predictor = ModelPredictor(model, data.images[labelled[0]], data.landmarks[labelled[0]], list(range(n_lm)),
-                               device, cfg.eval.batch_size)
+    predictor = ModelPredictor(model, Template(data.images[labelled[0]], data.landmarks[labelled[0]]),
+                               list(range(n_lm)), device, cfg.eval.batch_size)
     predictor.predict_grid(data, [1])  # warm-up
     queries = list(range(1, 1 + args.queries))
     t0 = time.perf_counter()

@@ -1,9 +1,10 @@
 """Batched vs sequential SLA: training throughput, Infer-PL time and peak memory for K models.
 
 SLA trains one CC2D per landmark (K = 19 on ISBI). "sequential" runs the K models one after the
-other (``ssl_step`` and ``infer_pseudo_labels`` per model, as ``method.batched=False``); "batched"
-runs them as one StackedDecoder (``stacked_ssl_step`` and ``StackedPredictor``, the default). Each
-mode runs in its own subprocess so its peak resident memory (ru_maxrss) is its own.
+other (``ssl_step`` per model, as ``method.batched=False``, the default off CUDA); "batched" trains
+them as one ``StackedModels`` (one ``ssl_step`` of the stack). Infer-PL always runs stacked
+(``ModelSetPredictor``; "sequential" times it with stacks of one model, ``method.stack_size=1``).
+Each mode runs in its own subprocess so its peak resident memory (ru_maxrss) is its own.
 
     python benchmarks/bench_sla.py                              # K=19, grid 192, 3 steps, batch 8
     python benchmarks/bench_sla.py --k 4 --grid 128 --steps 2   # quick check
@@ -49,13 +50,11 @@ def _config(args):
 def measure(mode: str, args) -> dict:
     from cc2dkit.data import SubsetDataset, build_datasets
     from cc2dkit.data.grid import GridImages
-    from cc2dkit.methods.common import share_frozen
-    from cc2dkit.methods.sla import SLASet
-    from cc2dkit.network import CC2D
-    from cc2dkit.network.stacked import StackedDecoder
+    from cc2dkit.inference import ModelSetPredictor, Template
+    from cc2dkit.methods import METHODS
+    from cc2dkit.network import StackedModels
     from cc2dkit.runtime import setup
     from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
-    from cc2dkit.training.stacked import StackedPredictor, stacked_optimizer, stacked_ssl_step
 
     cfg = _config(args)
     device, gen = setup(cfg)
@@ -64,30 +63,27 @@ def measure(mode: str, args) -> dict:
     data = GridImages(train, args.grid, "train", progress=False)
     t = [i for i in range(len(data)) if data.labelled[i]][0]
     landmarks = [i % len(data.landmark_names) for i in range(args.k)]
-    models = [CC2D(cfg.net, cfg.backbone) for _ in range(args.k)]
-    share_frozen(models)
-    models = [m.to(device) for m in models]
-    cache = models[0].cache
-    cache.features(data.keys, data.images.to(device))  # warm: every image's frozen features once
+    models = [m.to(device) for m in METHODS["sla"].build_models(cfg, args.k)]
+    models[0].cache.features(data.keys, data.images.to(device))  # warm: every image's frozen features once
     src = RandomPatchSource(data, cfg.train)
     draws = [[src.sample(args.batch, gen) for _ in range(args.k)] for _ in range(args.steps + 1)]
+    template = Template(data.images[t], data.landmarks[t])
     if mode == "batched":
-        stack = StackedDecoder([m.decoder for m in models])
-        opt = stacked_optimizer(stack, cfg)
+        stack = StackedModels(models)
+        opt = make_optimizer(stack, cfg)
 
         def step(batches):
-            stacked_ssl_step(cache, stack, batches, opt, cfg.train, device)
+            ssl_step(stack, batches, opt, cfg.train, device)
 
-        predictor = StackedPredictor(cache, stack, data.images[t], data.landmarks[t][landmarks], device,
-                                     cfg.eval.batch_size)
+        predictor = ModelSetPredictor(models, template, landmarks, device, cfg.eval.batch_size)
     else:
         opts = [make_optimizer(m, cfg) for m in models]
 
         def step(batches):
             for m, b, o in zip(models, batches, opts):
-                ssl_step(m, b, o, cfg.train, device)
+                ssl_step(m, [b], o, cfg.train, device)
 
-        predictor = SLASet(cfg, models, landmarks, data.images[t], data.landmarks[t], device)
+        predictor = ModelSetPredictor(models, template, landmarks, device, cfg.eval.batch_size, stack_size=1)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     step(draws[0])  # warm-up
     sync()

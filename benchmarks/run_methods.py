@@ -11,7 +11,7 @@ preset plus BUDGET below plus ``--set`` overrides, so the budget is the same per
 parameters, the "all" row); at the end a table of all runs found under OUT is printed.
 
 Runs are resumable across sessions: a method whose ``summary.json`` exists is skipped (``--force``
-reruns it), one whose run folder holds ``method_state.pt`` continues from its last epoch. Then
+reruns it), one whose run folder holds ``checkpoint.pt`` continues from its last epoch. Then
 ``wall_s`` covers only the last process; ``train_s`` (the sum of the per-epoch seconds in
 ``metrics.csv``: training, Infer-PL and tracking, without the final evaluation) covers them all.
 
@@ -41,11 +41,10 @@ BUDGET = {"train.epochs": 10, "train.steps_per_epoch": 10, "method.pl_images": 3
 
 
 def config_for(spec: str, sets: list[str]):
-    from cc2dkit.__main__ import _parse_sets
-    from cc2dkit.config import preset
+    from cc2dkit.config import parse_sets, preset
     from cc2dkit.methods import method_config
 
-    return method_config(preset("cpu", **{**BUDGET, **spec_overrides(spec), **_parse_sets(sets)}))
+    return method_config(preset("cpu", **{**BUDGET, **spec_overrides(spec), **parse_sets(sets)}))
 
 
 def spec_overrides(spec: str) -> dict:
@@ -66,26 +65,27 @@ def run_dir_of(out: Path, spec: str) -> Path:
 
 
 def run_one(spec: str, out: Path, sets: list[str]) -> None:
-    from cc2dkit.__main__ import _parse_sets
+    from cc2dkit.config import parse_sets
+    from cc2dkit.inference import ModelSetPredictor
     from cc2dkit.methods import run_method
-    from cc2dkit.methods.state import STATE_NAME
+    from cc2dkit.methods.runfolder import CHECKPOINT
     from cc2dkit.network.accounting import trainable_parameter_count
 
     cfg = config_for(spec, sets)
     run_dir = run_dir_of(out, spec)
-    resume = (run_dir / STATE_NAME).exists()
+    resume = (run_dir / CHECKPOINT).exists()
     if resume:
-        print(f"{spec}: resuming from {run_dir / STATE_NAME}", flush=True)
+        print(f"{spec}: resuming from {run_dir / CHECKPOINT}", flush=True)
     t0 = time.perf_counter()
     result = run_method(cfg, run_dir, progress=True, resume=resume)
     wall = time.perf_counter() - t0
-    model = result.predictor
-    models = getattr(model, "models", None) or [model.model]
+    p = result.predictor
+    models = p.models if isinstance(p, ModelSetPredictor) else [p.model]
     train_s = result.metrics.groupby("epoch")["seconds"].first().sum()
     summary = {"method": spec, "wall_s": round(wall, 1), "train_s": round(float(train_s), 1), "resumed": resume,
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                "trainable_params": sum(trainable_parameter_count(m) for m in models),
-               "models": len(models), "budget": dict(BUDGET, **_parse_sets(sets)), "num_threads": cfg.num_threads,
+               "models": len(models), "budget": dict(BUDGET, **parse_sets(sets)), "num_threads": cfg.num_threads,
                "all": result.table.loc["all"].to_dict()}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(json.dumps(summary, default=float))
@@ -122,19 +122,19 @@ def table(out: Path) -> pd.DataFrame:
 
 def landmark_table(out: Path, column: str = "MRE_mm") -> pd.DataFrame:
     """One ``evaluation.csv`` column per finished run: landmarks x methods."""
-    cols = {json.loads(f.read_text())["method"]: pd.read_csv(f.parent / "evaluation.csv", index_col="landmark")[column]
+    cols = {json.loads(f.read_text())["method"]: pd.read_csv(_evaluation_file(f.parent), index_col="landmark")[column]
             for f in sorted(out.glob("*/summary.json"))}
     return pd.DataFrame(cols).round(2)
 
 
 def outlier_table(out: Path, far_mm: float = 10.0) -> pd.DataFrame:
-    """Median radial error and gross failures (> ``far_mm``) per finished run, from predictions.csv
+    """Median radial error and gross failures (> ``far_mm``) per finished run, from its test predictions
     against the Test1 annotations (reads $CC2DKIT_ISBI_ROOT): where MRE and median disagree."""
     import numpy as np
 
     from cc2dkit.data import build_datasets
     from cc2dkit.methods import run_config
-    from cc2dkit.metrics.errors import radial_errors_mm
+    from cc2dkit.metrics import radial_errors_mm
 
     rows, test = [], None
     for f in sorted(out.glob("*/summary.json")):
@@ -142,7 +142,7 @@ def outlier_table(out: Path, far_mm: float = 10.0) -> pd.DataFrame:
             cfg = run_config(f.parent)
             _, test = build_datasets(cfg.data, cfg.seed)
             samples = [test[i] for i in range(len(test))]
-        pred = pd.read_csv(f.parent / "predictions.csv", dtype={"image": str}).set_index(["image", "landmark"])
+        pred = pd.read_csv(_predictions_file(f.parent), dtype={"image": str}).set_index(["image", "landmark"])
         errors = np.stack([radial_errors_mm(pred.loc[str(s.id)].loc[list(test.landmark_names), ["x", "y"]]
                                             .to_numpy()[None], np.asarray(s.landmarks)[None], s.spacing_mm)[0]
                            for s in samples])  # (N, L) mm
@@ -151,6 +151,18 @@ def outlier_table(out: Path, far_mm: float = 10.0) -> pd.DataFrame:
                      "median_mm": float(np.median(errors)), f"n_over_{far_mm:g}mm": int(far.sum()),
                      "of": errors.size, "max_mm": errors.max(), f"MRE_without_over_{far_mm:g}mm": errors[~far].mean()})
     return pd.DataFrame(rows).set_index("method").round(2)
+
+
+def _evaluation_file(run_dir: Path) -> Path:
+    """evaluation_test.csv (cc2dkit 0.1 runs: evaluation.csv)."""
+    new = run_dir / "evaluation_test.csv"
+    return new if new.exists() else run_dir / "evaluation.csv"
+
+
+def _predictions_file(run_dir: Path) -> Path:
+    """predictions_test.csv (cc2dkit 0.1 runs: predictions.csv)."""
+    new = run_dir / "predictions_test.csv"
+    return new if new.exists() else run_dir / "predictions.csv"
 
 
 def main() -> None:

@@ -8,4 +8,4 @@ coordinates), ``backbone`` (frozen VGG, weights, feature cache), ``network`` (de
 from .config import Config, preset
 
 __all__ = ["Config", "preset"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -226,6 +226,17 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     return dataclasses.replace(cfg, **top, **new_sections)
 
 
+def parse_sets(items: list[str]) -> dict[str, str]:
+    """``["train.epochs=5", ...]`` (the command line's ``--set``) -> ``{"train.epochs": "5", ...}``."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
 # -- presets -------------------------------------------------------------------------------
 
 def _smoke() -> Config:

@@ -6,19 +6,84 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torchvision.models import vgg as vgg_module
+
+from cc2dkit.backbone import FEATURE_INFO
 from cc2dkit.config import BackboneConfig, MethodConfig, NetConfig, preset
-from cc2dkit.network import CC2D, CC2DDecoder
-from cc2dkit.network.accounting import (backbone_parameter_formula, count_parameters,
-                                        decoder_parameter_breakdown, decoder_parameter_formula,
-                                        parameter_table, peak_memory_mb, trainable_parameter_count)
-from cc2dkit.network.adapter import (AdapterCC2D, AdapterDecoder, LandmarkBatchNorm2d, LandmarkConv2d,
-                                     build_model, check_landmark_ids)
+from cc2dkit.methods import METHODS, method_spec
+from cc2dkit.network import CC2D, AdapterBlocks, Decoder, PlainBlocks
+from cc2dkit.network.accounting import (backbone_parameter_count, count_parameters, parameter_counts,
+                                        parameter_table, trainable_parameter_count, training_memory_mb)
+from cc2dkit.network.blocks import LandmarkBatchNorm2d, LandmarkConv2d
+from cc2dkit.network.decoder import N_RFB
+from cc2dkit.network import check_landmark_ids
 
 BB = BackboneConfig(arch="vgg16", weights="none")
 NET = NetConfig(embed_dim=8, decoder_widths=(16, 16, 16, 16, 16))
+TAPS = FEATURE_INFO["vgg16"]
 TAP_CHANNELS = (64, 128, 256, 512, 512)  # vgg16, fine -> coarse
 TAP_STRIDES = (2, 4, 8, 16, 32)
 GRID = 64
+
+
+def AdapterCC2D(net, bb, n_landmarks, adapter_channels):
+    return CC2D(net, bb, AdapterBlocks(n_landmarks=n_landmarks, extra=adapter_channels))
+
+
+def AdapterDecoder(net, k, a):
+    return Decoder(net, TAPS, AdapterBlocks(n_landmarks=k, extra=a))
+
+
+# -- the closed form, an oracle independent of the module code ----------------------------------
+# conv weights (decoder convs have no bias), BN affine parameters, 1x1 heads' weights and biases.
+
+def _conv_bn(c_in: int, c_out: int, kh: int, kw: int) -> int:
+    return c_in * c_out * kh * kw + 2 * c_out
+
+
+def _rfb(c_in: int, c_out: int) -> int:
+    c_b = max(c_out // 4, 1)
+    n = _conv_bn(c_in, c_b, 1, 1)
+    for k in (1, 2, 3):
+        s = 2 * k + 1
+        n += _conv_bn(c_in, c_b, 1, 1) + _conv_bn(c_b, c_b, 1, s) + _conv_bn(c_b, c_b, s, 1) + _conv_bn(c_b, c_b, 3, 3)
+    return n + _conv_bn(4 * c_b, c_out, 3, 3) + _conv_bn(c_in, c_out, 1, 1)
+
+
+def decoder_parameter_breakdown(net: NetConfig, tap_channels, k: int, a: int) -> dict[str, int]:
+    chans = tuple(reversed(tap_channels))
+    widths = tuple(w + net.extra_channels for w in net.decoder_widths)
+    shared = adapters = 0
+    lateral_out = []
+    for i, c in enumerate(chans):
+        if i < N_RFB:
+            if net.use_rfb:
+                shared += _rfb(c, widths[i])
+                adapters += k * _rfb(c, a) if a else 0
+            else:
+                shared += _conv_bn(c, widths[i], 3, 3)
+                adapters += k * _conv_bn(c, a, 3, 3)
+            lateral_out.append(widths[i] + a)
+        else:
+            lateral_out.append(c)
+    for i in range(1, len(chans)):
+        c_in = widths[i - 1] + a + lateral_out[i]
+        shared += _conv_bn(c_in, widths[i], 3, 3) + _conv_bn(widths[i] + a, widths[i], 3, 3)
+        adapters += k * (_conv_bn(c_in, a, 3, 3) + _conv_bn(widths[i] + a, a, 3, 3))
+    shared += sum((w + a) * net.embed_dim + net.embed_dim for w in widths)
+    return {"shared": shared, "adapters": adapters}
+
+
+def decoder_parameter_formula(net, tap_channels, k, a) -> int:
+    return sum(decoder_parameter_breakdown(net, tap_channels, k, a).values())
+
+
+def backbone_parameter_formula(arch: str) -> int:
+    n, c_in = 0, 3
+    for v in vgg_module.cfgs[{"vgg16": "D", "vgg19": "E"}[arch]]:
+        if v != "M":
+            n, c_in = n + c_in * v * 9 + v, v
+    return n
 
 
 def _taps(batch: int, seed: int = 0) -> list[torch.Tensor]:
@@ -26,9 +91,9 @@ def _taps(batch: int, seed: int = 0) -> list[torch.Tensor]:
     return [torch.rand(batch, c, GRID // s, GRID // s, generator=g) for c, s in zip(TAP_CHANNELS, TAP_STRIDES)]
 
 
-def _decoder(k=3, a=4, net=NET, seed=0) -> AdapterDecoder:
+def _decoder(k=3, a=4, net=NET, seed=0) -> Decoder:
     torch.manual_seed(seed)
-    return AdapterDecoder(net, TAP_CHANNELS, TAP_STRIDES, k, a)
+    return AdapterDecoder(net, k, a)
 
 
 def _landmark_modules(module):
@@ -81,7 +146,7 @@ def test_landmark_batchnorm_equals_batchnorm_of_each_landmark_subbatch():
 
 def test_mixed_landmark_batch_shapes():
     model = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=4)
-    assert model.n_adapters == 3 and model.strides == (32, 16, 8, 4, 2)
+    assert model.n_landmarks == 3 and model.strides == (32, 16, 8, 4, 2)
     out = model(torch.rand(4, 1, GRID, GRID), landmark_ids=torch.tensor([0, 2, 1, 2]))
     assert [tuple(o.shape) for o in out] == [(4, 8, GRID // s, GRID // s) for s in (32, 16, 8, 4, 2)]
     # one int is used for the whole batch
@@ -128,9 +193,9 @@ def test_sample_output_does_not_depend_on_other_landmarks_in_eval():
 
 def test_zero_adapter_channels_is_the_shared_decoder():
     torch.manual_seed(0)
-    ref = CC2DDecoder(NET, TAP_CHANNELS, TAP_STRIDES)
+    ref = Decoder(NET, TAPS)
     dec = _decoder(k=19, a=0, seed=1)
-    assert dec.n_adapters == 0
+    assert dec.blocks.extra == 0
     ref_shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in dec.state_dict().items()} == ref_shapes
     assert [n for n, _ in dec.named_parameters()] == [n for n, _ in ref.named_parameters()]
@@ -143,7 +208,7 @@ def test_zero_adapter_channels_is_the_shared_decoder():
         for a, b in zip(dec([t.clone() for t in taps], None), ref([t.clone() for t in taps])):
             assert torch.equal(a, b)
     model = AdapterCC2D(NET, BB, n_landmarks=5, adapter_channels=0)
-    assert model.n_adapters == 0
+    assert model.n_landmarks == 0
     assert model(torch.rand(1, 1, GRID, GRID))[0].shape == (1, 8, 2, 2)  # landmark_ids optional
 
 
@@ -157,19 +222,21 @@ def test_zero_adapter_channels_is_the_shared_decoder():
 ])
 def test_parameter_count_matches_closed_form(k, a, widths, use_rfb, extra):
     net = NetConfig(embed_dim=8, decoder_widths=widths, use_rfb=use_rfb, extra_channels=extra)
-    dec = AdapterDecoder(net, TAP_CHANNELS, TAP_STRIDES, k, a)
+    dec = AdapterDecoder(net, k, a)
     assert count_parameters(dec) == decoder_parameter_formula(net, TAP_CHANNELS, k, a)
     parts = decoder_parameter_breakdown(net, TAP_CHANNELS, k, a)
     assert parts["adapters"] == sum(p.numel() for m in _landmark_modules(dec) for p in m.parameters())
+    counted = parameter_counts(net, "vgg16", AdapterBlocks(n_landmarks=k, extra=a))  # built on the meta device
+    assert (counted["shared"], counted["adapters"]) == (parts["shared"], parts["adapters"])
     if a == 0:
         assert parts["adapters"] == 0
-        assert count_parameters(CC2DDecoder(net, TAP_CHANNELS, TAP_STRIDES)) == parts["shared"]
+        assert count_parameters(Decoder(net, TAPS)) == parts["shared"] == parameter_counts(net, "vgg16")["total"]
 
 
 def test_model_trainable_count_and_backbone_formula():
     model = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=4)
     assert trainable_parameter_count(model) == decoder_parameter_formula(NET, model.backbone.channels, 3, 4)
-    assert count_parameters(model.backbone) == backbone_parameter_formula("vgg16")
+    assert count_parameters(model.backbone) == backbone_parameter_formula("vgg16") == backbone_parameter_count("vgg16")
     assert count_parameters(model.backbone, trainable_only=True) == 0
     assert trainable_parameter_count(CC2D(NET, BB)) == decoder_parameter_formula(NET, TAP_CHANNELS, 3, 0)
 
@@ -187,7 +254,7 @@ def test_checkpoint_round_trip(tmp_path):
         opt.step()
     state = a.trainable_state_dict()
     assert not any(k.startswith("backbone") for k in state)
-    assert "lateral_adapters.0.shortcut.bn.running_mean" in state
+    assert "lateral.0.adapter.shortcut.bn.running_mean" in state
     torch.save(state, tmp_path / "ckpt.pt")
     a.eval()
     b.eval()
@@ -220,18 +287,18 @@ def test_landmark_ids_missing_or_out_of_range():
     with pytest.raises(ValueError, match="landmark id 3"):
         dec(_taps(2), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="adapter_channels"):
-        AdapterDecoder(NET, TAP_CHANNELS, TAP_STRIDES, 3, -1)
+        AdapterDecoder(NET, 3, -1)
 
 
 def test_build_model_dispatch():
     cfg = preset("smoke").replace(**{"net.decoder_widths": (16, 16, 16, 16, 16), "net.embed_dim": 8})
     for name in ("cc2d", "multi", "sla", "atd", "wide"):
-        m = build_model(cfg.replace(**{"method.name": name}), 5)
-        assert type(m) is CC2D
-    m = build_model(cfg.replace(**{"method.name": "adapter", "method.adapter_channels": 2}), 5)
-    assert isinstance(m, AdapterCC2D) and m.n_adapters == 5 and m.adapter_channels == 2
+        m = METHODS[name].build_model(cfg.replace(**{"method.name": name}), 5)
+        assert type(m.decoder.blocks) is PlainBlocks and m.n_landmarks == 0
+    m = METHODS["adapter"].build_model(cfg.replace(**{"method.name": "adapter", "method.adapter_channels": 2}), 5)
+    assert m.n_landmarks == 5 and m.decoder.blocks.extra == 2
     with pytest.raises(ValueError, match="unknown method 'nope'"):
-        build_model(dataclasses.replace(cfg, method=MethodConfig(name="nope")), 5)
+        method_spec(dataclasses.replace(cfg, method=MethodConfig(name="nope")))
 
 
 # -- accounting ----------------------------------------------------------------------------------
@@ -253,11 +320,12 @@ def test_parameter_table():
     assert wide.method.tolist() == ["Wide (extra_channels=16)", "Wide (extra_channels=304)"]
 
 
-def test_peak_memory_is_measured():
+def test_training_memory_is_measured():
     torch.manual_seed(0)
     shared = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=0)
     adapter = AdapterCC2D(NET, BB, n_landmarks=3, adapter_channels=8)
-    m0 = peak_memory_mb(shared, GRID, batch_size=2)
-    m1 = peak_memory_mb(adapter, GRID, batch_size=2)
+    m0 = training_memory_mb(shared, GRID, batch_size=2)
+    m1 = training_memory_mb(adapter, GRID, batch_size=2)
     assert 0 < m0 < m1
+    assert training_memory_mb(shared, GRID, batch_size=4) > 1.5 * m0  # activations grow with the batch
     assert all(p.grad is None for p in adapter.trainable_parameters())

@@ -1,4 +1,4 @@
-"""Augmented-template figures and the exact point check (cc2dkit.metrics.atd_plots)."""
+"""Augmented-template figures and the exact point check (cc2dkit.viz.atd, cc2dkit.analysis.atd)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,8 @@ from matplotlib.figure import Figure
 from cc2dkit.config import MethodConfig
 from cc2dkit.data.coords import to_grid
 from cc2dkit.data.template_aug import augment_template
-from cc2dkit.metrics.atd_plots import dot_warp_check, plot_affine_params, plot_dot_check, template_gallery
+from cc2dkit.analysis.atd import dot_warp_check
+from cc2dkit.viz.atd import plot_affine_params, plot_dot_check, template_gallery
 
 GRID = 64
 

@@ -4,29 +4,35 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cc2dkit.__main__ import main
+from cc2dkit.cli import main
 
 
-def test_run_then_predict_and_evaluate_from_the_run_folder(tmp_path, capsys):
+def test_train_then_predict_and_evaluate_from_the_run_folder(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["--preset", "smoke", "--out", str(out), "--no-progress", "--set", "train.epochs=1",
             "--set", "train.steps_per_epoch=2"]
     assert main(["run", *args]) == 0
     printed = capsys.readouterr().out
     assert "MRE_mm" in printed and "all" in printed
-    for name in ("config.json", "checkpoint.pt", "history.csv", "predictions.csv", "evaluation.csv",
-                 "evaluation.json", "errors.csv", "predictions.png"):
+    for name in ("config.json", "checkpoint.pt", "model.pt", "metrics.csv", "predictions_test.csv",
+                 "evaluation_test.csv", "errors_test.csv", "predictions_test.png"):
         assert (out / name).exists(), name
-    summary = json.loads((out / "evaluation.json").read_text())["summary"]
-    table = pd.read_csv(out / "evaluation.csv", index_col=0)
-    assert table.loc["all", "MRE_mm"] == pytest.approx(summary["MRE_mm"])
-    preds = pd.read_csv(out / "predictions.csv")
+    table = pd.read_csv(out / "evaluation_test.csv", index_col=0)
+    errors = pd.read_csv(out / "errors_test.csv")
+    assert table.loc["all", "MRE_mm"] == pytest.approx(errors["error_mm"].mean())
+    preds = pd.read_csv(out / "predictions_test.csv")
     assert list(preds.columns) == ["image", "landmark", "x", "y"] and len(preds) == 6 * 5
-    # predict / evaluate reuse the run folder's config.json and checkpoint
-    (out / "predictions.csv").unlink()
+    # predict / evaluate reuse the run folder's config.json and model.pt
+    (out / "predictions_test.csv").unlink()
     assert main(["predict", "--run", str(out), "--no-progress"]) == 0
-    assert pd.read_csv(out / "predictions.csv").equals(preds)
+    assert pd.read_csv(out / "predictions_test.csv").equals(preds)
     assert main(["evaluate", "--run", str(out), "--no-progress"]) == 0
+    assert pd.read_csv(out / "evaluation_test.csv", index_col=0).equals(table)
+    # another split's results go to their own files
+    before = {f.name: f.read_bytes() for f in out.glob("*_test.*")}
+    assert main(["evaluate", "--run", str(out), "--split", "train", "--no-progress"]) == 0
+    assert (out / "evaluation_train.csv").exists() and (out / "predictions_train.csv").exists()
+    assert {f.name: f.read_bytes() for f in out.glob("*_test.*")} == before
 
 
 def test_bad_set_and_unknown_template(tmp_path):
@@ -43,17 +49,19 @@ def test_train_method_writes_run_folder_and_resumes(tmp_path, capsys):
     assert main(["train", *args, "--set", "train.epochs=1"]) == 0
     assert "MRE_mm" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["method"]["name"] == "atd"
-    for name in ("metrics.csv", "pl_history.csv", "predictions.csv", "evaluation.csv", "sla_set.pt"):
+    for name in ("metrics.csv", "pl_history.csv", "predictions_test.csv", "evaluation_test.csv", "model.pt"):
         assert (out / name).exists(), name
-    # predict / evaluate rebuild the SLA set from the run folder and give the run's own numbers
+    # evaluate rebuilds the K models from the run folder and gives the run's own numbers
+    trained = pd.read_csv(out / "evaluation_test.csv", index_col=0)
+    (out / "evaluation_test.csv").unlink()
     assert main(["evaluate", "--run", str(out), "--no-progress"]) == 0
-    again = pd.read_csv(out / "evaluation_test.csv", index_col=0)
-    assert np.allclose(again.values, pd.read_csv(out / "evaluation.csv", index_col=0).values)
+    assert np.allclose(pd.read_csv(out / "evaluation_test.csv", index_col=0).values, trained.values)
     multi = tmp_path / "multi"
     margs = ["--preset", "smoke", "--out", str(multi), "--no-progress", "--method", "multi",
              "--set", "train.steps_per_epoch=1"]
     assert main(["train", *margs, "--set", "train.epochs=1"]) == 0
     assert main(["train", *margs, "--set", "train.epochs=2", "--resume"]) == 0
     assert sorted(set(pd.read_csv(multi / "metrics.csv")["epoch"])) == [1, 2]
+    trained = pd.read_csv(multi / "predictions_test.csv")
     assert main(["predict", "--run", str(multi), "--no-progress"]) == 0
-    assert pd.read_csv(multi / "predictions_test.csv").equals(pd.read_csv(multi / "predictions.csv"))
+    assert pd.read_csv(multi / "predictions_test.csv").equals(trained)

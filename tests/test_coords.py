@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from cc2dkit.data.coords import (
-    cell_centre,
     cell_index,
     from_grid,
     to_grid,
@@ -50,7 +49,6 @@ def test_cells():
     pts = np.array([[0.0, 3.49], [3.51, 7.4]])
     np.testing.assert_array_equal(cell_index(pts, 4), [[0, 0], [1, 1]])
     np.testing.assert_array_equal(cell_index(torch.tensor(pts), 4).numpy(), [[0, 0], [1, 1]])
-    np.testing.assert_allclose(cell_centre(np.array([0, 1]), 4), [1.5, 5.5])  # centre of pixels 0..3, 4..7
 
 
 def _centroid(img: np.ndarray) -> np.ndarray:

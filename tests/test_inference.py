@@ -1,10 +1,15 @@
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
 from cc2dkit.config import BackboneConfig, NetConfig
-from cc2dkit.inference import Template, cascade_argmax, predict_grid, similarity_maps
-from cc2dkit.network import CC2D
+from cc2dkit.inference import ModelPredictor, Template, cascade_argmax, similarity_maps
+from cc2dkit.network import CC2D, check_landmark_ids
+
+from .conftest import phantom_grids, tiny_cfg
+
+CPU = torch.device("cpu")
 
 
 def _texture(size: int, seed: int) -> torch.Tensor:
@@ -54,10 +59,10 @@ def test_shifted_query_gives_the_shift():
     big = _texture(grid + 2 * pad, seed=1)  # (1, 384, 384)
     template = big[:, pad:pad + grid, pad:pad + grid]
     landmarks = np.array([[120.0, 130.0], [150.0, 113.0], [135.0, 160.0]])
-    tpl = Template(model, template, landmarks, torch.device("cpu"))
+    predictor = ModelPredictor(model, Template(template, landmarks), [0, 1, 2], torch.device("cpu"), batch_size=2)
     shifts = [(32, 32), (-32, 0), (64, -32)]
     queries = torch.stack([big[:, pad + dy:pad + dy + grid, pad + dx:pad + dx + grid] for dx, dy in shifts])
-    pred = predict_grid(model, tpl, queries, torch.device("cpu"), batch_size=2, progress=False)
+    pred = predictor.predict_batch(queries)
     for k, (dx, dy) in enumerate(shifts):
         expected = landmarks - np.array([dx, dy])  # content moves by (-dx, -dy)
         assert np.abs(pred[k] - expected).max() <= 2.0, (dx, dy, pred[k], expected)
@@ -69,3 +74,64 @@ def test_similarity_maps_shapes_and_range():
     maps = similarity_maps(embs, vecs, 128)
     assert maps.shape == (5, 2, 3, 128, 128)
     assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    return cfg, phantom_grids(cfg)[0], CC2D(cfg.net, cfg.backbone)
+
+
+def test_predictions_do_not_depend_on_batching_rows_or_landmark_grouping(tiny):
+    cfg, data, model = tiny
+    template = Template.from_data(data, cfg.data.template)
+    both = ModelPredictor(model, template, [3, 1], CPU, batch_size=4).predict_grid(data, [1, 2, 3])
+    assert both.shape == (3, 2, 2) and ((both >= 0) & (both <= data.grid - 1)).all()
+    assert np.array_equal(both, ModelPredictor(model, template, [3, 1], CPU, 2).predict_grid(data, [1, 2, 3]))
+    for k, l in enumerate([3, 1]):
+        alone = ModelPredictor(model, template, [l], CPU, 4).predict_grid(data, [1, 2, 3])
+        assert np.array_equal(both[:, [k]], alone)
+    assert np.array_equal(both[:1], ModelPredictor(model, template, [3, 1], CPU, 4).predict_grid(data, [1]))
+
+
+class IdRecorder(CC2D):
+    """A stand-in adapter model: needs landmark ids in [0, K), records them, otherwise plain CC2D."""
+
+    def __init__(self, net, backbone, n):
+        super().__init__(net, backbone)
+        self.k, self.seen = n, []
+
+    @property
+    def n_landmarks(self):
+        return self.k
+
+    def forward(self, images, keys=None, landmark_ids=None):
+        self.seen.append(check_landmark_ids(landmark_ids, images.shape[0], self.k).tolist())
+        return self.decoder(self.cache.features(keys, images) if keys is not None else self.backbone(images))
+
+
+def test_an_adapter_model_matches_landmark_k_through_adapter_k(tiny):
+    cfg, data, plain = tiny
+    model = IdRecorder(cfg.net, cfg.backbone, 2)
+    template = Template.from_data(data, cfg.data.template)
+    with pytest.raises(ValueError, match="2 landmark adapters for 3 landmarks"):
+        ModelPredictor(model, template, [4, 2, 0], CPU, 4)
+    out = ModelPredictor(model, template, [4, 2], CPU, 4).predict_grid(data, [1, 2, 3, 4, 5])
+    assert out.shape == (5, 2, 2)
+    # the template of landmark k through adapter k, then each image batch once per adapter
+    assert model.seen == [[0], [1], [0] * 4, [1] * 4, [0], [1]]
+    with pytest.raises(ValueError, match="landmark_ids must be None"):
+        plain(data.images[:1], landmark_ids=torch.zeros(1, dtype=torch.long))
+
+
+def test_another_template_changes_the_answer_not_the_model(tiny):
+    cfg, data, model = tiny
+    p = ModelPredictor(model, Template.from_data(data, cfg.data.template), [0, 1], CPU, 4)
+    t = p.template
+    swapped = p.with_template(Template(t.image, t.points[[1, 0, 2, 3, 4]]))  # landmarks 0 and 1 swap places
+    assert swapped.model is p.model and p.template is t
+    assert np.array_equal(swapped.predict_grid(data, [1, 2]), p.predict_grid(data, [1, 2])[:, [1, 0]])
+    with pytest.raises(ValueError, match="no \\(or incomplete\\) landmark annotation"):
+        ModelPredictor(model, Template(data.images[0], np.full_like(data.landmarks[0], np.nan)), [0], CPU, 4
+                       ).predict_grid(data, [1])

@@ -4,7 +4,7 @@ import pytest
 
 from cc2dkit.config import preset
 from cc2dkit.methods import METHODS, method_config, run_method
-from cc2dkit.methods.state import STATE_NAME
+from cc2dkit.methods.runfolder import CHECKPOINT
 from cc2dkit.network.accounting import trainable_parameter_count
 from cc2dkit.network import CC2D
 
@@ -40,7 +40,7 @@ def test_wide_defaults_to_16_extra_channels(cfg):
 def test_every_method_writes_its_run_folder(cfg, data, tmp_path, name):
     c = cfg.replace(**{"method.name": name, "train.epochs": 1})
     result = run_method(c, tmp_path, data, progress=False)
-    for f in ("config.json", "metrics.csv", "predictions.csv", "evaluation.csv"):
+    for f in ("config.json", "metrics.csv", "predictions_test.csv", "evaluation_test.csv", "model.pt"):
         assert (tmp_path / f).exists(), f
     assert (tmp_path / "pl_history.csv").exists() == (name != "cc2d")
     assert list(result.table.index) == [data[0].landmark_names[0], data[0].landmark_names[2], "all"]
@@ -53,7 +53,7 @@ def test_resumed_run_equals_uninterrupted_run(cfg, data, tmp_path, name):
     c = cfg.replace(**{"method.name": name, "train.epochs": 3, "method.batched": bool(batched) or None})
     full = run_method(c, tmp_path / "full", data, progress=False)
     run_method(c.replace(**{"train.epochs": 2}), tmp_path / "cut", data, progress=False)
-    assert (tmp_path / "cut" / STATE_NAME).exists()
+    assert (tmp_path / "cut" / CHECKPOINT).exists()
     resumed = run_method(c, tmp_path / "cut", data, progress=False, resume=True)
     assert np.array_equal(full.predictions, resumed.predictions, equal_nan=True)
     timing = ["seconds", "train_seconds"]
@@ -81,7 +81,7 @@ def test_resume_without_state_names_the_folder(cfg, data, tmp_path):
 
 
 def test_landmarks_by_name_or_index_with_clear_errors():
-    from cc2dkit.methods.common import resolve_landmarks
+    from cc2dkit.data.landmarks import resolve_landmarks
     names = ["Sella", "Nasion", "Orbitale"]
     assert resolve_landmarks(None, names) == [0, 1, 2]
     assert resolve_landmarks(("nasion", 2, "0"), names) == [1, 2, 0]
@@ -99,5 +99,5 @@ def test_landmarks_by_name_or_index_with_clear_errors():
 def test_load_predictor_reproduces_the_run(cfg, data, tmp_path, name):
     from cc2dkit.methods import load_predictor
     result = run_method(cfg.replace(**{"method.name": name, "train.epochs": 1}), tmp_path, data, progress=False)
-    again = load_predictor(tmp_path, data[0]).predict(data[1])
+    again = load_predictor(tmp_path).predict(data[1])
     assert np.array_equal(again, result.predictions, equal_nan=True)

@@ -1,9 +1,8 @@
-"""method_maps: the similarity maps of a trained method's landmarks; their argmax is its prediction."""
+"""Predictor.image_maps: the similarity maps of a trained method's landmarks; their argmax is its prediction."""
 import numpy as np
 import pytest
 
 from cc2dkit.methods import run_method
-from cc2dkit.methods.explain import method_maps
 
 from .conftest import phantom_grids, tiny_cfg
 
@@ -21,10 +20,10 @@ def test_argmax_of_the_maps_is_the_methods_prediction(data, name):
     result = run_method(cfg, data=data, progress=False)
     test = data[1]
     for index in range(len(test)):
-        maps = method_maps(result.predictor, test, index)
+        maps = result.predictor.image_maps(test, index)
         assert maps.maps.shape == (5, 3, 64, 64) and maps.strides == (32, 16, 8, 4, 2)
         assert (maps.maps >= 0).all()
         np.testing.assert_array_equal(maps.prediction, result.predictor.predict_grid(test, [index])[0])
         np.testing.assert_array_equal(maps.truth, test.landmarks[index][[0, 2, 3]])
     with pytest.raises(IndexError, match="out of range"):
-        method_maps(result.predictor, test, len(test))
+        result.predictor.image_maps(test, len(test))

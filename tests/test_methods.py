@@ -5,8 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from cc2dkit.methods import SLASet, run_adapter, run_atd, run_multi, run_sla, stage_steps
-from cc2dkit.network import CC2D
+from cc2dkit.inference import ModelSetPredictor
+from cc2dkit.methods import load_predictor, run_method
+from cc2dkit.methods.context import prepare_context
+from cc2dkit.methods.registry import MethodSpec
+from cc2dkit.network import CC2D, check_landmark_ids
+from cc2dkit.training import stage_steps
 
 from .conftest import phantom_grids, tiny_cfg
 
@@ -25,7 +29,7 @@ def data(cfg):
 def sla_run(cfg, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sla")
     c = cfg.replace(**{"train.epochs": 3, "train.steps_per_epoch": 2, "method.landmarks": (1, 3)})
-    return c, run_sla(c, out, data, progress=False), out
+    return c, run_method(c.replace(**{"method.name": "sla"}), out, data, progress=False), out
 
 
 def test_stage_steps_default_is_one_pass(cfg):
@@ -45,20 +49,21 @@ def test_sla_pseudo_labels_converge_towards_the_landmarks(sla_run):
 
 def test_sla_run_folder_and_save_load_round_trip(sla_run, data):
     c, result, out = sla_run
-    for name in ("config.json", "pl_history.csv", "metrics.csv", "predictions.csv", "evaluation.csv", "sla_set.pt"):
+    for name in ("config.json", "pl_history.csv", "metrics.csv", "predictions_test.csv", "evaluation_test.csv",
+                 "errors_test.csv", "model.pt", "checkpoint.pt"):
         assert (out / name).exists(), name
     metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) == 3 * 2 and metrics["test_mre_mm"].notna().all()
     assert set(metrics["landmark_index"]) == {1, 3}
-    table = pd.read_csv(out / "evaluation.csv", index_col=0)
+    table = pd.read_csv(out / "evaluation_test.csv", index_col=0)
     assert list(table.index) == [data[0].landmark_names[1], data[0].landmark_names[3], "all"]
-    assert isinstance(result.predictor, SLASet)
+    assert isinstance(result.predictor, ModelSetPredictor) and len(result.predictor.models) == 2
     pred = result.predictor.predict(data[1])
     assert pred.shape == (len(data[1]), 5, 2)
     assert np.isnan(pred[:, [0, 2, 4]]).all() and np.isfinite(pred[:, [1, 3]]).all()
     assert np.array_equal(pred, result.predictions, equal_nan=True)
-    loaded = SLASet.load(out)
-    assert loaded.landmark_indices == [1, 3]
+    loaded = load_predictor(out)
+    assert isinstance(loaded, ModelSetPredictor) and loaded.landmark_indices == [1, 3]
     assert np.array_equal(loaded.predict(data[1]), pred, equal_nan=True)
 
 
@@ -74,10 +79,9 @@ def _garble(data, template_index, how):
 
 @pytest.mark.parametrize("method", ["atd", "multi"])
 def test_training_never_reads_unlabelled_ground_truth(cfg, data, method):
-    c = cfg.replace(**{"train.epochs": 2, "method.landmarks": (0, 2)})
-    run = {"atd": run_atd, "multi": run_multi}[method]
+    c = cfg.replace(**{"train.epochs": 2, "method.landmarks": (0, 2), "method.name": method})
     t = data[0].index(c.data.template)
-    results = [run(c, None, (d, data[1]), progress=False)
+    results = [run_method(c, None, (d, data[1]), progress=False)
                for d in (data[0], _garble(data[0], t, "nan"), _garble(data[0], t, "garbage"))]
     ref = results[0]
     for other in results[1:]:
@@ -89,11 +93,11 @@ def test_training_never_reads_unlabelled_ground_truth(cfg, data, method):
 
 
 def test_multi_reports_per_landmark_errors_each_epoch(cfg, data, tmp_path):
-    c = cfg.replace(**{"train.epochs": 2, "method.landmarks": (0, 4)})
-    result = run_multi(c, tmp_path, data, progress=False)
+    c = cfg.replace(**{"train.epochs": 2, "method.landmarks": (0, 4), "method.name": "multi"})
+    result = run_method(c, tmp_path, data, progress=False)
     assert list(result.metrics["epoch"]) == [1, 1, 2, 2]
     assert result.metrics["test_mre_mm"].notna().all()
-    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "pl_history.csv").exists()
+    assert (tmp_path / "model.pt").exists() and (tmp_path / "pl_history.csv").exists()
     assert result.table is not None and list(result.table.index)[-1] == "all"
 
 
@@ -102,25 +106,29 @@ class FakeAdapter(CC2D):
 
     def __init__(self, net, backbone, n_landmarks):
         super().__init__(net, backbone)
-        self.n_adapters = n_landmarks
+        self.k = n_landmarks
         self.seen: list[tuple[bool, list]] = []
 
+    @property
+    def n_landmarks(self):
+        return self.k
+
     def forward(self, images, keys=None, landmark_ids=None):
-        assert landmark_ids is not None and landmark_ids.shape == (images.shape[0],)
-        assert ((landmark_ids >= 0) & (landmark_ids < self.n_adapters)).all()
-        self.seen.append((self.training, landmark_ids.tolist()))
-        return super().forward(images, keys)
+        ids = check_landmark_ids(landmark_ids, images.shape[0], self.k)  # (B,) in [0, K), or an error
+        self.seen.append((self.training, ids.tolist()))
+        return self.decoder(self.cache.features(keys, images) if keys is not None else self.backbone(images))
 
 
-def test_adapter_schedule_passes_landmark_ids(cfg, data, tmp_path):
-    c = cfg.replace(**{"train.steps_per_epoch": None, "method.landmarks": (4, 1)})
+def test_adapter_schedule_passes_landmark_ids(cfg, data, tmp_path, monkeypatch):
+    c = cfg.replace(**{"train.steps_per_epoch": None, "method.landmarks": (4, 1), "method.name": "adapter"})
     built = []
 
-    def build(cfg_, n):
+    def build(self, cfg_, n, shared=None):
         built.append(n)
         return FakeAdapter(cfg_.net, cfg_.backbone, n)
 
-    result = run_adapter(c, build, tmp_path, data, progress=False)
+    monkeypatch.setattr(MethodSpec, "build_model", build)
+    result = run_method(c, tmp_path, data, progress=False)
     assert built == [2]
     model = result.predictor.model
     train_ids = [i for training, ids in model.seen if training for i in ids]
@@ -130,17 +138,15 @@ def test_adapter_schedule_passes_landmark_ids(cfg, data, tmp_path):
     eval_ids = [ids for training, ids in model.seen if not training]
     assert {tuple(sorted(set(ids))) for ids in eval_ids} == {(0,), (1,)}
     assert list(result.metrics.columns[:5]) == ["epoch", "landmark", "landmark_index", "loss_template", "loss_pl"]
-    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "evaluation.csv").exists()
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "evaluation_test.csv").exists()
     assert np.isfinite(result.predictions[:, [4, 1]]).all() and np.isnan(result.predictions[:, [0, 2, 3]]).all()
 
 
 def test_pl_images_limits_the_pseudo_labelled_images(cfg, data):
-    from cc2dkit.methods.common import prepare_context
-
-    c = cfg.replace(**{"method.pl_images": 3, "method.landmarks": (0,)})
+    c = cfg.replace(**{"method.pl_images": 3, "method.landmarks": (0,), "method.name": "multi"})
     ctx = prepare_context(c, None, data, progress=False)
     assert ctx.unlabelled == [i for i in range(len(data[0])) if i != ctx.template_index][:3]
-    result = run_multi(c, None, data, progress=False)
+    result = run_method(c, None, data, progress=False)
     assert result.pl_state.pls.shape == (3, 1, 2)
     with pytest.raises(ValueError, match="pl_images"):
         prepare_context(cfg.replace(**{"method.pl_images": 0}), None, data, progress=False)

@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cc2dkit.metrics.pl_plots import (END_LABEL, GT_LABEL, PATH_LABEL, START_LABEL, pl_summary, pl_trajectories,
-                                      pl_trajectory, pl_trajectory_gallery, plot_pl_history, plot_pl_trajectory)
+from cc2dkit.analysis.pl import pl_summary, pl_trajectories, pl_trajectory
+from cc2dkit.viz.pl import (END_LABEL, GT_LABEL, PATH_LABEL, START_LABEL, pl_trajectory_gallery, plot_pl_history,
+                            plot_pl_trajectory)
 from cc2dkit.training.pseudo_labels import PLState
 from cc2dkit.widgets import LandmarkPicker, PLTrajectoryView, pl_explorer
 
@@ -53,7 +54,7 @@ def test_pl_trajectory_in_original_pixels():
     assert all_traj.shape == (2, 4, 2, 2) and np.allclose(all_traj[1, :, 1], traj)
     with pytest.raises(IndexError, match="holds no PLs"):
         pl_trajectory(st, data, 0, 0)  # row 0 is the template: no PLs
-    with pytest.raises(IndexError, match="out of range"):
+    with pytest.raises(LookupError, match="out of range"):  # LandmarkNotFound, a KeyError
         pl_trajectory(st, data, 1, 2)
     with pytest.raises(KeyError, match="L1"):
         pl_trajectory(st, data, 1, "L1")
@@ -123,7 +124,7 @@ def test_trajectory_view_follows_the_picker():
 
 def test_pl_explorer_on_a_tiny_sla_run(smoke_cfg):
     from cc2dkit.methods import run_method
-    from cc2dkit.methods.common import prepare_context
+    from cc2dkit.methods.context import prepare_context
 
     cfg = smoke_cfg.replace(**{"method.name": "sla", "method.landmarks": (1, 3), "train.epochs": 2,
                                "train.steps_per_epoch": 1, "eval.track_images": 2})

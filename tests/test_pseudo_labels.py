@@ -2,29 +2,16 @@ import numpy as np
 import pytest
 import torch
 
-from cc2dkit.config import preset
-from cc2dkit.data import make_phantom_splits
-from cc2dkit.data.grid import GridImages
-from cc2dkit.network import CC2D
 from cc2dkit.training import patch_size
-from cc2dkit.training.pseudo_labels import (LandmarkTemplate, PLPatchSource, PLState, infer_pseudo_labels,
-                                            landmark_templates, make_template)
+from cc2dkit.training.pseudo_labels import PLPatchSource, PLState
 
-TINY = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train": 6, "data.phantom_test": 2,
-        "net.embed_dim": 16, "net.decoder_widths": (32, 32, 16, 16, 16), "train.batch_size": 4}
+from .conftest import phantom_grids, tiny_cfg
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = preset("smoke", **TINY)
-    train, _ = make_phantom_splits(cfg.data, cfg.seed)
-    return cfg, GridImages(train, cfg.data.grid, "train", progress=False)
-
-
-@pytest.fixture(scope="module")
-def model(tiny):
-    torch.manual_seed(0)
-    return CC2D(tiny[0].net, tiny[0].backbone)
+    cfg = tiny_cfg()
+    return cfg, phantom_grids(cfg)[0]
 
 
 def test_random_pls_inside_the_grid_and_reproducible(tiny):
@@ -102,52 +89,3 @@ def test_pl_patch_source_with_augmentation_keeps_points_inside(tiny):
     batch = src.sample(16, torch.Generator().manual_seed(1))
     p = patch_size(data.grid, cfg.train.patch_frac)
     assert ((batch.patch_points >= 0) & (batch.patch_points <= p - 1)).all()
-
-
-class IdRecorder(CC2D):
-    """A stand-in adapter model: needs landmark ids, records them, otherwise plain CC2D."""
-
-    def __init__(self, net, backbone, n):
-        super().__init__(net, backbone)
-        self.n_adapters = n
-        self.seen = []
-
-    def forward(self, images, keys=None, landmark_ids=None):
-        assert landmark_ids is not None and landmark_ids.shape == (images.shape[0],)
-        assert ((landmark_ids >= 0) & (landmark_ids < self.n_adapters)).all()
-        self.seen.append(landmark_ids.tolist())
-        return super().forward(images, keys)
-
-
-def test_infer_pseudo_labels_shared_and_per_landmark_templates_agree(tiny, model):
-    cfg, data = tiny
-    t = data.index(cfg.data.template)
-    dev = torch.device("cpu")
-    shared = make_template(model, data.images[t], data.landmarks[t], [3, 1], dev)
-    assert isinstance(shared, LandmarkTemplate)
-    a = infer_pseudo_labels(model, shared, data, [3, 1], dev, 4, image_indices=[1, 2, 3])
-    per = landmark_templates(model, data.images[t], data.landmarks[t], [3, 1], dev)
-    b = infer_pseudo_labels(model, per, data, [3, 1], dev, 2, image_indices=[1, 2, 3])
-    assert a.shape == (3, 2, 2) and np.array_equal(a, b)
-    assert ((a >= 0) & (a <= data.grid - 1)).all()
-    assert np.array_equal(a[0], infer_pseudo_labels(model, shared, data, [3, 1], dev, 4, image_indices=[1])[0])
-
-
-def test_infer_pseudo_labels_uses_adapter_k_for_landmark_k(tiny, model):
-    cfg, data = tiny
-    plain = model
-    model = IdRecorder(cfg.net, cfg.backbone, 2)
-    t = data.index(cfg.data.template)
-    dev = torch.device("cpu")
-    with pytest.raises(ValueError, match="one template per landmark"):
-        infer_pseudo_labels(model, LandmarkTemplate(model, data.images[t], data.landmarks[t], dev, 0), data,
-                            [4, 2], dev, 4)
-    model.seen.clear()
-    per = make_template(model, data.images[t], data.landmarks[t], [4, 2], dev)
-    assert model.seen == [[0], [1]]  # the template of landmark k through adapter k
-    model.seen.clear()
-    out = infer_pseudo_labels(model, per, data, [4, 2], dev, 4, image_indices=[1, 2, 3, 4, 5])
-    assert out.shape == (5, 2, 2)
-    assert model.seen == [[0] * 4, [0], [1] * 4, [1]]
-    with pytest.raises(ValueError, match="landmark_ids must be None"):
-        plain(data.images[:1], landmark_ids=torch.zeros(1, dtype=torch.long))

@@ -1,4 +1,4 @@
-"""Results across run folders (cc2dkit.metrics.results): the paper's figures, collect_runs, Tables 1-3."""
+"""Results across run folders (cc2dkit.analysis.results): the paper's figures, collect_runs, Tables 1-3."""
 from __future__ import annotations
 
 import math
@@ -12,21 +12,22 @@ from cc2dkit.backbone import FEATURE_INFO
 from cc2dkit.config import preset
 from cc2dkit.data.isbi import ISBI_LANDMARKS
 from cc2dkit.metrics import per_landmark_table
-from cc2dkit.metrics.results import (METRICS, NOT_RECORDED, NOT_RUN, PAPER, TABLE1_ROWS, TABLE3_ROWS, collect_runs,
-                                     compare_tables, finished_runs, plot_landmark_comparison, plot_method_comparison,
-                                     read_run, table1, table2, table3)
-from cc2dkit.network.accounting import decoder_parameter_formula
+from cc2dkit.analysis.results import (METRICS, NOT_RECORDED, NOT_RUN, PAPER, TABLE1_ROWS, TABLE3_ROWS, collect_runs,
+                                      compare_tables, finished_runs, read_run, table1, table2, table3)
+from cc2dkit.viz.results import plot_landmark_comparison, plot_method_comparison
+
+from .test_adapter import decoder_parameter_formula  # the closed form, an oracle
 
 NAMES = ["A", "B", "C"]
 RADII = (2.0, 2.5, 3.0, 4.0)
 
 
 def write_run(folder, method: str, errors: np.ndarray, names=NAMES, epochs: int = 2, seconds=(1.5, 2.5), **overrides):
-    """A run folder as run_method writes it: config.json, evaluation.csv, metrics.csv."""
+    """A run folder as run_method writes it: config.json, evaluation_test.csv, metrics.csv."""
     cfg = preset("smoke", **{"method.name": method, **overrides})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(cfg.to_json())
-    per_landmark_table(errors, list(names), RADII).to_csv(folder / "evaluation.csv")
+    per_landmark_table(errors, list(names), RADII).to_csv(folder / "evaluation_test.csv")
     rows = [{"epoch": e, "landmark": n, "landmark_index": i, "loss_pl": 1.0, "test_mre_mm": 2.0, "seconds": seconds[e - 1]}
             for e in range(1, epochs + 1) for i, n in enumerate(names)]
     pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)
@@ -109,7 +110,7 @@ def test_collect_runs_trainable_parameters(runs):
 def test_finished_runs_takes_the_evaluated_folders(tmp_path):
     write_run(tmp_path / "sla", "sla", errs(2.0))
     write_run(tmp_path / "atd", "atd", errs(2.0))
-    (tmp_path / "atd" / "evaluation.csv").unlink()  # still training
+    (tmp_path / "atd" / "evaluation_test.csv").unlink()  # still training
     (tmp_path / "log.txt").write_text("not a run")
     assert finished_runs(tmp_path) == {"sla": tmp_path / "sla"}
     assert set(collect_runs(finished_runs(tmp_path))["run"]) == {"sla"}
@@ -119,12 +120,19 @@ def test_finished_runs_takes_the_evaluated_folders(tmp_path):
         finished_runs(tmp_path / "nowhere")
 
 
+def test_runs_of_cc2dkit_0_1_are_read_from_evaluation_csv(tmp_path):
+    write_run(tmp_path / "old", "sla", errs(2.0))
+    (tmp_path / "old" / "evaluation_test.csv").rename(tmp_path / "old" / "evaluation.csv")
+    assert finished_runs(tmp_path) == {"old": tmp_path / "old"}
+    assert read_run(tmp_path / "old")[1].loc["all", "MRE_mm"] == pytest.approx(2.0)
+
+
 def test_collect_runs_empty():
     df = collect_runs({"a": None})
     assert df.empty and "MRE_mm" in df.columns
 
 
-@pytest.mark.parametrize("missing", ["config.json", "evaluation.csv", "metrics.csv"])
+@pytest.mark.parametrize("missing", ["config.json", "evaluation_test.csv", "metrics.csv"])
 def test_missing_file_named(tmp_path, missing):
     write_run(tmp_path / "r", "sla", errs(2.0))
     (tmp_path / "r" / missing).unlink()
@@ -144,8 +152,8 @@ def test_bad_files_named(tmp_path):
     with pytest.raises(ValueError, match=r"metrics\.csv.*seconds"):
         read_run(tmp_path / "r")
     write_run(tmp_path / "s", "sla", errs(2.0))
-    per_landmark_table(errs(2.0), NAMES, RADII).drop(index="all").to_csv(tmp_path / "s" / "evaluation.csv")
-    with pytest.raises(ValueError, match=r"evaluation\.csv"):
+    per_landmark_table(errs(2.0), NAMES, RADII).drop(index="all").to_csv(tmp_path / "s" / "evaluation_test.csv")
+    with pytest.raises(ValueError, match=r"evaluation_test\.csv"):
         read_run(tmp_path / "s")
     write_run(tmp_path / "t", "sla", errs(2.0))
     (tmp_path / "t" / "config.json").write_text("{not json")

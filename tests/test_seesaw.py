@@ -3,10 +3,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cc2dkit.metrics.seesaw import (change_correlation, compare_change_correlations, compare_error_curves,
-                                    error_changes, error_table, mean_off_diagonal, plot_change_correlation,
-                                    plot_error_curves, plot_seesaw_events, seesaw_comparison, seesaw_events,
-                                    seesaw_summary)
+from cc2dkit.analysis.seesaw import (change_correlation, error_changes, error_table, mean_off_diagonal,
+                                     seesaw_comparison, seesaw_events, seesaw_summary)
+from cc2dkit.viz.seesaw import (compare_change_correlations, compare_error_curves, plot_change_correlation,
+                                plot_error_curves, plot_seesaw_events)
 
 # test MRE (mm) per epoch; changes per transition (epochs 2, 3, 4):
 #   A: -1, +0.5, -1.5     B: +1, -0.5, +1.5 (= -A)     C: 0, 0, 0     D: -0.5, +0.25, -0.75 (= A / 2)

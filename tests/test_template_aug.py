@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from cc2dkit.config import MethodConfig, preset
-from cc2dkit.data.template_aug import TemplatePatchSource, affine_image_and_points, augment_template
+from cc2dkit.data.template_aug import affine_image_and_points, augment_template
+from cc2dkit.training import TemplatePatchSource
 from cc2dkit.training import patch_size
 
 

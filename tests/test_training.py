@@ -7,8 +7,8 @@ from cc2dkit.config import preset
 from cc2dkit.data import make_phantom_splits
 from cc2dkit.data.grid import GridImages
 from cc2dkit.network import CC2D
-from cc2dkit.training import (Augment, RandomPatchSource, Trainer, augment_patch, make_optimizer, make_patch,
-                              patch_size, scale_loss, ssl_step)
+from cc2dkit.training import (Augment, RandomPatchSource, augment_patch, make_optimizer, make_patch, patch_size,
+                              scale_loss, ssl_step, train_stage)
 
 
 def _phantom(cfg):
@@ -97,7 +97,7 @@ def test_few_training_steps_lower_the_loss(smoke_cfg):
 
     before = eval_loss()
     for _ in range(20):
-        ssl_step(model, src.sample(8, gen), opt, cfg.train, torch.device("cpu"))
+        ssl_step(model, [src.sample(8, gen)], opt, cfg.train, torch.device("cpu"))
     after = eval_loss()
     assert after < before * 0.9, (before, after)
 
@@ -109,10 +109,9 @@ def test_training_is_reproducible_on_cpu(smoke_cfg):
     for _ in range(2):
         torch.manual_seed(cfg.seed)
         model = CC2D(cfg.net, cfg.backbone)
-        trainer = Trainer(model, cfg, RandomPatchSource(data, cfg.train), torch.device("cpu"),
-                          torch.Generator().manual_seed(cfg.seed), 2)
-        hist = trainer.fit(1, progress=False)
-        runs.append((hist[0]["loss"], [p.detach().clone() for p in model.trainable_parameters()]))
+        loss = train_stage(model, make_optimizer(model, cfg), [RandomPatchSource(data, cfg.train)], cfg,
+                           torch.Generator().manual_seed(cfg.seed), torch.device("cpu"))
+        runs.append((loss, [p.detach().clone() for p in model.trainable_parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1]))
 
@@ -126,7 +125,7 @@ def test_bf16_autocast_step_is_close_to_float32(smoke_cfg):
         cfg = smoke_cfg.replace(**{"train.amp": amp})
         torch.manual_seed(0)
         model = CC2D(cfg.net, cfg.backbone)
-        losses[amp], _ = ssl_step(model, batch, make_optimizer(model, cfg), cfg.train, torch.device("cpu"))
+        (losses[amp],) = ssl_step(model, [batch], make_optimizer(model, cfg), cfg.train, torch.device("cpu"))
     assert np.isfinite(losses["bf16"]) and losses["bf16"] == pytest.approx(losses["off"], rel=0.05)
     assert autocast(smoke_cfg.train, torch.device("cpu")).__class__.__name__ == "nullcontext"  # auto: off on CPU
     with pytest.raises(ValueError, match="'fp8'"):
@@ -151,7 +150,7 @@ def test_channels_last_changes_the_layout_not_the_step():
         torch.manual_seed(0)
         model = CC2D(cfg.net, cfg.backbone).double()
         opt = make_optimizer(model, cfg)
-        losses = [ssl_step(model, batch, opt, cfg.train, cpu)[0] for _ in range(2)]  # 2nd: Adam's moments
+        losses = [ssl_step(model, [batch], opt, cfg.train, cpu)[0] for _ in range(2)]  # 2nd: Adam's moments
         convs = [p for p in model.parameters() if p.dim() == 4]
         assert all(p.is_contiguous(memory_format=memory_format(cfg.train, cpu)) for p in convs)
         assert any(not p.is_contiguous() for p in convs) == on  # 3x3 convs really are NHWC when on

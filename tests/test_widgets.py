@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cc2dkit import pipeline
-from cc2dkit.inference.explain import ImageMaps
+from cc2dkit.inference import ImageMaps
+from cc2dkit.methods import run_method
 from cc2dkit.widgets import LandmarkPicker, PredictionsView, SimilarityMapsView, landmark_explorer
 
 
@@ -50,7 +50,9 @@ def test_similarity_view_shows_the_selected_landmarks_maps():
     assert list(view.pred_marker.get_xdata()) == [maps.prediction[2, 0]]
     assert list(view.truth_marker.get_ydata()) == [maps.truth[2, 1]]
     assert view.title.get_text().startswith("c:")
-    assert view.updates == 2 and len(view.figure.axes) == 6  # same figure, updated in place
+    assert view.updates == 2 and len(view.figure.axes) == 7  # same figure, updated in place: 6 panels + colorbar
+    assert view.figure.axes[-1].get_ylabel() == "cosine (clamped at 0)"
+    assert view.figure.get_figwidth() <= 9.6  # shown at full size in a JupyterLab cell, not scaled down
 
 
 def test_predictions_view_moves_markers():
@@ -62,19 +64,20 @@ def test_predictions_view_moves_markers():
     assert list(view.lines[0].get_xdata()) == [pred[0, 1, 0], truth[0, 1, 0]]
 
 
-def test_explorer_on_a_trained_smoke_session(smoke_cfg):
+def test_explorer_on_a_trained_smoke_run(smoke_cfg):
     cfg = smoke_cfg.replace(**{"train.epochs": 1, "train.steps_per_epoch": 1})
-    session = pipeline.prepare(cfg, progress=False)
-    pred = pipeline.predict(session, "test", progress=False)
-    ex = landmark_explorer(session, pred, image_index=1, n_images=2)
+    result = run_method(cfg, progress=False)
+    test, pred = result.data[1], result.predictions
+    ex = landmark_explorer(result, test, image_index=1, n_images=2)
     ex.picker.select(3)
     # the product's argmax is the prediction of that landmark on that image
     product = np.asarray(ex.maps_view.images[-1].get_array())
     y, x = np.unravel_index(product.argmax(), product.shape)
     assert [x, y] == list(ex.maps_view.maps.prediction[3])
-    grid_pred = session.test_data.to_original(ex.maps_view.maps.prediction[None].repeat(len(session.test_data), 0))
+    grid_pred = test.to_original(ex.maps_view.maps.prediction[None].repeat(len(test), 0))
     assert np.allclose(grid_pred[1], pred[1])
     assert list(ex.predictions_view.pred_markers[0].get_xdata()) == [pred[0, 3, 0]]
+    assert test.ids[1] in ex.maps_view.title.get_text()
 
 
 def test_jupyterlab_finds_the_prebuilt_widget_manager():

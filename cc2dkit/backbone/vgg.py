@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..config import BackboneConfig
-from .weights import build_vgg_features
+from .weights import VGG_LAYOUTS, build_vgg_features, vgg_layers
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -27,12 +27,25 @@ class FeatureTap:
     channels: int
 
 
-_CHANNELS = (64, 128, 256, 512, 512)
-_STRIDES = (2, 4, 8, 16, 32)
-FEATURE_INFO: dict[str, tuple[FeatureTap, ...]] = {
-    "vgg16": tuple(FeatureTap(i, s, c) for i, s, c in zip((4, 9, 16, 23, 30), _STRIDES, _CHANNELS)),
-    "vgg19": tuple(FeatureTap(i, s, c) for i, s, c in zip((4, 9, 18, 27, 36), _STRIDES, _CHANNELS)),
-}
+def feature_info(arch: str) -> tuple[FeatureTap, ...]:
+    """The taps of ``arch``, read off torchvision's layer list (as timm's ``feature_info``).
+
+    In ``vgg.features`` each 3x3 conv is followed by a ReLU (2 modules) and each ``"M"`` is one
+    max-pool module; a tap is the output of a max-pool: its index, its stride (x2 per pool) and
+    the channels of the conv before it.
+    """
+    taps, index, channels, stride = [], 0, 3, 1
+    for v in vgg_layers(arch):
+        if v == "M":
+            stride *= 2
+            taps.append(FeatureTap(index, stride, channels))
+            index += 1
+        else:
+            channels, index = int(v), index + 2
+    return tuple(taps)
+
+
+FEATURE_INFO: dict[str, tuple[FeatureTap, ...]] = {arch: feature_info(arch) for arch in VGG_LAYOUTS}
 
 
 class FrozenVGG(nn.Module):

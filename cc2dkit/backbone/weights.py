@@ -13,7 +13,7 @@ from ..config import WEIGHTS_ENV
 from ..paths import resolve_path
 
 _BUILDERS = {"vgg16": torchvision.models.vgg16, "vgg19": torchvision.models.vgg19}
-_LAYOUT = {"vgg16": "D", "vgg19": "E"}  # torchvision's names of the VGG layer layouts
+VGG_LAYOUTS = {"vgg16": "D", "vgg19": "E"}  # torchvision's names of the layer lists in ``vgg.cfgs``
 _IMAGENET = {
     "vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
     "vgg19": torchvision.models.VGG19_Weights.IMAGENET1K_V1,
@@ -44,6 +44,13 @@ def build_vgg_features(arch: str, weights: str) -> nn.Sequential:
 RANDOM_SEED = 0  # the "none" backbone is always the same random VGG (it is never saved in checkpoints)
 
 
+def vgg_layers(arch: str) -> list:
+    """torchvision's layer list of ``arch``: output channels of each 3x3 conv, ``"M"`` for a max-pool."""
+    if arch not in VGG_LAYOUTS:
+        raise ValueError(f"unknown backbone arch {arch!r}; choose one of {sorted(VGG_LAYOUTS)}")
+    return list(vgg_module.cfgs[VGG_LAYOUTS[arch]])
+
+
 def _random_features(arch: str) -> nn.Sequential:
     """``vgg.features`` alone, initialised as torchvision does (skips the costly classifier).
 
@@ -51,7 +58,7 @@ def _random_features(arch: str) -> nn.Sequential:
     rebuilt from a checkpoint gets the same frozen random backbone it was trained with, whatever
     the global RNG state.
     """
-    features = vgg_module.make_layers(vgg_module.cfgs[_LAYOUT[arch]], batch_norm=False)
+    features = vgg_module.make_layers(vgg_layers(arch), batch_norm=False)
     gen = torch.Generator().manual_seed(RANDOM_SEED)
     for m in features.modules():
         if isinstance(m, nn.Conv2d):

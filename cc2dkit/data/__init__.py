@@ -10,9 +10,10 @@ from pathlib import Path
 
 from ..config import DataConfig
 from .base import LandmarkDataset, Sample, SubsetDataset
-from .folder import DEFAULT_CSV_NAME, FolderDataset
-from .imageio import read_grayscale
+from .folder import DEFAULT_CSV_NAME, FolderDataset, landmarks_frame
+from .imageio import list_images, read_grayscale
 from .isbi import ISBI_LANDMARKS, ISBIDataset, resolve_isbi_root
+from .landmarks import LandmarkNotFound, landmark_index, resolve_landmarks
 from .phantom import PhantomDataset, make_phantom_splits
 
 FOLDER_SPACING_MM = 1.0  # "folder" source: no physical spacing known, so errors are in pixels
@@ -27,7 +28,12 @@ __all__ = [
     "ISBI_LANDMARKS",
     "resolve_isbi_root",
     "FolderDataset",
+    "LandmarkNotFound",
+    "landmark_index",
+    "landmarks_frame",
+    "list_images",
     "read_grayscale",
+    "resolve_landmarks",
     "PhantomDataset",
     "make_phantom_splits",
     "build_datasets",

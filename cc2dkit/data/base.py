@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .landmarks import landmark_index
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -46,15 +48,8 @@ class LandmarkDataset:
             raise KeyError(f"image id {image_id!r} is not in this dataset (ids: {shown})") from None
 
     def landmark_index(self, name: str | int) -> int:
-        """Landmark index from a name (case-insensitive) or a 0-based index."""
-        if isinstance(name, (int, np.integer)):
-            if not 0 <= int(name) < len(self.landmark_names):
-                raise KeyError(f"landmark index {name} out of range 0..{len(self.landmark_names) - 1}")
-            return int(name)
-        lowered = [n.lower() for n in self.landmark_names]
-        if str(name).lower() not in lowered:
-            raise KeyError(f"unknown landmark {name!r}; known: {list(self.landmark_names)}")
-        return lowered.index(str(name).lower())
+        """Landmark index from a name (case-insensitive) or a 0-based index (see ``landmarks.py``)."""
+        return landmark_index(self.landmark_names, name)
 
     def _load(self, i: int) -> Sample:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -42,11 +42,6 @@ def cell_index(points, stride: int):
     return np.floor((np.asarray(points) + 0.5) / stride).astype(np.int64)
 
 
-def cell_centre(cells, stride: int):
-    """Integer (col, row) of stride-``stride`` cells -> their centres in grid pixels."""
-    return cells * stride + (stride - 1) / 2.0
-
-
 def _scale(points, sxy):
     if isinstance(points, torch.Tensor):
         return torch.tensor(sxy, dtype=points.dtype, device=points.device)

@@ -31,24 +31,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .base import LandmarkDataset, Sample
-from .imageio import IMAGE_EXTENSIONS, read_grayscale
+from .imageio import IMAGE_EXTENSIONS, list_images, read_grayscale
 
 CSV_COLUMNS = ("image", "landmark", "x", "y")
 DEFAULT_CSV_NAME = "landmarks.csv"
-
-
-def list_images(folder: Path) -> dict[str, Path]:
-    """Image files directly in ``folder`` by stem (sorted); duplicate stems are an error."""
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
-        if p.stem in found:
-            raise ValueError(f"two images share the id {p.stem!r}: {found[p.stem]} and {p}")
-        found[p.stem] = p
-    return dict(sorted(found.items()))
 
 
 class FolderDataset(LandmarkDataset):
@@ -191,3 +180,11 @@ def _resolve_image(base: Path, name: str, where: str) -> Path:
         f"{where}: image {name!r} not found (looked for {tried[0]}"
         + (f" with extensions {', '.join(IMAGE_EXTENSIONS)}" if len(tried) > 1 else "")
         + "); image names are paths relative to the CSV's folder")
+
+
+def landmarks_frame(points: np.ndarray, image_ids: list[str], landmark_names: list[str] | tuple[str, ...]
+                    ) -> pd.DataFrame:
+    """(N, L, 2) points -> the long table ``image, landmark, x, y`` this module reads (NaN rows left out)."""
+    rows = [(image_ids[i], landmark_names[l], points[i, l, 0], points[i, l, 1])
+            for i in range(points.shape[0]) for l in range(points.shape[1]) if np.isfinite(points[i, l]).all()]
+    return pd.DataFrame(rows, columns=list(CSV_COLUMNS))

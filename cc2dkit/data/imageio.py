@@ -1,4 +1,4 @@
-"""Reading image files as grayscale float arrays (shared by every file-based dataset)."""
+"""Finding and reading image files as grayscale float arrays (shared by every file-based dataset)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,3 +35,15 @@ def read_grayscale(path: str | Path) -> np.ndarray:
         raise OSError(f"cannot read image {path}: {exc}") from exc
     except (ValueError, SyntaxError) as exc:  # PIL raises these for some corrupt files
         raise OSError(f"cannot read image {path}: {exc}") from exc
+
+
+def list_images(folder: Path) -> dict[str, Path]:
+    """Image files directly in ``folder`` by stem (sorted by stem); two files with one stem are an error."""
+    found: dict[str, Path] = {}
+    for p in sorted(Path(folder).iterdir()):
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if p.stem in found:
+            raise ValueError(f"two images share the id {p.stem!r}: {found[p.stem]} and {p}")
+        found[p.stem] = p
+    return dict(sorted(found.items()))

@@ -23,7 +23,7 @@ import numpy as np
 from ..config import ISBI_ROOT_ENV
 from ..paths import candidates
 from .base import LandmarkDataset, Sample
-from .imageio import IMAGE_EXTENSIONS, read_grayscale
+from .imageio import IMAGE_EXTENSIONS, list_images, read_grayscale
 
 ISBI_LANDMARKS: tuple[str, ...] = (
     "sella",
@@ -54,7 +54,6 @@ ISBI_SPLITS: dict[str, tuple[str, int, int]] = {
     "test2": ("Test2Data", 301, 400),
 }
 ISBI_ANNOTATORS = ("400_senior", "400_junior")
-
 
 
 def resolve_isbi_root(root: str | os.PathLike | None) -> Path:
@@ -148,18 +147,12 @@ class ISBIDataset(LandmarkDataset):
         self._landmarks = {i: self._read_ground_truth(i) for i in self.ids}
 
     def _list_split_images(self, first: int, last: int) -> dict[str, Path]:
-        found: dict[str, Path] = {}
-        for p in sorted(self.image_dir.iterdir()):
-            if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            stem = p.stem
+        found = list_images(self.image_dir)
+        for stem, p in found.items():
             if not (len(stem) == 3 and stem.isdigit() and first <= int(stem) <= last):
                 raise ValueError(f"unexpected image {p} in the ISBI {self.split!r} folder: "
                                  f"expected names NNN{p.suffix} with NNN in {first:03d}-{last:03d}")
-            if stem in found:
-                raise ValueError(f"two images share the id {stem!r}: {found[stem]} and {p}")
-            found[stem] = p
-        return dict(sorted(found.items()))
+        return found
 
     def annotation_path(self, image_id: str, annotator: str) -> Path:
         """``AnnotationsByMD/<annotator>/<id>.txt`` (annotator: ``400_senior`` or ``400_junior``)."""

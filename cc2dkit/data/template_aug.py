@@ -8,14 +8,11 @@ centre), applies each to the template at its ORIGINAL resolution with
 and -0.5 after) and resizes the copy to the grid (:func:`~cc2dkit.data.grid.resize_to_grid`,
 :func:`~cc2dkit.data.coords.to_grid`). Only the grid-resolution copies are kept
 (:class:`TemplateCopies`, N x 1 x G x G), generated once per run from a generator and reused;
-their feature-cache keys are ``"atd/0000"``, ...
-
-:class:`TemplatePatchSource` trains on them like :class:`~cc2dkit.training.pseudo_labels.PLPatchSource`
-does on pseudo-labels: patches centred (up to ``pl_offset`` x half the patch) at a copy's landmark.
+their feature-cache keys are ``"atd/0000"``, ... (training draws patches from them with
+:class:`~cc2dkit.training.patches.TemplatePatchSource`).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +21,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
-from ..config import MethodConfig, TrainConfig
-from ..training.patches import CentredPatchSource
+from ..config import MethodConfig
 from .coords import to_grid
 from .grid import resize_to_grid
 
@@ -100,17 +96,3 @@ def augment_template(image: np.ndarray, landmarks: np.ndarray, method: MethodCon
     keys = [f"{KEY_PREFIX}/{i:04d}" for i in range(n)]
     return TemplateCopies(images, out_lm, keys, np.tile([h, w], (n, 1)), params)
 
-
-class TemplatePatchSource(CentredPatchSource):
-    """Patches centred at the augmented templates' landmarks ``landmark_indices`` (K dataset landmarks).
-
-    Same offset (``method.pl_offset``) and augmentation as the PL source; ``landmark_ids`` are the
-    columns 0..K-1 of ``landmark_indices``. A landmark moved out of the grid by the augmentation is
-    clamped to the border.
-    """
-
-    def __init__(self, copies: TemplateCopies, train: TrainConfig, method: MethodConfig,
-                 landmark_indices: Sequence[int]):
-        self.landmark_indices = [int(l) for l in landmark_indices]
-        targets = copies.landmarks[:, self.landmark_indices]
-        super().__init__(copies.images, copies.keys, lambda: targets, train, method.pl_offset)

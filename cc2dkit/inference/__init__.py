@@ -1,6 +1,7 @@
-"""Cascade inference: template vectors, per-scale similarity maps, argmax, dataset prediction."""
+"""Inference: cascade matching and the one predictor interface every method's result implements."""
 from .cascade import cascade_argmax, similarity_maps, template_vectors
-from .predict import Template, predict_dataset, predict_grid, predictions_frame
+from .explain import ImageMaps
+from .predictor import ModelPredictor, ModelSetPredictor, Predictor, Template, stack_chunks
 
-__all__ = ["Template", "cascade_argmax", "predict_dataset", "predict_grid", "predictions_frame",
-           "similarity_maps", "template_vectors"]
+__all__ = ["ImageMaps", "ModelPredictor", "ModelSetPredictor", "Predictor", "Template", "cascade_argmax",
+           "similarity_maps", "stack_chunks", "template_vectors"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..training.loss import sample_at
+from ..network.sampling import sample_at
 
 CLOSED_GATE_FLOOR = 1e-4  # stands in for a closed gate (cosine <= 0) when no location passes all scales
 

@@ -1,23 +1,12 @@
-"""The pseudo-label methods of He et al. on top of CC2D, one short schedule per file.
+"""The methods of He et al. on top of CC2D, as data (``registry.py``), and the one run path.
 
-- ``multi``:   one CC2D on PL-centred patches of all landmarks (the seesaw baseline)
-- ``sla``:     one CC2D per landmark, Train-PL then Infer-PL each epoch (:class:`SLASet`)
-- ``atd``:     C-ATD = SLA + a Train-Template stage on augmented templates each epoch
-- ``cc2d``:    plain CC2D self-supervision, tracked per landmark like the others
-- ``wide``:    ``multi`` with every decoder conv widened (the ablation)
-- ``adapter``: one model with per-landmark adapters, SLA+ATD schedule over all landmarks
-
-``run_method(cfg, out_dir)`` runs ``cfg.method.name`` (``registry.py``). Stage lengths and
-run-folder files: see ``common.py``.
+``run_method(cfg, out_dir)`` trains ``cfg.method.name`` (cc2d, multi, wide, sla, atd, adapter)
+through one epoch loop (``loop.py``) and writes one run-folder format (``runfolder.py``);
+``load_predictor(run_dir)`` gives a finished run's predictor back.
 """
-from .adapter import run_adapter
-from .atd import run_atd
-from .cc2d import run_cc2d
-from .common import MethodResult, stage_steps
-from .load import load_predictor, run_config
-from .multi import run_multi
-from .registry import METHODS, method_config, run_method
-from .sla import SLASet, run_sla
+from .registry import METHODS, MethodSpec, method_config, method_spec
+from .run import MethodResult, batched_training, run_method
+from .runfolder import load_predictor, run_config, write_results
 
-__all__ = ["METHODS", "MethodResult", "SLASet", "load_predictor", "method_config", "run_adapter", "run_atd",
-           "run_cc2d", "run_config", "run_method", "run_multi", "run_sla", "stage_steps"]
+__all__ = ["METHODS", "MethodResult", "MethodSpec", "batched_training", "load_predictor", "method_config",
+           "method_spec", "run_config", "run_method", "write_results"]

@@ -1,57 +1,84 @@
-"""One entry point for every method: ``run_method(cfg, out_dir, data)`` picks ``cfg.method.name``.
+"""The methods, as data: what each trains, with which stages, through which kind of decoder.
 
-=========  ==========================================================================  ===============
-name       what is trained                                                             predictor
-=========  ==========================================================================  ===============
-cc2d       CC2D self-supervision on random patches (``pipeline``; no pseudo-labels)    ModelPredictor
-multi      one CC2D on PL-centred patches of all landmarks (the seesaw baseline)       ModelPredictor
-wide       ``multi`` with every decoder conv widened by ``net.extra_channels``          ModelPredictor
-           (default +16 when left at 0; the paper's +16 and +16x19 ablation)
-sla        one CC2D per landmark, Train-PL + Infer-PL                                   SLASet
-atd        C-ATD: ``sla`` + a Train-Template stage on augmented templates               SLASet
-adapter    one C-Adapter model (``method.adapter_channels`` = C_A; 0: shared model),    ModelPredictor
-           SLA+ATD schedule over all landmarks
-=========  ==========================================================================  ===============
+=========  =================================================================  ======================
+name       what is trained, each epoch                                        predictor
+=========  =================================================================  ======================
+cc2d       one CC2D, self-supervised on random patches (no pseudo-labels)     ModelPredictor
+multi      one CC2D on PL-centred patches of all landmarks (seesaw baseline)  ModelPredictor
+wide       ``multi`` with every decoder conv widened by ``net.extra_channels``  ModelPredictor
+           (+16 when left at 0; the paper's +16 and +16x19 ablation)
+sla        one CC2D per landmark on its own PL patches                        ModelSetPredictor
+atd        C-ATD: ``sla`` with a Train-Template stage (augmented templates)   ModelSetPredictor
+adapter    one C-Adapter model (``method.adapter_channels`` = C_A; 0: one      ModelPredictor
+           shared model), Train-Template + Train-PL over all landmarks
+=========  =================================================================  ======================
+
+Stages (in this order within an epoch): ``ssl`` (random patches of every training image),
+``template`` (patches at the augmented templates' landmarks), ``pl`` (patches at the
+pseudo-labels). Methods with a ``pl`` stage re-infer the pseudo-labels after the stages
+(Infer-PL). A new method is a new row here (and, if it needs one, a new kind of stage in
+``run.py:stage_sources``).
 """
 from __future__ import annotations
 
-from ..config import Config
-from ..network.adapter import build_model
-from .adapter import run_adapter
-from .atd import run_atd
-from .cc2d import run_cc2d
-from .common import MethodResult
-from .multi import run_multi
-from .sla import run_sla
+from dataclasses import dataclass
 
-METHODS = ("cc2d", "multi", "wide", "sla", "atd", "adapter")
+from ..config import Config
+from ..network import CC2D, AdapterBlocks, PlainBlocks
+
+STAGES = ("ssl", "template", "pl")
 WIDE_DEFAULT_EXTRA = 16
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    stages: tuple[str, ...]  # training stages of an epoch, in order
+    per_landmark: bool = False  # one single-landmark model per trained landmark (else one model for all)
+    adapters: bool = False  # the model has landmark-specific adapters (C_A = method.adapter_channels)
+
+    @property
+    def uses_pl(self) -> bool:
+        return "pl" in self.stages
+
+    @property
+    def uses_templates(self) -> bool:
+        return "template" in self.stages
+
+    def build_model(self, cfg: Config, n_landmarks: int, shared: CC2D | None = None) -> CC2D:
+        """One model of this method for K = ``n_landmarks`` trained landmarks (``shared``: reuse its
+        frozen backbone and feature cache)."""
+        blocks = AdapterBlocks(n_landmarks=n_landmarks, extra=cfg.method.adapter_channels) if self.adapters \
+            else PlainBlocks()
+        return CC2D(cfg.net, cfg.backbone, blocks, shared=shared)
+
+    def build_models(self, cfg: Config, n_landmarks: int) -> list[CC2D]:
+        """The method's models: K single-landmark models sharing one backbone, or one model."""
+        first = self.build_model(cfg, n_landmarks)
+        if not self.per_landmark:
+            return [first]
+        return [first] + [self.build_model(cfg, n_landmarks, shared=first) for _ in range(n_landmarks - 1)]
+
+
+METHODS: dict[str, MethodSpec] = {s.name: s for s in (
+    MethodSpec("cc2d", ("ssl",)),
+    MethodSpec("multi", ("pl",)),
+    MethodSpec("wide", ("pl",)),
+    MethodSpec("sla", ("pl",), per_landmark=True),
+    MethodSpec("atd", ("template", "pl"), per_landmark=True),
+    MethodSpec("adapter", ("template", "pl"), adapters=True),
+)}
+
+
+def method_spec(cfg: Config) -> MethodSpec:
+    name = cfg.method.name
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
 
 
 def method_config(cfg: Config) -> Config:
     """``cfg`` as the method runs it (``wide`` gets +16 channels when ``net.extra_channels`` is 0)."""
-    name = cfg.method.name
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
-    if name == "wide" and cfg.net.extra_channels == 0:
+    if method_spec(cfg).name == "wide" and cfg.net.extra_channels == 0:
         return cfg.replace(**{"net.extra_channels": WIDE_DEFAULT_EXTRA})
     return cfg
-
-
-def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resume: bool = False) -> MethodResult:
-    """Train ``cfg.method.name`` (see the module table), evaluate on the test split, write ``out_dir``.
-
-    ``data``: (train, test) GridImages to reuse (built from ``cfg.data`` when None). ``resume``:
-    continue from ``out_dir/method_state.pt`` (see ``state.py``).
-    """
-    cfg = method_config(cfg)
-    name = cfg.method.name
-    if name == "cc2d":
-        return run_cc2d(cfg, out_dir, data, progress, resume)
-    if name in ("multi", "wide"):
-        return run_multi(cfg, out_dir, data, progress, resume)
-    if name == "sla":
-        return run_sla(cfg, out_dir, data, progress, resume)
-    if name == "atd":
-        return run_atd(cfg, out_dir, data, progress, resume)
-    return run_adapter(cfg, build_model, out_dir, data, progress, resume)

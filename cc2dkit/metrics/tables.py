@@ -57,16 +57,6 @@ def per_landmark_table(errors_mm, landmark_names: Sequence[str], radii: Iterable
     return table
 
 
-def per_image_table(errors_mm, image_ids: Sequence) -> pd.DataFrame:
-    """One row per image (index named ``"image"``) with ``MRE_mm`` and ``max_mm`` over landmarks."""
-    errors = _check_2d(errors_mm)
-    ids = _check_names(image_ids, errors.shape[0], "image ids", "images")
-    return pd.DataFrame(
-        {"MRE_mm": errors.mean(axis=1), "max_mm": errors.max(axis=1)},
-        index=pd.Index(ids, name="image"),
-    )
-
-
 def errors_long(errors_mm, landmark_names: Sequence[str], image_ids: Sequence) -> pd.DataFrame:
     """Long-format errors: one row per (image, landmark) with columns image, landmark, error_mm."""
     errors = _check_2d(errors_mm)

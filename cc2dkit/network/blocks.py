@@ -1,54 +1,294 @@
-"""Building blocks of the CC2D decoder: conv-BN-ReLU, the U-Net double conv, and RFB."""
+"""The decoder's building blocks, and the three kinds of them.
+
+Primitives (every block is made of these):
+
+- :class:`ConvBN`: conv (no bias), batch norm, optional ReLU; ``groups`` > 1 runs K models at once.
+- :class:`LandmarkConvBN`: K convs and K batch norms stored stacked; sample b uses those of
+  landmark ``ids[b]`` (one grouped conv, no Python loop over samples).
+
+Blocks (what the decoder is built from; every block is called as ``block(x, ids)``):
+
+- :class:`Chain`: convs one after the other (the U-Net double conv, an RFB branch).
+- :class:`RFB`: the Receptive Field Block, written once for every kind of conv.
+- :class:`Beside`: a shared block and a landmark-specific block side by side, outputs concatenated
+  (the C-Adapter).
+
+Kinds (a *block factory* hands the decoder its convs, RFBs, heads and concatenation):
+
+- :class:`PlainBlocks`: CC2D.
+- :class:`AdapterBlocks`: every conv (and RFB) gets a landmark-specific companion of ``C_A`` output
+  channels beside it; ``C_A = 0`` is exactly :class:`PlainBlocks`.
+- :class:`StackedBlocks`: K independent CC2D decoders as one module of K times the width whose
+  layers never mix the models (grouped convs, per-model concatenation); batched SLA.
+"""
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
-class ConvBNReLU(nn.Sequential):
-    """k x k (or kh x kw) conv, batch norm, ReLU; 'same' padding for any dilation."""
-
-    def __init__(self, c_in: int, c_out: int, kernel=3, dilation: int = 1, relu: bool = True):
-        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-        pad = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
-        layers = [nn.Conv2d(c_in, c_out, (kh, kw), padding=pad, dilation=dilation, bias=False),
-                  nn.BatchNorm2d(c_out)]
-        if relu:
-            layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
+def _pair(kernel) -> tuple[int, int]:
+    return (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
 
 
-class DoubleConv(nn.Sequential):
-    """Two 3x3 conv-BN-ReLU, the U-Net decoder stage."""
+def _same_padding(kernel: tuple[int, int], dilation: int) -> tuple[int, int]:
+    return dilation * (kernel[0] - 1) // 2, dilation * (kernel[1] - 1) // 2
 
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__(ConvBNReLU(c_in, c_out), ConvBNReLU(c_out, c_out))
+
+# -- primitives --------------------------------------------------------------------------------
+
+class ConvBN(nn.Module):
+    """kh x kw conv (no bias), batch norm, optional ReLU; 'same' padding for any dilation.
+
+    With ``groups=K`` (and K times the channels) it is K independent convs: model k owns the k-th
+    block of input and output channels, and batch norm statistics are per channel, so per model.
+    """
+
+    def __init__(self, c_in: int, c_out: int, kernel=3, dilation: int = 1, relu: bool = True, groups: int = 1):
+        super().__init__()
+        kernel = _pair(kernel)
+        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=_same_padding(kernel, dilation), dilation=dilation,
+                              groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(c_out)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.bn(self.conv(x))
+        return F.relu(y, inplace=True) if self.relu else y
+
+
+class LandmarkConv2d(nn.Module):
+    """K stacked convs (no bias); sample b is convolved with conv ``ids[b]``.
+
+    Weight ``(K, C_out, C_in, kh, kw)``; a batch gathers ``weight[ids]`` and applies it as one
+    grouped conv (``groups=B``). The gather's backward is a scatter-add, so the conv of a landmark
+    absent from the batch gets an exactly zero gradient.
+    """
+
+    def __init__(self, n_landmarks: int, c_in: int, c_out: int, kernel=3, dilation: int = 1):
+        super().__init__()
+        self.c_in, self.c_out, self.kernel_size = c_in, c_out, _pair(kernel)
+        self.dilation = dilation
+        self.padding = _same_padding(self.kernel_size, dilation)
+        self.weight = nn.Parameter(torch.empty(n_landmarks, c_out, c_in, *self.kernel_size))
+        bound = 1.0 / math.sqrt(c_in * self.kernel_size[0] * self.kernel_size[1])  # nn.Conv2d's default
+        nn.init.uniform_(self.weight, -bound, bound)
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x (B, C_in, H, W), ids (B,) long -> (B, C_out, H, W)."""
+        b, c, h, w = x.shape
+        weight = self.weight[ids].reshape(b * self.c_out, c, *self.kernel_size)  # (B*C_out, C_in, kh, kw)
+        y = F.conv2d(x.reshape(1, b * c, h, w), weight, padding=self.padding, dilation=self.dilation, groups=b)
+        return y.reshape(b, self.c_out, h, w)
+
+
+class LandmarkBatchNorm2d(nn.Module):
+    """Batch norm with per-landmark affine parameters and running statistics, ``(K, C)`` each.
+
+    Training: the statistics of landmark k are those of the batch's samples of landmark k (what an
+    ``nn.BatchNorm2d`` would compute on that sub-batch), computed for all landmarks at once as a
+    one-hot matrix product ``(K, B) @ (B, C)`` (deterministic on CUDA, unlike ``index_add_``), in
+    two passes for stability. Running statistics (momentum, unbiased variance, as
+    ``nn.BatchNorm2d``) move only for the landmarks present. Eval: each sample uses its landmark's
+    running statistics, so its output does not depend on the rest of the batch.
+    """
+
+    def __init__(self, n_landmarks: int, channels: int, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__()
+        self.n_landmarks, self.channels, self.eps, self.momentum = n_landmarks, channels, eps, momentum
+        self.weight = nn.Parameter(torch.ones(n_landmarks, channels))
+        self.bias = nn.Parameter(torch.zeros(n_landmarks, channels))
+        self.register_buffer("running_mean", torch.zeros(n_landmarks, channels))
+        self.register_buffer("running_var", torch.ones(n_landmarks, channels))
+        self.register_buffer("num_batches_tracked", torch.zeros(n_landmarks, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W), ids (B,) long -> (B, C, H, W)."""
+        if self.training:
+            mean, var = self._batch_stats(x, ids)  # (K, C) each
+            mean_b, var_b = mean[ids], var[ids]  # (B, C)
+        else:
+            mean_b, var_b = self.running_mean[ids], self.running_var[ids]
+        scale = self.weight[ids] * torch.rsqrt(var_b + self.eps)  # (B, C)
+        shift = self.bias[ids] - mean_b * scale
+        return x * scale[:, :, None, None] + shift[:, :, None, None]
+
+    def _batch_stats(self, x: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        onehot_t = F.one_hot(ids, self.n_landmarks).to(x.dtype).t()  # (K, B)
+        count = onehot_t.sum(1) * x.shape[2] * x.shape[3]  # (K,) values per channel of each landmark
+        denom = count.clamp(min=1)[:, None]
+        mean = onehot_t @ x.sum((2, 3)) / denom  # (K, C)
+        var = onehot_t @ (x - mean[ids][:, :, None, None]).square().sum((2, 3)) / denom  # (K, C), biased
+        with torch.no_grad():
+            present = (count > 0)[:, None]
+            unbiased = var * (count / (count - 1).clamp(min=1))[:, None]
+            m = self.momentum
+            self.running_mean.copy_(torch.where(present, (1 - m) * self.running_mean + m * mean, self.running_mean))
+            self.running_var.copy_(torch.where(present, (1 - m) * self.running_var + m * unbiased, self.running_var))
+            self.num_batches_tracked.add_(present[:, 0].long())
+        return mean, var
+
+    def extra_repr(self) -> str:
+        return f"K={self.n_landmarks}, {self.channels}, eps={self.eps}, momentum={self.momentum}"
+
+
+class LandmarkConvBN(nn.Module):
+    """Per-landmark conv, per-landmark BN, optional ReLU (the landmark-specific ``ConvBN``)."""
+
+    def __init__(self, n_landmarks: int, c_in: int, c_out: int, kernel=3, dilation: int = 1, relu: bool = True):
+        super().__init__()
+        self.conv = LandmarkConv2d(n_landmarks, c_in, c_out, kernel, dilation)
+        self.bn = LandmarkBatchNorm2d(n_landmarks, c_out)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        y = self.bn(self.conv(x, ids), ids)
+        return F.relu(y) if self.relu else y
+
+
+# -- blocks ------------------------------------------------------------------------------------
+
+ConvFactory = Callable[..., nn.Module]  # (c_in, c_out, kernel=3, dilation=1, relu=True) -> block(x, ids)
+Cat = Callable[[list], torch.Tensor]  # channel concatenation of a kind's tensors
+
+
+def channel_cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(tensors, dim=1)
+
+
+class Chain(nn.ModuleList):
+    """Blocks applied one after the other, each called as ``m(x, ids)``."""
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        for m in self:
+            x = m(x, ids)
+        return x
 
 
 class RFB(nn.Module):
     """Receptive Field Block: four branches of growing receptive field, fused, plus a shortcut.
 
-    Branch k (k = 0..3): 1x1 reduce, then for k > 0 a 1x(2k+1) conv, a (2k+1)x1 conv and a 3x3 conv
-    with dilation 2k+1. Branches are concatenated, fused by a 3x3 conv, added to a 1x1 shortcut.
+    Branch k (k = 0..3): a 1x1 reduce to ``max(c_out // 4, 1)`` channels, then for k > 0 a
+    1x(2k+1) conv, a (2k+1)x1 conv and a 3x3 conv with dilation 2k+1. The branches are concatenated,
+    fused by a 3x3 conv and added to a 1x1 shortcut; ReLU. ``conv`` and ``cat`` come from the block
+    kind, so the same topology serves CC2D, the adapters and K stacked models.
     """
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, conv: ConvFactory, cat: Cat = channel_cat):
         super().__init__()
         c_b = max(c_out // 4, 1)
-        branches = [ConvBNReLU(c_in, c_b, 1)]
+        branches = [Chain([conv(c_in, c_b, 1)])]
         for k in (1, 2, 3):
             size = 2 * k + 1
-            branches.append(nn.Sequential(
-                ConvBNReLU(c_in, c_b, 1),
-                ConvBNReLU(c_b, c_b, (1, size)),
-                ConvBNReLU(c_b, c_b, (size, 1)),
-                ConvBNReLU(c_b, c_b, 3, dilation=size, relu=False),
-            ))
+            branches.append(Chain([conv(c_in, c_b, 1), conv(c_b, c_b, (1, size)), conv(c_b, c_b, (size, 1)),
+                                   conv(c_b, c_b, 3, dilation=size, relu=False)]))
         self.branches = nn.ModuleList(branches)
-        self.fuse = ConvBNReLU(4 * c_b, c_out, 3, relu=False)
-        self.shortcut = ConvBNReLU(c_in, c_out, 1, relu=False)
-        self.act = nn.ReLU(inplace=True)
+        self.fuse = conv(4 * c_b, c_out, 3, relu=False)
+        self.shortcut = conv(c_in, c_out, 1, relu=False)
+        self.cat = cat
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.cat([b(x) for b in self.branches], dim=1)  # (B, 4*c_b, H, W)
-        return self.act(self.fuse(y) + self.shortcut(x))
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.cat([b(x, ids) for b in self.branches])  # (B, 4*c_b, H, W) per model
+        return F.relu(self.fuse(y, ids) + self.shortcut(x, ids))
+
+
+class Beside(nn.Module):
+    """A shared block and a landmark-specific block on the same input; outputs concatenated."""
+
+    def __init__(self, shared: nn.Module, adapter: nn.Module):
+        super().__init__()
+        self.shared, self.adapter = shared, adapter
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat([self.shared(x), self.adapter(x, ids)], dim=1)  # (B, c_out + C_A, H, W)
+
+
+# -- kinds -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlainBlocks:
+    """CC2D's decoder blocks."""
+
+    extra = 0  # channels every block adds beside its c_out (class attributes here, fields in kin)
+    n_landmarks = 0  # landmarks with landmark-specific weights
+
+    def conv(self, c_in: int, c_out: int, kernel=3, dilation: int = 1, relu: bool = True) -> nn.Module:
+        return ConvBN(c_in, c_out, kernel, dilation, relu)
+
+    def rfb(self, c_in: int, c_out: int) -> nn.Module:
+        return RFB(c_in, c_out, self.conv, self.cat)
+
+    def head(self, c_in: int, c_out: int) -> nn.Module:
+        return nn.Conv2d(c_in, c_out, 1)
+
+    def cat(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return channel_cat(tensors)
+
+    def split(self, emb: torch.Tensor) -> torch.Tensor:
+        """A head's output as the decoder returns it: (B, D, h, w)."""
+        return emb
+
+
+@dataclass(frozen=True)
+class AdapterBlocks(PlainBlocks):
+    """C-Adapter blocks: every conv and RFB gets a landmark-specific one of ``extra`` (C_A) outputs
+    beside it, so each block emits ``c_out + C_A`` channels and the next block's input grows by C_A.
+    The 1x1 heads stay shared. ``extra = 0``: exactly the plain blocks (same names and modules)."""
+
+    n_landmarks: int  # K: one adapter per landmark
+    extra: int  # C_A: output channels of every adapter
+
+    def __post_init__(self):
+        if self.extra < 0:
+            raise ValueError(f"adapter_channels must be >= 0, got {self.extra}")
+        if self.extra > 0 and self.n_landmarks < 1:
+            raise ValueError(f"the C-Adapter needs n_landmarks >= 1, got {self.n_landmarks}")
+
+    def conv(self, c_in: int, c_out: int, kernel=3, dilation: int = 1, relu: bool = True) -> nn.Module:
+        shared = ConvBN(c_in, c_out, kernel, dilation, relu)
+        if not self.extra:
+            return shared
+        return Beside(shared, LandmarkConvBN(self.n_landmarks, c_in, self.extra, kernel, dilation, relu))
+
+    def rfb(self, c_in: int, c_out: int) -> nn.Module:
+        shared = RFB(c_in, c_out, PlainBlocks().conv)
+        if not self.extra:
+            return shared
+        return Beside(shared, RFB(c_in, self.extra, lambda *a, **kw: LandmarkConvBN(self.n_landmarks, *a, **kw)))
+
+
+@dataclass(frozen=True)
+class StackedBlocks(PlainBlocks):
+    """K plain decoders as one: grouped convs (groups K), BN over K*C channels, per-model concatenation.
+
+    Layout: model k's sample b lives in channels ``[k*C, (k+1)*C)`` of row b. Channel counts given
+    to the factory are per model. The module tree (so the state dict) has the plain decoder's
+    names; each tensor is the concatenation along dim 0 of the K models' tensors.
+    """
+
+    k: int = 1
+
+    def conv(self, c_in: int, c_out: int, kernel=3, dilation: int = 1, relu: bool = True) -> nn.Module:
+        return ConvBN(self.k * c_in, self.k * c_out, kernel, dilation, relu, groups=self.k)
+
+    def head(self, c_in: int, c_out: int) -> nn.Module:
+        return nn.Conv2d(self.k * c_in, self.k * c_out, 1, groups=self.k)
+
+    def cat(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return group_cat(tensors, self.k)
+
+    def split(self, emb: torch.Tensor) -> torch.Tensor:
+        """(B, K*D, h, w) -> (K, B, D, h, w): model k's embedding in slice k."""
+        return emb.reshape(emb.shape[0], self.k, -1, *emb.shape[-2:]).transpose(0, 1)
+
+
+def group_cat(tensors: list[torch.Tensor], k: int) -> torch.Tensor:
+    """Per-model channel concatenation: [(B, K*C_i, H, W)] -> (B, K*sum(C_i), H, W)."""
+    b, _, h, w = tensors[0].shape
+    parts = [t.reshape(b, k, -1, h, w) for t in tensors]  # [(B, K, C_i, H, W)]
+    return torch.cat(parts, dim=2).reshape(b, -1, h, w)

@@ -1,58 +1,102 @@
-"""The CC2D decoder: U-Net over the 5 frozen VGG taps, RFB on the 3 coarsest, 1x1 embedding heads.
+"""The one CC2D decoder: U-Net over the 5 frozen VGG taps, RFB on the 3 coarsest, 1x1 embedding heads.
 
 Stages run coarse to fine (strides 32, 16, 8, 4, 2). Stage 0 turns the stride-32 tap into the
-first decoder map; every later stage upsamples the previous map x2 (bilinear), concatenates the
-lateral input of its stride (an RFB of the tap for the 3 coarsest, the raw tap otherwise) and
-applies a double 3x3 conv. Each stage's output goes through a 1x1 head to the embedding.
+first decoder map (its lateral block's output); every later stage upsamples the previous map x2
+(bilinear), concatenates the lateral input of its stride (an RFB of the tap for the 3 coarsest,
+the raw tap otherwise) and applies a double 3x3 conv. Each stage's map goes through a 1x1 head to
+the embedding.
+
+The convs, RFBs, heads and the concatenation come from a block kind (``blocks.py``): plain CC2D,
+the C-Adapter (every block emits ``C_A`` landmark-specific channels beside its own), or K
+stacked models. The forward loop is the same for all three.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..backbone import FeatureTap
 from ..config import NetConfig
-from .blocks import RFB, ConvBNReLU, DoubleConv
+from .blocks import Chain, PlainBlocks
 
 N_RFB = 3  # RFB blocks on the 3 coarsest taps
 
 
-class CC2DDecoder(nn.Module):
-    def __init__(self, cfg: NetConfig, tap_channels: tuple[int, ...], tap_strides: tuple[int, ...]):
+class Decoder(nn.Module):
+    """taps fine->coarse [(B, C_s, H/s, W/s)] -> embeddings coarse->fine, one per tap.
+
+    ``taps``: the backbone's :class:`~cc2dkit.backbone.FeatureTap` s (fine to coarse). ``blocks``: the
+    block kind (:class:`~cc2dkit.network.blocks.PlainBlocks` and its kin).
+    """
+
+    def __init__(self, cfg: NetConfig, taps: Sequence[FeatureTap], blocks: PlainBlocks = PlainBlocks()):
         super().__init__()
-        if len(cfg.decoder_widths) != len(tap_channels):
+        if len(cfg.decoder_widths) != len(taps):
             raise ValueError(f"net.decoder_widths has {len(cfg.decoder_widths)} entries, "
-                             f"the backbone has {len(tap_channels)} taps")
-        # coarse -> fine order of the taps
-        chans = tuple(reversed(tap_channels))
-        self.strides = tuple(reversed(tap_strides))
-        widths = tuple(w + cfg.extra_channels for w in cfg.decoder_widths)
-        self.widths = widths
+                             f"the backbone has {len(taps)} taps")
+        self.cfg, self.blocks = cfg, blocks
+        coarse_first = tuple(reversed(tuple(taps)))
+        self.strides = tuple(t.stride for t in coarse_first)
+        self.widths = tuple(w + cfg.extra_channels for w in cfg.decoder_widths)
+        self.embed_dim = cfg.embed_dim
+        a = blocks.extra  # every block's output carries a channels beside its own width
         lateral, lateral_out = [], []
-        for i, c in enumerate(chans):
+        for i, tap in enumerate(coarse_first):
             if i < N_RFB:
-                lateral.append(RFB(c, widths[i]) if cfg.use_rfb else ConvBNReLU(c, widths[i]))
-                lateral_out.append(widths[i])
+                w = self.widths[i]
+                lateral.append(blocks.rfb(tap.channels, w) if cfg.use_rfb else blocks.conv(tap.channels, w))
+                lateral_out.append(w + a)
             else:
                 lateral.append(nn.Identity())
-                lateral_out.append(c)
+                lateral_out.append(tap.channels)
         self.lateral = nn.ModuleList(lateral)
-        stages = [nn.Identity()]  # stage 0: the stride-32 lateral output is the first map
-        for i in range(1, len(chans)):
-            stages.append(DoubleConv(widths[i - 1] + lateral_out[i], widths[i]))
+        stages: list[nn.Module] = [nn.Identity()]  # stage 0: the stride-32 lateral output is the first map
+        for i in range(1, len(coarse_first)):
+            w = self.widths[i]
+            stages.append(Chain([blocks.conv(self.widths[i - 1] + a + lateral_out[i], w), blocks.conv(w + a, w)]))
         self.stages = nn.ModuleList(stages)
-        self.heads = nn.ModuleList(nn.Conv2d(w, cfg.embed_dim, 1) for w in widths)
+        self.heads = nn.ModuleList(blocks.head(w + a, cfg.embed_dim) for w in self.widths)
 
-    def forward(self, taps: list[torch.Tensor]) -> list[torch.Tensor]:
-        """taps fine->coarse [(B, C_s, H/s, W/s)] -> embeddings coarse->fine [(B, D, H/s, W/s)]."""
+    def forward(self, taps: list[torch.Tensor], ids: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """taps fine->coarse -> embeddings coarse->fine [(B, D, h, w)] (stacked: [(K, B, D, h, w)]).
+
+        ``ids``: the landmark of each sample ((B,) ints, or one int for all), required by
+        landmark-specific blocks and ignored by the others.
+        """
+        if self.blocks.extra:
+            ids = check_landmark_ids(ids, taps[0].shape[0], self.blocks.n_landmarks, taps[0].device)
         taps = taps[::-1]
         x, out = None, []
         for i, (lat, stage, head) in enumerate(zip(self.lateral, self.stages, self.heads)):
-            skip = lat(taps[i])
+            skip = taps[i] if isinstance(lat, nn.Identity) else lat(taps[i], ids)
             if x is None:
-                x = stage(skip)
+                x = skip
             else:
                 up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-                x = stage(torch.cat([up, skip], dim=1))  # (B, w_{i-1} + c_lat, H/s, W/s)
-            out.append(head(x))
+                x = stage(self.blocks.cat([up, skip]), ids)  # (B, w_{i-1} + a + c_lat, h, w) in, (B, w_i + a) out
+            out.append(self.blocks.split(head(x)))
         return out
+
+
+def check_landmark_ids(landmark_ids, batch: int, n_landmarks: int, device=None) -> torch.Tensor:
+    """Validate and normalise landmark ids to a (B,) long tensor on ``device``.
+
+    Accepts a (B,) integer tensor, a sequence of B ints, or one int (used for the whole batch).
+    """
+    if landmark_ids is None:
+        raise ValueError(f"landmark_ids is required by the C-Adapter model ({n_landmarks} adapters), got None")
+    ids = torch.as_tensor(landmark_ids, device=device)
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise ValueError(f"landmark_ids must be integers, got dtype {ids.dtype}")
+    if ids.ndim == 0:
+        ids = ids.expand(batch)
+    if ids.ndim != 1 or ids.shape[0] != batch:
+        raise ValueError(f"landmark_ids must have shape ({batch},), got {tuple(ids.shape)}")
+    bad = (ids < 0) | (ids >= n_landmarks)
+    if bool(bad.any()):
+        raise ValueError(f"landmark_ids must lie in [0, {n_landmarks}) (one adapter per landmark); "
+                         f"got landmark id {int(ids[bad][0])}")
+    return ids.long()

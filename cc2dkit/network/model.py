@@ -1,25 +1,43 @@
-"""CC2D = frozen VGG taps -> trainable decoder -> 5 embeddings (strides 32, 16, 8, 4, 2)."""
+"""CC2D = frozen VGG taps -> trainable decoder -> 5 embeddings (strides 32, 16, 8, 4, 2).
+
+One model class for every method: the decoder's block kind decides whether it is plain CC2D
+(:class:`~cc2dkit.network.blocks.PlainBlocks`) or the C-Adapter
+(:class:`~cc2dkit.network.blocks.AdapterBlocks`, which needs each sample's landmark id).
+"""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
 from ..backbone import FeatureCache, FrozenVGG
 from ..config import BackboneConfig, NetConfig
-from .decoder import CC2DDecoder
+from .blocks import PlainBlocks
+from .decoder import Decoder, check_landmark_ids
 
 
 class CC2D(nn.Module):
-    def __init__(self, net: NetConfig, backbone: BackboneConfig):
+    """``shared``: another model whose frozen backbone and feature cache this one uses (K models need one)."""
+
+    def __init__(self, net: NetConfig, backbone: BackboneConfig, blocks: PlainBlocks = PlainBlocks(),
+                 shared: "CC2D | None" = None):
         super().__init__()
-        self.backbone = FrozenVGG(backbone)
-        self.decoder = CC2DDecoder(net, self.backbone.channels, self.backbone.strides)
-        self.cache = FeatureCache(self.backbone, backbone)
+        self.backbone = FrozenVGG(backbone) if shared is None else shared.backbone
+        self.decoder = Decoder(net, self.backbone.taps, blocks)
+        self.cache = FeatureCache(self.backbone, backbone) if shared is None else shared.cache
 
     @property
     def strides(self) -> tuple[int, ...]:
         """Strides of the embeddings, coarse to fine."""
         return self.decoder.strides
+
+    n_models = 1  # models trained by one step (``StackedModels``: K)
+
+    @property
+    def n_landmarks(self) -> int:
+        """K when the decoder has landmark-specific weights (then ``forward`` needs ids), else 0."""
+        return self.decoder.blocks.n_landmarks if self.decoder.blocks.extra else 0
 
     def trainable_parameters(self):
         return self.decoder.parameters()
@@ -32,14 +50,20 @@ class CC2D(nn.Module):
         self.decoder.load_state_dict(state)
 
     def forward(self, images: torch.Tensor, keys: list | None = None,
-                landmark_ids: torch.Tensor | None = None) -> list[torch.Tensor]:
+                landmark_ids: torch.Tensor | Sequence[int] | int | None = None) -> list[torch.Tensor]:
         """images (B, 1, G, G) in [0, 1] -> embeddings [(B, D, G/s, G/s)] for s = 32 ... 2.
 
         With ``keys`` (ids of *un-augmented* images) the frozen features come from the cache.
-        ``landmark_ids`` (B,) selects per-sample landmark adapters; the plain CC2D decoder has
-        none and refuses them.
+        ``landmark_ids`` (B,), a sequence or one int for the batch: each sample's landmark in
+        [0, K), required by landmark-specific decoders, refused by plain ones.
         """
+        if landmark_ids is not None and not self.n_landmarks:
+            raise ValueError("this decoder has no landmark-specific weights; landmark_ids must be None")
+        if self.n_landmarks and landmark_ids is None:  # fail before the backbone pass
+            check_landmark_ids(None, images.shape[0], self.n_landmarks)
         taps = self.cache.features(keys, images) if keys is not None else self.backbone(images)
-        if landmark_ids is not None:
-            raise ValueError("this CC2D decoder has no landmark adapters; landmark_ids must be None")
-        return self.decoder(taps)
+        return self.decoder(taps, landmark_ids)
+
+    def embed_groups(self, images: torch.Tensor, keys: list | None, landmark_ids: torch.Tensor | None):
+        """:meth:`forward` with a leading model axis of 1: [(1, B, D, h, w)] (see ``StackedModels``)."""
+        return [e[None] for e in self(images, keys, landmark_ids)]

@@ -1,9 +1,11 @@
 """Where training triples (image, augmented patch, point) come from.
 
-The SSL step (``step.py``) consumes :class:`PatchBatch` objects from any *patch source*: an object
-with ``sample(batch_size, generator) -> PatchBatch``. CC2D's self-supervised source draws a random
-patch and a random point; later sources (pseudo-label-centred patches, augmented templates) only
-need to choose the crop origin and point differently and call :func:`make_patch`.
+The SSL step (``step.py``) consumes :class:`PatchBatch` objects from a *patch source*: an object
+with ``sample(batch_size, generator) -> PatchBatch`` and ``len()`` (its items: one pass over them
+is an epoch of the source). :class:`RandomPatchSource` is CC2D's self-supervision (a random patch,
+a random point); :class:`CentredPatchSource` centres patches at given points, with two kinds:
+:class:`TemplatePatchSource` (the augmented templates' landmarks, ATD) and
+:class:`~cc2dkit.training.pseudo_labels.PLPatchSource` (pseudo-labels).
 
 Coordinates are grid pixels, pixel centres at integers. The patch is augmented with
 ``torchvision.transforms.v2`` (rotation, brightness, contrast) and the point is moved with it as a
@@ -12,6 +14,7 @@ spans [i, i+1)), so points are shifted by +0.5 before the transform and -0.5 aft
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,8 +22,9 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from ..config import TrainConfig
+from ..config import MethodConfig, TrainConfig
 from ..data.grid import GridImages
+from ..data.template_aug import TemplateCopies
 
 
 @dataclass
@@ -90,6 +94,9 @@ class RandomPatchSource:
         self.indices = list(range(len(data))) if image_indices is None else list(image_indices)
         if not self.indices:
             raise ValueError("RandomPatchSource needs at least one image")
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
     def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
         g, p = self.data.grid, self.size
@@ -166,6 +173,21 @@ class CentredPatchSource:
             ids.append(lm)
         return PatchBatch(keys, torch.stack(images), torch.stack(patches), torch.stack(pp).float(),
                           torch.stack(ip).float(), torch.tensor(ids, dtype=torch.long))
+
+
+class TemplatePatchSource(CentredPatchSource):
+    """Patches centred at the augmented templates' landmarks ``landmark_indices`` (K dataset landmarks).
+
+    Same offset (``method.pl_offset``) and augmentation as the PL source; ``landmark_ids`` are the
+    columns 0..K-1 of ``landmark_indices``. A landmark moved out of the grid by the augmentation is
+    clamped to the border.
+    """
+
+    def __init__(self, copies: TemplateCopies, train: TrainConfig, method: MethodConfig,
+                 landmark_indices: Sequence[int]):
+        self.landmark_indices = [int(l) for l in landmark_indices]
+        targets = copies.landmarks[:, self.landmark_indices]
+        super().__init__(copies.images, copies.keys, lambda: targets, train, method.pl_offset)
 
 
 def centred_origin(point: torch.Tensor, size: int, grid: int, offset: float, gen: torch.Generator) -> tuple[int, int]:

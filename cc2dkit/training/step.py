@@ -1,23 +1,27 @@
-"""One self-supervised CC2D optimisation step on a :class:`PatchBatch`.
+"""One self-supervised optimisation step, of one model or of K models stacked.
 
-Mixed precision (``train.amp``): the forward passes run under ``torch.autocast`` in bfloat16
-(no loss scaling needed); the loss is computed in float32 from the embeddings.
+The network is anything with ``embed_groups(images, keys, landmark_ids) -> [(K, B, D, h, w)]``
+(batch k of K*B model-major images through model k), ``n_models`` (K), ``n_landmarks``,
+``decoder``, ``backbone`` and ``strides``: a :class:`~cc2dkit.network.CC2D` (K = 1) or a
+:class:`~cc2dkit.network.StackedModels` (K models). Image and augmented patch go through the same
+network; each model's loss is CC2D's (``loss.py``); one backward of their sum trains every model
+(they share no parameter, and Adam is element-wise, so one Adam over a stack is K Adams).
 
-Channels-last (``train.channels_last``): the network's 4-D weights and the step's inputs are laid out
-NHWC, the layout tensor-core convolutions prefer on CUDA. Only the memory layout changes, not the
-values: a step gives the same result either way, to float tolerance.
+Mixed precision (``train.amp``): the forward passes run under ``torch.autocast`` in bfloat16 (no
+loss scaling needed); the loss is computed in float32 from the embeddings. Channels-last
+(``train.channels_last``): the network's 4-D weights and the step's inputs are laid out NHWC, the
+layout tensor-core convolutions prefer on CUDA; only the layout changes, not the values.
 """
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 import torch
 
 from ..config import TrainConfig
-from ..network import CC2D
 from .loss import cc2d_loss
 from .patches import PatchBatch
-
 
 AMP_MODES = ("auto", "bf16", "off")
 
@@ -45,22 +49,36 @@ def use_memory_format(module: torch.nn.Module, fmt: torch.memory_format) -> None
             p.data = p.data.contiguous(memory_format=fmt)
 
 
-def ssl_step(model: CC2D, batch: PatchBatch, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-             device: torch.device) -> tuple[float, list[float]]:
-    """Image and augmented patch through the same network; the loss of ``loss.py``; one update."""
-    model.train()
+def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+             device: torch.device) -> list[float]:
+    """One update of ``net`` on ``batches`` (batch k trains model k; one batch for one model).
+
+    Returns the K losses. The batches must have the same size. Their ``landmark_ids`` reach the
+    network only when it has landmark-specific weights (the C-Adapter).
+    """
+    if len(batches) != net.n_models:
+        raise ValueError(f"{len(batches)} batches for {net.n_models} model(s): one batch per model")
+    if len({len(b.keys) for b in batches}) != 1:
+        raise ValueError("the stacked models' batches must have the same size")
+    net.train()
     fmt = memory_format(cfg, device)
-    use_memory_format(model, fmt)
-    images = batch.images.to(device, memory_format=fmt)
-    patches = batch.patches.to(device, memory_format=fmt)
-    ids = None if batch.landmark_ids is None else batch.landmark_ids.to(device)
+    use_memory_format(net.decoder, fmt)
+    use_memory_format(net.backbone, fmt)
+    images = torch.cat([b.images for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, G, G)
+    patches = torch.cat([b.patches for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, P, P)
+    keys = [key for b in batches for key in b.keys]
+    ids = torch.cat([b.landmark_ids for b in batches]).to(device) if net.n_landmarks else None
     with autocast(cfg, device):
-        img_embs = model(images, keys=batch.keys, landmark_ids=ids)  # [(B, D, G/s, G/s)]
-        patch_embs = model(patches, landmark_ids=ids)  # [(B, D, P/s, P/s)]
+        img_embs = net.embed_groups(images, keys, ids)  # [(K, B, D, G/s, G/s)]
+        patch_embs = net.embed_groups(patches, None, ids)  # [(K, B, D, P/s, P/s)]
     img_embs, patch_embs = [e.float() for e in img_embs], [e.float() for e in patch_embs]
-    loss, parts = cc2d_loss(img_embs, patch_embs, batch.image_points.to(device), batch.patch_points.to(device),
-                            model.strides, patches.shape[-1], cfg.temperature, cfg.window)
+    total, losses = 0.0, []
+    for k, b in enumerate(batches):
+        loss, _ = cc2d_loss([e[k] for e in img_embs], [e[k] for e in patch_embs], b.image_points.to(device),
+                            b.patch_points.to(device), net.strides, patches.shape[-1], cfg.temperature, cfg.window)
+        total = total + loss
+        losses.append(float(loss.detach()))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total.backward()
     optimizer.step()
-    return float(loss.detach()), parts
+    return losses

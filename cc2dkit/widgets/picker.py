@@ -10,6 +10,8 @@ from typing import Callable
 
 import ipywidgets as W
 
+from ..data.landmarks import landmark_index
+
 
 class LandmarkPicker:
     def __init__(self, landmark_names: tuple[str, ...] | list[str], start: int | str = 0):
@@ -35,14 +37,7 @@ class LandmarkPicker:
         return self.names[self.index]
 
     def index_of(self, landmark: int | str) -> int:
-        if isinstance(landmark, str):
-            lowered = [n.lower() for n in self.names]
-            if landmark.lower() not in lowered:
-                raise KeyError(f"unknown landmark {landmark!r}; known: {list(self.names)}")
-            return lowered.index(landmark.lower())
-        if not 0 <= int(landmark) < len(self.names):
-            raise KeyError(f"landmark index {landmark} out of range 0..{len(self.names) - 1}")
-        return int(landmark)
+        return landmark_index(self.names, landmark)
 
     def select(self, landmark: int | str) -> None:
         self.dropdown.value = self.index_of(landmark)

@@ -5,7 +5,7 @@ the K *trained* landmarks (``pl_state.landmark_names``; picker index = PL column
 a few training images, the PL path of that landmark across epochs (initial random PL to the
 final one) against the ground truth that training never reads. :func:`pl_explorer` wires it with
 the 5 similarity maps of the picked landmark on a test image (through the model that predicts
-it, :func:`cc2dkit.methods.explain.method_maps`) and a :class:`~cc2dkit.widgets.PredictionsView`
+it, ``Predictor.image_maps``) and a :class:`~cc2dkit.widgets.PredictionsView`
 of the test predictions, for the notebooks of the PL methods (``multi``, ``sla``, ``atd``, ``adapter``).
 """
 from __future__ import annotations
@@ -17,16 +17,15 @@ import ipywidgets as W
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..methods.explain import method_maps
-from ..metrics.pl_plots import pl_trajectories
+from ..analysis.pl import pl_trajectories
 from .picker import LandmarkPicker
-from .views import FigureView, PredictionsView, SimilarityMapsView
+from .views import WIDTH_IN, FigureView, PredictionsView, SimilarityMapsView
 
 
 class PLTrajectoryView(FigureView):
     """PL paths of one landmark on several images, updated in place on a landmark change.
 
-    ``trajectories`` (n, E+1, K, 2) original pixels (see :func:`cc2dkit.metrics.pl_plots.pl_trajectories`);
+    ``trajectories`` (n, E+1, K, 2) original pixels (see :func:`cc2dkit.analysis.pl.pl_trajectories`);
     ``truth`` (n, K, 2) or None; one panel per image. Artists per panel (lists indexed by panel):
     ``paths`` (the path, one vertex per epoch), ``starts`` (initial PL), ``ends`` (final PL),
     ``truth_markers``. ``zoom``: crop each panel to the path and truth plus this margin (pixels).
@@ -41,7 +40,7 @@ class PLTrajectoryView(FigureView):
             raise ValueError(f"{trajectories.shape[2]} trajectory columns for {len(landmark_names)} landmark names")
         self.trajectories, self.names, self.zoom = trajectories, tuple(landmark_names), zoom
         self.truth = None if truth is None else np.asarray(truth, dtype=np.float64)
-        fig = Figure(figsize=(3.2 * len(images), 3.6))
+        fig = Figure(figsize=(min(WIDTH_IN, 3.2 * len(images)), 3.5), layout="constrained")
         self.axes = list(np.atleast_1d(fig.subplots(1, len(images))))
         self.paths, self.starts, self.ends, self.truth_markers = [], [], [], []
         for ax, img, title in zip(self.axes, images, titles):
@@ -53,8 +52,7 @@ class PLTrajectoryView(FigureView):
             self.ends.append(ax.plot([], [], "x", color="red", ms=8, mew=2)[0])
             self.truth_markers.append(ax.plot([], [], "o", mfc="none", mec="lime", ms=9, mew=2)[0])
         self.full_limits = [(ax.get_xlim(), ax.get_ylim()) for ax in self.axes]
-        self.title = fig.suptitle("")
-        fig.tight_layout()
+        self.title = fig.suptitle("", fontsize=10)
         super().__init__(fig)
 
     def update(self, landmark: int) -> None:
@@ -117,18 +115,15 @@ def pl_explorer(result, data, image_rows: Sequence[int] | None = None, n_images:
     views = [picker.widget]
     maps_view = None
     if test is not None and maps_image is not None:
-        maps_view = SimilarityMapsView(method_maps(result.predictor, test, maps_image), pl_state.landmark_names)
+        maps_view = SimilarityMapsView(result.predictor.image_maps(test, maps_image), pl_state.landmark_names,
+                                       test.ids[maps_image])
         picker.observe(maps_view)
         views.append(maps_view.output)
     picker.observe(traj_view)
     views.append(traj_view.output)
     pred_view = None
     if test is not None and result.predictions is not None:
-        n = min(n_images, len(test))
-        cols = pl_state.landmark_indices
-        gt = test.original_landmarks[:n][:, cols] if test.labelled[:n].all() else None
-        pred_view = PredictionsView([test.dataset[i].image for i in range(n)], result.predictions[:n][:, cols], gt,
-                                    pl_state.landmark_names, [test.ids[i] for i in range(n)])
+        pred_view = PredictionsView.of(test, result.predictions, pl_state.landmark_indices, n_images)
         picker.observe(pred_view)
         views.append(pred_view.output)
     return PLExplorer(picker, traj_view, pred_view, W.VBox(views), maps_view)

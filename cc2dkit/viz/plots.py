@@ -13,8 +13,8 @@ import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from .errors import as_numpy
-from .tables import ALL_ROW
+from ..metrics.errors import as_numpy
+from ..metrics.tables import ALL_ROW
 
 GT_LABEL = "ground truth"
 PRED_LABEL = "prediction"

@@ -1,9 +1,7 @@
 """Figures of the pseudo-labels (PLs): their error and movement per epoch, and their paths on images.
 
-Inputs come from a method's :class:`~cc2dkit.training.pseudo_labels.PLState` (``result.pl_state``):
-``history_frame()`` for :func:`plot_pl_history`, and the per-epoch PLs of its ``history`` for
-:func:`pl_trajectory` (one landmark on one image across epochs, in original pixels), drawn by
-:func:`plot_pl_trajectory`. Headless-safe like :mod:`cc2dkit.metrics.plots` (no pyplot).
+Inputs: ``pl_state.history_frame()`` for :func:`plot_pl_history`; the paths of
+:func:`cc2dkit.analysis.pl.pl_trajectory` for :func:`plot_pl_trajectory`.
 """
 from __future__ import annotations
 
@@ -13,14 +11,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..data.coords import from_grid
+from ..analysis.pl import HISTORY_COLUMNS, pl_trajectory
+from ..data.landmarks import landmark_index
 from .plots import _gray
 
 PATH_LABEL = "PL path"
 START_LABEL = "initial PL"
 END_LABEL = "final PL"
 GT_LABEL = "ground truth"
-HISTORY_COLUMNS = ("epoch", "landmark", "pl_error_mm", "movement_mm")
 
 
 def plot_pl_history(history_frame: pd.DataFrame, title: str | None = None) -> Figure:
@@ -44,42 +42,6 @@ def plot_pl_history(history_frame: pd.DataFrame, title: str | None = None) -> Fi
     if title is not None:
         fig.suptitle(title)
     return fig
-
-
-def _column(pl_state, landmark_col: int | str) -> int:
-    if isinstance(landmark_col, str):
-        if landmark_col not in pl_state.landmark_names:
-            raise KeyError(f"landmark {landmark_col!r} not trained; trained: {pl_state.landmark_names}")
-        return pl_state.landmark_names.index(landmark_col)
-    k = int(landmark_col)
-    if not 0 <= k < len(pl_state.landmark_indices):
-        raise IndexError(f"landmark column {k} out of range for {len(pl_state.landmark_indices)} trained landmarks")
-    return k
-
-
-def pl_trajectory(pl_state, data, image_row: int, landmark_col: int | str) -> np.ndarray:
-    """(E+1, 2) original-pixel (x, y) PL of one landmark on one image at every recorded epoch.
-
-    ``data`` is the training GridImages the PLs live on; ``image_row`` a row of ``data`` that holds
-    PLs (one of ``pl_state.image_indices``: not the template); ``landmark_col`` the column among
-    the K trained landmarks (0..K-1) or its name. Row e is the PL after epoch
-    ``pl_state.history[e]["epoch"]`` (row 0: the random initial PL).
-    """
-    if not pl_state.history:
-        raise ValueError("the PL state has no history (nothing recorded)")
-    if int(image_row) not in pl_state.image_indices:
-        raise IndexError(f"image row {image_row} holds no PLs (the template or out of range); "
-                         f"rows with PLs: {pl_state.image_indices}")
-    r = pl_state.image_indices.index(int(image_row))
-    k = _column(pl_state, landmark_col)
-    grid_xy = np.stack([np.asarray(h["pls"], dtype=np.float64)[r, k] for h in pl_state.history])
-    return from_grid(grid_xy, tuple(int(s) for s in data.sizes[int(image_row)]), data.grid)
-
-
-def pl_trajectories(pl_state, data, image_rows: Sequence[int]) -> np.ndarray:
-    """(n, E+1, K, 2) original-pixel PLs of every trained landmark on ``image_rows`` per epoch."""
-    return np.stack([np.stack([pl_trajectory(pl_state, data, i, k) for k in range(len(pl_state.landmark_indices))],
-                              axis=1) for i in image_rows])
 
 
 def _xy(points, name: str, shape_hint: str) -> np.ndarray:
@@ -136,7 +98,7 @@ def pl_trajectory_gallery(pl_state, data, image_rows: Sequence[int], landmark_co
     if not rows:
         raise ValueError("no image rows given")
     cols = list(range(len(pl_state.landmark_indices))) if landmark_cols is None else \
-        [_column(pl_state, k) for k in landmark_cols]
+        [landmark_index(pl_state.landmark_names, k) for k in landmark_cols]
     fig = Figure(figsize=(4.0 * len(rows), 4.3), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(rows)))
     colours = [f"C{j % 10}" for j in range(len(cols))]
@@ -158,22 +120,3 @@ def pl_trajectory_gallery(pl_state, data, image_rows: Sequence[int], landmark_co
     axes[0].legend(handles=[ln for ln in axes[0].lines if ln.get_label() in names], fontsize=7, loc="lower right")
     fig.suptitle("PL paths across epochs: square = initial (random) PL, x = final PL, o = ground truth")
     return fig
-
-
-def pl_summary(history_frame: pd.DataFrame) -> pd.DataFrame:
-    """Per landmark (index ``landmark``, training order): ``initial_pl_error_mm`` (random PLs),
-    ``best_pl_error_mm``, ``final_pl_error_mm``, ``final_movement_mm`` (last epoch's mean move;
-    near 0: the PLs have settled)."""
-    missing = [c for c in HISTORY_COLUMNS if c not in history_frame.columns]
-    if missing:
-        raise ValueError(f"history frame lacks column(s) {missing}; pass pl_state.history_frame()")
-    if history_frame.empty:
-        raise ValueError("empty PL history")
-    rows = []
-    for name in dict.fromkeys(history_frame["landmark"]):
-        h = history_frame[history_frame["landmark"] == name].sort_values("epoch")
-        err = h["pl_error_mm"].to_numpy(float)
-        rows.append({"landmark": name, "initial_pl_error_mm": err[0],
-                     "best_pl_error_mm": float(np.nanmin(err)) if np.isfinite(err).any() else float("nan"),
-                     "final_pl_error_mm": err[-1], "final_movement_mm": float(h["movement_mm"].iloc[-1])})
-    return pd.DataFrame(rows).set_index("landmark")

@@ -3,19 +3,19 @@
 - :data:`PAPER`: the paper's figures the kit knows (ISBI 2015 Test1, 384x384), as data. Only
   MRE and SDR 2 mm of CC2D, C-ATD (19 models) and C-Adapter (1 model) are recorded; every other
   cell is NaN, noted "not recorded in cc2dkit" (never fill them in from memory).
-- :func:`collect_runs`: run folders (``config.json``, ``evaluation.csv``, ``metrics.csv``, as
-  ``cc2dkit.methods.run_method`` writes them) -> one tidy frame, a row per (run, landmark) plus
-  each run's ``"all"`` row.
+- :func:`collect_runs`: run folders (``config.json``, ``evaluation_test.csv``, ``metrics.csv``, as
+  ``cc2dkit.methods.run_method`` writes them; cc2dkit 0.1's ``evaluation.csv`` too) -> one tidy
+  frame, a row per (run, landmark) plus each run's ``"all"`` row.
 - :func:`table1` (methods), :func:`table2` (per-landmark MRE of C-ATD vs C-Adapter),
   :func:`table3` (the C_A sweep and the widened decoders): rows the collection lacks stay, NaN,
   with ``run = "not run"``.
-- :func:`compare_tables`: per-landmark tables of in-memory results side by side;
-  :func:`plot_method_comparison`, :func:`plot_landmark_comparison`: figures.
+- :func:`compare_tables`: per-landmark tables of in-memory results side by side (figures of all
+  these: ``cc2dkit.viz.results``).
 
 Run rows are matched by their config (``method.name``, ``method.adapter_channels``,
 ``net.extra_channels``); pass ``labels={row: run label}`` to pick runs by hand. Trainable
-parameters come from the closed form (:func:`cc2dkit.network.accounting.decoder_parameter_formula`)
-of the run's config and its number of trained landmarks K.
+parameters are counted on the run's decoder(s) (:func:`cc2dkit.network.accounting.parameter_counts`)
+built from its config and its number of trained landmarks K.
 """
 from __future__ import annotations
 
@@ -25,21 +25,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-
-from ..backbone import FEATURE_INFO
 from ..config import Config
 from ..data.isbi import ISBI_LANDMARKS
-from .tables import ALL_ROW
+from ..methods.registry import METHODS, method_config, method_spec
+from ..methods.runfolder import CONFIG, METRICS as METRICS_CSV, evaluation_csv
+from ..metrics.tables import ALL_ROW
+from ..network import AdapterBlocks, PlainBlocks
+from ..network.accounting import parameter_counts
 
 METRICS = ("MRE_mm", "SD_mm", "SDR_2.0mm", "SDR_2.5mm", "SDR_3.0mm", "SDR_4.0mm")
-RUN_FILES = ("config.json", "evaluation.csv", "metrics.csv")
+EVALUATION = evaluation_csv("test")
+LEGACY_EVALUATION = "evaluation.csv"  # cc2dkit 0.1
+RUN_FILES = (CONFIG, EVALUATION, METRICS_CSV)
 NOT_RUN = "not run"
 NOT_RECORDED = "not recorded in cc2dkit"
 PAPER_SETTING = "He et al., ISBI 2015 Test1, 384x384"
 PAPER_PREFIX = "paper "
-PER_LANDMARK_METHODS = ("sla", "atd")  # one model per trained landmark
 INT_COLUMNS = ("models", "extra_channels", "n_landmarks", "trainable_params", "epochs")  # nullable Int64 in tables
 
 TABLE1_ROWS = ("CC2D", "multi", "SLA", "C-ATD", "C-Adapter")
@@ -67,11 +68,8 @@ def _paper() -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows, index=pd.Index(TABLE1_ROWS, name="method"))[["models", *METRICS, "note"]]
 
-
 PAPER = _paper()
 
-
-# -- reading run folders ---------------------------------------------------------------------
 
 def _read_csv(path: Path, label: str, **kw) -> pd.DataFrame:
     try:
@@ -90,48 +88,52 @@ def read_run(folder, label: str | None = None) -> tuple[Config, pd.DataFrame, pd
     label = str(folder) if label is None else label
     if not folder.is_dir():
         raise FileNotFoundError(f"run {label!r}: run folder {folder} does not exist")
-    for name in RUN_FILES:
-        if not (folder / name).is_file():
-            raise FileNotFoundError(f"run {label!r}: {folder / name} is missing (a run folder needs "
+    evaluation = _evaluation_file(folder)
+    for path in (folder / CONFIG, evaluation, folder / METRICS_CSV):
+        if not path.is_file():
+            raise FileNotFoundError(f"run {label!r}: {path} is missing (a run folder needs "
                                     f"{', '.join(RUN_FILES)}; did the run finish on a labelled test split?)")
     try:
-        cfg = Config.from_dict(json.loads((folder / "config.json").read_text()))
+        cfg = Config.from_dict(json.loads((folder / CONFIG).read_text()))
     except Exception as e:
-        raise ValueError(f"run {label!r}: {folder / 'config.json'} is not a cc2dkit config: {e}") from e
-    table = _read_csv(folder / "evaluation.csv", label, index_col=0)
+        raise ValueError(f"run {label!r}: {folder / CONFIG} is not a cc2dkit config: {e}") from e
+    table = _read_csv(evaluation, label, index_col=0)
     table.index = table.index.astype(str)
     if ALL_ROW not in table.index or "MRE_mm" not in table.columns:
-        raise ValueError(f"run {label!r}: {folder / 'evaluation.csv'} is not a per-landmark table "
+        raise ValueError(f"run {label!r}: {evaluation} is not a per-landmark table "
                          f"(needs an MRE_mm column and an {ALL_ROW!r} row)")
-    metrics = _read_csv(folder / "metrics.csv", label)
+    metrics = _read_csv(folder / METRICS_CSV, label)
     missing = {"epoch", "seconds"} - set(metrics.columns)
     if missing:
-        raise ValueError(f"run {label!r}: {folder / 'metrics.csv'} lacks column(s) {sorted(missing)}")
+        raise ValueError(f"run {label!r}: {folder / METRICS_CSV} lacks column(s) {sorted(missing)}")
     return cfg, table, metrics
 
 
-def trainable_params(cfg: Config, n_landmarks: int) -> int:
-    """Trainable parameters of a run of ``cfg`` training K = ``n_landmarks`` landmarks (closed form)."""
-    from ..methods.registry import method_config
-    from ..network.accounting import decoder_parameter_formula
+def _evaluation_file(folder: Path) -> Path:
+    """The test split's evaluation of a run folder (cc2dkit 0.1 named it evaluation.csv)."""
+    legacy = folder / LEGACY_EVALUATION
+    return legacy if legacy.is_file() and not (folder / EVALUATION).is_file() else folder / EVALUATION
 
+
+def trainable_params(cfg: Config, n_landmarks: int) -> int:
+    """Trainable parameters of a run of ``cfg`` training K = ``n_landmarks`` landmarks (all its models)."""
     cfg = method_config(cfg)
-    taps = tuple(t.channels for t in FEATURE_INFO[cfg.backbone.arch])
-    name = cfg.method.name
-    a = cfg.method.adapter_channels if name == "adapter" else 0
-    one = decoder_parameter_formula(cfg.net, taps, n_landmarks, a)
-    return one * n_landmarks if name in PER_LANDMARK_METHODS else one
+    spec = method_spec(cfg)
+    blocks = AdapterBlocks(n_landmarks=n_landmarks, extra=cfg.method.adapter_channels) if spec.adapters \
+        else PlainBlocks()
+    one = parameter_counts(cfg.net, cfg.backbone.arch, blocks)["total"]
+    return one * n_landmarks if spec.per_landmark else one
 
 
 def finished_runs(root: str | Path) -> dict[str, Path]:
-    """``{folder name: folder}`` of the finished runs under ``root`` (those with an ``evaluation.csv``),
+    """``{folder name: folder}`` of the finished runs under ``root`` (those with a test evaluation),
     e.g. every method of ``benchmarks/run_methods.py --out ROOT``; runs still training are left out."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"run root {root} is not a folder")
-    runs = {p.parent.name: p.parent for p in sorted(root.glob("*/evaluation.csv"))}
+    runs = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and _evaluation_file(p).is_file()}
     if not runs:
-        raise FileNotFoundError(f"no finished run (a folder with evaluation.csv) under {root}")
+        raise FileNotFoundError(f"no finished run (a folder with {EVALUATION}) under {root}")
     return runs
 
 
@@ -143,8 +145,6 @@ def collect_runs(run_dirs: Mapping[str, str | Path | None]) -> pd.DataFrame:
     epochs), landmark, then the evaluation's MRE_mm, SD_mm, SDR_... A label mapped to None is a
     run not done yet and is left out (the tables show it as "not run").
     """
-    from ..methods.registry import method_config
-
     frames = []
     for label, folder in run_dirs.items():
         if folder is None:
@@ -157,7 +157,7 @@ def collect_runs(run_dirs: Mapping[str, str | Path | None]) -> pd.DataFrame:
             "run": str(label), "folder": str(folder), "method": cfg.method.name,
             "adapter_channels": cfg.method.adapter_channels if cfg.method.name == "adapter" else pd.NA,
             "extra_channels": mcfg.net.extra_channels, "n_landmarks": k,
-            "models": k if cfg.method.name in PER_LANDMARK_METHODS else 1,
+            "models": k if METHODS[cfg.method.name].per_landmark else 1,
             "trainable_params": trainable_params(cfg, k),
             "epochs": int(per_epoch.index.max()) if len(per_epoch) else 0,
             "seconds": float(per_epoch.sum()),
@@ -178,8 +178,6 @@ def collect_runs(run_dirs: Mapping[str, str | Path | None]) -> pd.DataFrame:
 def _collected(runs) -> pd.DataFrame:
     return runs if isinstance(runs, pd.DataFrame) else collect_runs(runs)
 
-
-# -- the paper's tables ------------------------------------------------------------------------
 
 def _match(summary: pd.DataFrame, spec: dict) -> str | None:
     """Label of the first run whose "all" row matches ``spec`` (method, adapter_channels, extra_channels)."""
@@ -314,57 +312,3 @@ def compare_tables(tables: Mapping[str, pd.DataFrame], columns=("MRE_mm", "SDR_2
         a, b = list(tables)
         out["difference MRE_mm"] = out[f"{b} MRE_mm"] - out[f"{a} MRE_mm"]
     return out
-
-
-# -- figures ---------------------------------------------------------------------------------
-
-def _floats(column: pd.Series) -> np.ndarray:
-    """A column (float, nullable Int64 with NA, object) as a float array with NaN."""
-    return pd.to_numeric(column, errors="coerce").astype(float).to_numpy()
-
-
-def plot_method_comparison(table: pd.DataFrame, metrics=("MRE_mm", "SDR_2.0mm")) -> Figure:
-    """Bars of the kit's figures per row of :func:`table1` / :func:`table3`, the paper's as diamonds.
-
-    One panel per metric; rows not run get no bar and a "not run" mark at the base.
-    """
-    missing = set(metrics) - set(table.columns)
-    if missing:
-        raise ValueError(f"table lacks column(s) {sorted(missing)}; has {list(table.columns)}")
-    names = [str(n) for n in table.index]
-    x = np.arange(len(names))
-    fig = Figure(figsize=(max(5.0, 1.1 * len(names) + 1.5) * len(metrics) / 1.6, 3.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
-    not_run = table["run"].eq(NOT_RUN).to_numpy() if "run" in table.columns else np.zeros(len(names), bool)
-    for ax, m in zip(axes, metrics):
-        values = _floats(table[m])
-        ax.bar(x, np.nan_to_num(values), color="tab:blue")
-        handles = [Patch(facecolor="tab:blue", label="this kit")]
-        paper = PAPER_PREFIX + m
-        if paper in table.columns and table[paper].notna().any():
-            handles += ax.plot(x, _floats(table[paper]), "D", color="black", label="paper")
-        for i in np.flatnonzero(not_run | np.isnan(values)):
-            ax.text(x[i], 0, NOT_RUN, rotation=90, ha="center", va="bottom", fontsize=7, color="gray")
-        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel(m.replace("_", " "))
-        ax.legend(handles=handles, fontsize=7)
-    return fig
-
-
-def plot_landmark_comparison(table: pd.DataFrame, columns: list[str] | None = None) -> Figure:
-    """Grouped bars per landmark of ``columns`` (default: every "... MRE_mm" column not from the paper)."""
-    cols = columns or [c for c in table.columns if c.endswith("MRE_mm") and not c.startswith(PAPER_PREFIX)
-                       and not c.startswith("difference")]
-    if not cols:
-        raise ValueError(f"no MRE columns to plot in {list(table.columns)}")
-    per = table.drop(index=ALL_ROW, errors="ignore")
-    x = np.arange(len(per))
-    width = 0.8 / len(cols)
-    fig = Figure(figsize=(max(5.0, 0.5 * len(per) + 2.0), 3.5), layout="constrained")
-    ax = fig.add_subplot()
-    for j, c in enumerate(cols):
-        ax.bar(x + (j - (len(cols) - 1) / 2) * width, _floats(per[c]), width, label=c)
-    ax.set_xticks(x, [str(n) for n in per.index], rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("MRE (mm)")
-    ax.legend(fontsize=7)
-    return fig

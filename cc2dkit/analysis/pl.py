@@ -1,0 +1,60 @@
+"""The pseudo-labels over training: one landmark's path on an image, all paths, and a per-landmark summary.
+
+Inputs come from a method's :class:`~cc2dkit.training.pseudo_labels.PLState` (``result.pl_state``):
+its ``history`` (the PLs after every epoch) and ``history_frame()``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.coords import from_grid
+from ..data.landmarks import landmark_index
+
+HISTORY_COLUMNS = ("epoch", "landmark", "pl_error_mm", "movement_mm")
+
+
+def pl_trajectory(pl_state, data, image_row: int, landmark_col: int | str) -> np.ndarray:
+    """(E+1, 2) original-pixel (x, y) PL of one landmark on one image at every recorded epoch.
+
+    ``data`` is the training GridImages the PLs live on; ``image_row`` a row of ``data`` that holds
+    PLs (one of ``pl_state.image_indices``: not the template); ``landmark_col`` the column among
+    the K trained landmarks (0..K-1) or its name. Row e is the PL after epoch
+    ``pl_state.history[e]["epoch"]`` (row 0: the random initial PL).
+    """
+    if not pl_state.history:
+        raise ValueError("the PL state has no history (nothing recorded)")
+    if int(image_row) not in pl_state.image_indices:
+        raise IndexError(f"image row {image_row} holds no PLs (the template or out of range); "
+                         f"rows with PLs: {pl_state.image_indices}")
+    r = pl_state.image_indices.index(int(image_row))
+    k = landmark_index(pl_state.landmark_names, landmark_col)
+    grid_xy = np.stack([np.asarray(h["pls"], dtype=np.float64)[r, k] for h in pl_state.history])
+    return from_grid(grid_xy, tuple(int(s) for s in data.sizes[int(image_row)]), data.grid)
+
+
+def pl_trajectories(pl_state, data, image_rows: Sequence[int]) -> np.ndarray:
+    """(n, E+1, K, 2) original-pixel PLs of every trained landmark on ``image_rows`` per epoch."""
+    return np.stack([np.stack([pl_trajectory(pl_state, data, i, k) for k in range(len(pl_state.landmark_indices))],
+                              axis=1) for i in image_rows])
+
+
+def pl_summary(history_frame: pd.DataFrame) -> pd.DataFrame:
+    """Per landmark (index ``landmark``, training order): ``initial_pl_error_mm`` (random PLs),
+    ``best_pl_error_mm``, ``final_pl_error_mm``, ``final_movement_mm`` (last epoch's mean move;
+    near 0: the PLs have settled)."""
+    missing = [c for c in HISTORY_COLUMNS if c not in history_frame.columns]
+    if missing:
+        raise ValueError(f"history frame lacks column(s) {missing}; pass pl_state.history_frame()")
+    if history_frame.empty:
+        raise ValueError("empty PL history")
+    rows = []
+    for name in dict.fromkeys(history_frame["landmark"]):
+        h = history_frame[history_frame["landmark"] == name].sort_values("epoch")
+        err = h["pl_error_mm"].to_numpy(float)
+        rows.append({"landmark": name, "initial_pl_error_mm": err[0],
+                     "best_pl_error_mm": float(np.nanmin(err)) if np.isfinite(err).any() else float("nan"),
+                     "final_pl_error_mm": err[-1], "final_movement_mm": float(h["movement_mm"].iloc[-1])})
+    return pd.DataFrame(rows).set_index("landmark")

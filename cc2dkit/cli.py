@@ -1,0 +1,114 @@
+"""Command line: ``python -m cc2dkit {train,run,predict,evaluate,show-config}``.
+
+Examples::
+
+    python -m cc2dkit train --preset smoke --out runs/smoke
+    python -m cc2dkit train --preset cpu --out runs/cpu --set data.root=../shared/data/isbi2015
+    python -m cc2dkit train --run runs/cpu --resume          # continue an interrupted run
+    python -m cc2dkit predict --run runs/cpu --split train
+    python -m cc2dkit evaluate --run runs/cpu
+    python -m cc2dkit train --method atd --preset cpu --out runs/cpu-atd   # a method of He et al.
+
+``train`` (``run`` is the same) trains ``--method`` (default: the config's ``method.name``, cc2d in
+every preset; multi, wide, sla, atd, adapter), predicts the test split and evaluates it when it is
+labelled. Every method writes the same run folder (``cc2dkit/methods/runfolder.py``): config.json,
+checkpoint.pt, model.pt, metrics.csv, pl_history.csv, predictions_test.csv, evaluation_test.csv,
+errors_test.csv, predictions_test.png. ``predict`` / ``evaluate`` write the ``_<split>`` files of
+the split they are given, never another split's.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from .config import PRESETS, Config, apply_overrides, parse_sets, preset
+from .data import build_datasets
+from .data.grid import GridImages
+from .methods import METHODS, load_predictor, run_config, run_method, write_results
+from .runtime import setup
+from .viz import prediction_gallery
+
+
+def _config(args) -> Config:
+    if args.preset is None and (Path(args.out) / "config.json").exists():
+        cfg = run_config(args.out)
+    else:
+        cfg = preset(args.preset or "smoke")
+    try:
+        sets = parse_sets(args.set)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    if args.method is not None:
+        sets["method.name"] = args.method
+    return apply_overrides(cfg, sets)
+
+
+def _print_table(table: pd.DataFrame) -> None:
+    with pd.option_context("display.max_rows", 100, "display.width", 120, "display.precision", 2):
+        print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+
+
+def _figure(out: Path, split: str, data: GridImages, pred, landmarks: list[int], n: int) -> None:
+    """``predictions_<split>.png``: the first ``n`` images, predictions against ground truth."""
+    n = min(n, len(data))
+    if n == 0 or not data.labelled[:n].all():
+        return
+    fig = prediction_gallery([data.dataset[i].image for i in range(n)], pred[:n][:, landmarks],
+                             data.original_landmarks[:n][:, landmarks], data.ids[:n])
+    fig.savefig(out / f"predictions_{split}.png", dpi=80)
+
+
+def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> int:
+    result = run_method(cfg, out, progress=progress, resume=resume)
+    print(f"trained {cfg.method.name} for {cfg.train.epochs} epochs")
+    if result.table is not None:
+        _print_table(result.table)
+        _figure(out, "test", result.data[1], result.predictions, result.predictor.landmark_indices, cfg.eval.figures)
+    print(f"results in {out}/")
+    return 0
+
+
+def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool) -> int:
+    device, _ = setup(cfg)
+    train_set, test_set = build_datasets(cfg.data, cfg.seed)
+    data = GridImages(train_set if split == "train" else test_set, cfg.data.grid, split, progress)
+    predictor = load_predictor(out, device)
+    pred = predictor.predict(data, progress=progress)
+    landmarks = predictor.landmark_indices
+    table = write_results(out, split, data, pred, landmarks, cfg.eval.radii_mm, evaluate=command == "evaluate")
+    if command == "predict":
+        print(f"predictions written to {out}/predictions_{split}.csv")
+        return 0
+    if table is None:
+        raise SystemExit(f"cannot evaluate split {split!r}: it has images without ground truth")
+    _figure(out, split, data, pred, landmarks, cfg.eval.figures)
+    _print_table(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cc2dkit", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["train", "run", "predict", "evaluate", "show-config"])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="named configuration (default: the run folder's config.json, else smoke)")
+    parser.add_argument("--out", "--run", dest="out", default="runs/default", help="run folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--method", choices=list(METHODS), default=None,
+                        help="method to train (default: the config's method.name, cc2d in every preset)")
+    parser.add_argument("--split", default="test", choices=["test", "train"])
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = _config(args)
+    progress = not args.no_progress
+    out = Path(args.out)
+    if args.command == "show-config":
+        print(cfg.to_json())
+        return 0
+    if args.command in ("train", "run"):
+        return _train(cfg, out, args.resume, progress)
+    return _predict(args.command, cfg, out, args.split, progress)

@@ -1,0 +1,194 @@
+"""The one predictor interface: a template, trained model(s), and the cascade, for K landmarks.
+
+Every method's trained result is a :class:`Predictor`; Infer-PL, test prediction, the similarity
+maps of the widgets and the command line all go through it:
+
+- ``landmark_indices``: the K dataset landmarks it predicts;
+- :meth:`Predictor.matcher`: embeds the template with the current weights and returns a function
+  ``(images, keys) -> (S, B, K, G, G)`` similarity maps (the per-scale clamped cosines);
+- :meth:`Predictor.predict_batch`: (B, K, 2) grid points of a batch of grid images;
+- :meth:`Predictor.predict_grid`: (N, K, 2) grid points of a dataset (or some of its rows);
+- :meth:`Predictor.predict`: (N, L, 2) original pixels, NaN for the landmarks it does not predict;
+- :meth:`Predictor.image_maps`: what the cascade sees on one image.
+
+Two kinds: :class:`ModelPredictor` (one model: CC2D, multi, wide, or the C-Adapter, which embeds
+an image once per landmark through adapter k) and :class:`ModelSetPredictor` (K single-landmark
+models, SLA and C-ATD, run stacked in chunks of ``stack_size``). The template is embedded without
+the feature cache, query images with it (through their ``keys``).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.grid import GridImages
+from ..network import CC2D, StackedModels
+from .cascade import cascade_argmax, similarity_maps, template_vectors
+from .explain import ImageMaps
+
+Matcher = Callable[[torch.Tensor, list | None], torch.Tensor]  # (B, 1, G, G), keys -> (S, B, K, G, G)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Template:
+    """The one labelled image at the model grid and its landmarks (grid pixels, every dataset landmark)."""
+
+    image: torch.Tensor  # (1, G, G)
+    points: np.ndarray  # (L, 2)
+
+    @classmethod
+    def from_data(cls, data: GridImages, image_id: str) -> "Template":
+        i = data.index(image_id)
+        if not data.labelled[i]:
+            raise ValueError(f"template image {image_id!r} has no (or incomplete) landmark annotation")
+        return cls(data.images[i], np.asarray(data.landmarks[i], dtype=np.float64))
+
+    @property
+    def grid(self) -> int:
+        return self.image.shape[-1]
+
+    def points_of(self, landmark_indices: Sequence[int]) -> torch.Tensor:
+        pts = self.points[list(landmark_indices)]
+        if np.isnan(pts).any():
+            raise ValueError("the template image has no (or incomplete) landmark annotation")
+        return torch.as_tensor(pts, dtype=torch.float32)
+
+
+class Predictor(ABC):
+    """K landmarks predicted by matching ``template`` with trained model(s) (see the module docstring)."""
+
+    def __init__(self, template: Template, landmark_indices: Sequence[int], device: torch.device, batch_size: int):
+        self.template = template
+        self.landmark_indices = [int(l) for l in landmark_indices]
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+
+    @property
+    @abstractmethod
+    def strides(self) -> tuple[int, ...]:
+        """Strides of the S similarity scales, coarse to fine."""
+
+    @abstractmethod
+    def matcher(self) -> Matcher:
+        """Embed the template with the current weights; returns ``maps(images, keys)``."""
+
+    def with_template(self, template: Template) -> "Predictor":
+        """The same model(s) matched against another template (e.g. one of the user's own images)."""
+        other = copy.copy(self)
+        other.template = template
+        return other
+
+    @torch.no_grad()
+    def predict_batch(self, images: torch.Tensor, keys: list | None = None) -> np.ndarray:
+        """(B, 1, G, G) grid images -> (B, K, 2) grid points (``keys``: their feature-cache keys)."""
+        return cascade_argmax(self.matcher()(images.to(self.device), keys)).cpu().double().numpy()
+
+    @torch.no_grad()
+    def predict_grid(self, data: GridImages, rows: Sequence[int] | None = None, progress: bool = False) -> np.ndarray:
+        """(N, K, 2) grid points of ``data``'s rows (default: all) for the K landmarks."""
+        rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
+        match, out = self.matcher(), np.zeros((len(rows), len(self.landmark_indices), 2))
+        for start in tqdm(range(0, len(rows), self.batch_size), desc="predict", disable=not progress, leave=False):
+            chunk = rows[start:start + self.batch_size]
+            maps = match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])
+            out[start:start + len(chunk)] = cascade_argmax(maps).cpu().double().numpy()
+        return out
+
+    def predict(self, data: GridImages, progress: bool = False) -> np.ndarray:
+        """(N, L, 2) original pixels of every image; NaN for the landmarks this predictor does not predict."""
+        full = np.full((len(data), len(data.landmark_names), 2), np.nan)
+        full[:, self.landmark_indices] = self.predict_grid(data, progress=progress)
+        return data.to_original(full)
+
+    @torch.no_grad()
+    def image_maps(self, data: GridImages, index: int) -> ImageMaps:
+        """The similarity maps of the K landmarks on ``data`` row ``index`` (order of ``landmark_indices``)."""
+        if not 0 <= index < len(data):
+            raise IndexError(f"image index {index} out of range for {len(data)} images")
+        image = data.images[index]
+        maps = self.matcher()(image[None].to(self.device), [data.keys[index]])  # (S, 1, K, G, G)
+        pred = cascade_argmax(maps)[0].cpu().double().numpy()
+        truth = data.landmarks[index][self.landmark_indices] if data.labelled[index] else None
+        return ImageMaps(image[0].cpu().numpy(), maps[:, 0].cpu().numpy(), tuple(self.strides), pred, truth)
+
+
+class ModelPredictor(Predictor):
+    """One model for the K landmarks. A landmark-specific model (C-Adapter, ``model.n_landmarks`` = K)
+    embeds the template and every query once per landmark k, with landmark id k."""
+
+    def __init__(self, model: CC2D, template: Template, landmark_indices: Sequence[int], device: torch.device,
+                 batch_size: int):
+        super().__init__(template, landmark_indices, device, batch_size)
+        if model.n_landmarks and model.n_landmarks != len(self.landmark_indices):
+            raise ValueError(f"a model with {model.n_landmarks} landmark adapters for "
+                             f"{len(self.landmark_indices)} landmarks")
+        self.model = model
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.model.strides
+
+    def matcher(self) -> Matcher:
+        model, grid = self.model.eval(), self.template.grid
+        image = self.template.image[None].to(self.device)
+        points = self.template.points_of(self.landmark_indices).to(self.device)  # (K, 2)
+        if not model.n_landmarks:
+            vectors = template_vectors(model(image), points, grid)  # [(K, D)]
+            return lambda images, keys: similarity_maps(model(images, keys), vectors, grid)
+        per_k = [template_vectors(model(image, landmark_ids=k), points[k:k + 1], grid)
+                 for k in range(model.n_landmarks)]  # K x [(1, D)]
+
+        def maps(images, keys):
+            return torch.cat([similarity_maps(model(images, keys, k), v, grid) for k, v in enumerate(per_k)], dim=2)
+        return maps
+
+
+class ModelSetPredictor(Predictor):
+    """K single-landmark models, model k for landmark ``landmark_indices[k]``, run as stacks of at most
+    ``stack_size`` models (None: all K): each image batch is embedded once per stack."""
+
+    def __init__(self, models: Sequence[CC2D], template: Template, landmark_indices: Sequence[int],
+                 device: torch.device, batch_size: int, stack_size: int | None = None):
+        super().__init__(template, landmark_indices, device, batch_size)
+        if len(models) != len(self.landmark_indices):
+            raise ValueError(f"{len(models)} models for {len(self.landmark_indices)} landmarks")
+        self.models = list(models)
+        self.chunks = stack_chunks(len(self.models), stack_size)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.models[0].strides
+
+    def matcher(self) -> Matcher:
+        grid, image = self.template.grid, self.template.image[None].to(self.device)
+        points = self.template.points_of(self.landmark_indices).to(self.device)
+        stacks, vectors = [], []
+        for chunk in self.chunks:
+            stack = StackedModels([self.models[k] for k in chunk]).eval()
+            embs = stack(image)  # [(K_c, 1, D, h, w)]
+            vectors.append([template_vectors([e[j] for e in embs], points[k:k + 1], grid)
+                            for j, k in enumerate(chunk)])  # K_c x [(1, D)]
+            stacks.append(stack)
+
+        def maps(images, keys):
+            out = []
+            for stack, vecs in zip(stacks, vectors):
+                embs = stack(images, keys)  # [(K_c, B, D, h, w)]
+                out += [similarity_maps([e[j] for e in embs], v, grid) for j, v in enumerate(vecs)]
+            return torch.cat(out, dim=2)  # (S, B, K, G, G)
+        return maps
+
+
+def stack_chunks(k: int, stack_size: int | None) -> list[list[int]]:
+    """Model indices 0..k-1 in stacks of at most ``stack_size`` (None: all in one)."""
+    size = k if stack_size is None else stack_size
+    if size < 1:
+        raise ValueError(f"method.stack_size must be >= 1 or None, got {stack_size}")
+    return [list(range(i, min(i + size, k))) for i in range(0, k, size)]
+

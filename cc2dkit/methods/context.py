@@ -1,0 +1,105 @@
+"""What a run works on (data, template, landmarks, run folder) and what it logs per epoch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import Config
+from ..data import build_datasets
+from ..data.grid import GridImages
+from ..data.landmarks import resolve_landmarks
+from ..inference import Predictor, Template
+from ..metrics import radial_errors_mm
+from ..runtime import setup
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    device: torch.device
+    generator: torch.Generator  # every random draw of the run (patches, PLs, templates)
+    train: GridImages
+    test: GridImages | None
+    template: Template  # the one labelled training image: the only ground truth training reads
+    template_index: int  # its row in ``train``
+    unlabelled: list[int]  # rows of ``train`` the PLs live on (non-template images; the first ``method.pl_images``)
+    landmarks: list[int]  # the K trained dataset landmarks
+    out: Path | None
+
+    @property
+    def landmark_names(self) -> list[str]:
+        return [self.train.landmark_names[l] for l in self.landmarks]
+
+
+def prepare_context(cfg: Config, out_dir, data=None, progress: bool = True) -> RunContext:
+    """Seed and device from ``cfg``; ``data`` = (train, test) GridImages, built from ``cfg.data`` if None."""
+    device, gen = setup(cfg)
+    if data is None:
+        train_set, test_set = build_datasets(cfg.data, cfg.seed)
+        train_set.index(cfg.data.template)  # an unknown template id fails before the resizing
+        data = (GridImages(train_set, cfg.data.grid, "train", progress),
+                GridImages(test_set, cfg.data.grid, "test", progress))
+    train, test = data
+    t = train.index(cfg.data.template)
+    template = Template.from_data(train, cfg.data.template)
+    landmarks = resolve_landmarks(cfg.method.landmarks, train.landmark_names)
+    unlabelled = [i for i in range(len(train)) if i != t]
+    n = cfg.method.pl_images
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"method.pl_images must be >= 1 or None, got {n}")
+        unlabelled = unlabelled[:n]
+    out = None if out_dir is None else Path(out_dir)
+    return RunContext(cfg, device, gen, train, test, template, t, unlabelled, landmarks, out)
+
+
+def tracked_test_grid(ctx: RunContext, predictor: Predictor, epoch: int) -> tuple[list[int], np.ndarray] | None:
+    """After epoch ``epoch``: (rows, (n, K, 2) grid predictions) of the tracked test images, or None.
+
+    Tracked: every ``eval.track_every`` epochs and at the last one (never when 0), on the first
+    ``eval.track_images`` test images (all when None). For plots only: nothing is chosen by it.
+    """
+    every, last = ctx.cfg.eval.track_every, epoch == ctx.cfg.train.epochs
+    if ctx.test is None or every <= 0 or (epoch % every and not last):
+        return None
+    limit = ctx.cfg.eval.track_images
+    rows = list(range(len(ctx.test) if limit is None else min(limit, len(ctx.test))))
+    return rows, predictor.predict_grid(ctx.test, rows)
+
+
+def test_errors(ctx: RunContext, rows: list[int], pred_grid: np.ndarray) -> np.ndarray | None:
+    """(n, K) errors in mm of (n, K, 2) grid predictions on test ``rows``; None when unlabelled."""
+    if ctx.test is None or not ctx.test.labelled[rows].all():
+        return None
+    full = np.full((len(ctx.test), len(ctx.test.landmark_names), 2), np.nan)
+    full[np.ix_(rows, ctx.landmarks)] = pred_grid
+    pred = ctx.test.to_original(full)[np.ix_(rows, ctx.landmarks)]
+    return radial_errors_mm(pred, ctx.test.original_landmarks[np.ix_(rows, ctx.landmarks)], ctx.test.spacing_mm)
+
+
+class EpochLog:
+    """Per-epoch, per-landmark rows: stage losses, tracked test MRE, seconds."""
+
+    def __init__(self, ctx: RunContext, rows: list[dict] | None = None):
+        self.ctx = ctx
+        self.rows: list[dict] = list(rows or [])
+
+    def add(self, epoch: int, losses: dict[str, np.ndarray], tracked: tuple[list[int], np.ndarray] | None,
+            seconds: float, train_seconds: float = float("nan")):
+        """``losses``: stage name -> (K,) mean losses; ``tracked``: :func:`tracked_test_grid`'s result;
+        ``seconds`` the whole epoch, ``train_seconds`` its training stages (without Infer-PL, tracking)."""
+        errs = None if tracked is None else test_errors(self.ctx, *tracked)
+        for k, (l, name) in enumerate(zip(self.ctx.landmarks, self.ctx.landmark_names)):
+            row = {"epoch": epoch, "landmark": name, "landmark_index": l}
+            row.update({f"loss_{s}": float(v[k]) for s, v in losses.items()})
+            row["test_mre_mm"] = float(errs[:, k].mean()) if errs is not None else float("nan")
+            row["seconds"] = seconds
+            row["train_seconds"] = train_seconds
+            self.rows.append(row)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)

@@ -1,0 +1,141 @@
+"""The one run path of every method: ``run_method(cfg, out_dir)``.
+
+1. the context: seed, device, data at the grid, the template, the trained landmarks;
+2. the models (``registry.py``), then the augmented templates and the initial pseudo-labels, each
+   drawn from the run's generator in this order;
+3. the patch sources of the method's stages, the predictor, the trainees, and (``resume``) the
+   checkpoint's state;
+4. the epochs (``loop.py``), a checkpoint after each ``train.save_every``;
+5. ``model.pt``, then the test split's predictions and evaluation (``runfolder.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import Config
+from ..data.template_aug import TemplateCopies, augment_template
+from ..inference import ModelPredictor, ModelSetPredictor, Predictor
+from ..network import CC2D
+from ..training import PLPatchSource, PLState, RandomPatchSource, TemplatePatchSource
+from .checkpoint import load_checkpoint, restore, restore_optimizers, save_checkpoint
+from .context import EpochLog, RunContext, prepare_context
+from .loop import layout, make_trainees, run_epochs, training_groups
+from .registry import MethodSpec, method_config, method_spec
+from .runfolder import CONFIG, METRICS, PL_HISTORY, evaluation, save_model, write_csv_atomic, write_results, \
+    write_text_atomic
+
+
+@dataclass
+class MethodResult:
+    predictor: Predictor  # the trained model(s) with the template
+    pl_state: PLState | None  # None without pseudo-labels (plain CC2D)
+    metrics: pd.DataFrame  # per epoch and landmark
+    table: pd.DataFrame | None  # final per-landmark table on the test split (when labelled)
+    predictions: np.ndarray | None = None  # (N_test, L, 2) original pixels, NaN for landmarks not trained
+    extra: dict = field(default_factory=dict)  # "template_copies": the augmented templates (ATD stages)
+    data: tuple | None = None  # (train, test) GridImages the run used
+
+
+def batched_training(cfg: Config, device: torch.device) -> bool:
+    """``method.batched``, its None resolved: stacked training on CUDA, one model after the other elsewhere
+    (on 2 CPU cores the stacked step of 19 models measured 2x slower, benchmarks/RESULTS.md)."""
+    return device.type == "cuda" if cfg.method.batched is None else bool(cfg.method.batched)
+
+
+def stage_sources(spec: MethodSpec, ctx: RunContext, copies: TemplateCopies | None, pl: PLState | None
+                  ) -> dict[str, list]:
+    """Per stage, the patch sources: one per model (per-landmark methods) or one for the one model."""
+    cfg = ctx.cfg
+    groups = [[l] for l in ctx.landmarks] if spec.per_landmark else [ctx.landmarks]
+    makers = {
+        "ssl": lambda g: RandomPatchSource(ctx.train, cfg.train),
+        "template": lambda g: TemplatePatchSource(copies, cfg.train, cfg.method, g),
+        "pl": lambda g: PLPatchSource(ctx.train, cfg.train, cfg.method, pl, g),
+    }
+    return {s: [makers[s](g) for g in groups] for s in spec.stages}
+
+
+def make_predictor(spec: MethodSpec, ctx: RunContext, models: list[CC2D]) -> Predictor:
+    cfg = ctx.cfg
+    if spec.per_landmark:
+        return ModelSetPredictor(models, ctx.template, ctx.landmarks, ctx.device, cfg.eval.batch_size,
+                                 cfg.method.stack_size)
+    return ModelPredictor(models[0], ctx.template, ctx.landmarks, ctx.device, cfg.eval.batch_size)
+
+
+def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resume: bool = False) -> MethodResult:
+    """Train ``cfg.method.name``, evaluate on the test split, write the run folder ``out_dir`` (if given).
+
+    ``data``: (train, test) GridImages to reuse (built from ``cfg.data`` when None). ``resume``:
+    continue from ``out_dir/checkpoint.pt``.
+    """
+    cfg = method_config(cfg)
+    spec = method_spec(cfg)
+    if resume and out_dir is None:
+        raise ValueError("resume needs a run folder (out_dir)")
+    ctx = prepare_context(cfg, out_dir, data, progress)
+    if spec.uses_pl and not ctx.unlabelled:
+        raise ValueError("the training split holds only the template; PL methods need unlabelled images")
+    state = load_checkpoint(ctx.out) if resume else None
+    k = len(ctx.landmarks)
+    models = [m.to(ctx.device) for m in spec.build_models(cfg, k)]
+    copies = augment_template(*_template_original(ctx), cfg.method, cfg.data.grid, ctx.generator, progress) \
+        if spec.uses_templates else None
+    pl = None
+    if spec.uses_pl:
+        pl = PLState.random(ctx.train, ctx.unlabelled, ctx.landmarks, ctx.generator)
+        pl.record(0, ctx.train)
+    sources = stage_sources(spec, ctx, copies, pl)
+    predictor = make_predictor(spec, ctx, models)
+    log, start = EpochLog(ctx), 0
+    batched = spec.per_landmark and batched_training(cfg, ctx.device)
+    groups = training_groups(ctx, spec.per_landmark, batched)
+    grouping = layout(groups, spec.per_landmark, batched)
+    if state is not None:  # the weights before the trainees: a stack copies them when it is built
+        start, log.rows = restore(state, models, ctx.generator, pl, grouping)
+    trainees = make_trainees(ctx, models, sources, groups, spec.per_landmark, batched)
+    if state is not None:
+        restore_optimizers(state, [t.optimizer for t in trainees])
+    if ctx.out is not None:
+        ctx.out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(ctx.out / CONFIG, cfg.to_json())
+
+    def save(epoch: int) -> None:
+        every = max(cfg.train.save_every, 1)
+        if ctx.out is not None and (epoch % every == 0 or epoch == cfg.train.epochs):
+            save_checkpoint(ctx.out, epoch, models, [t.optimizer for t in trainees], ctx.generator, pl, log.rows,
+                            grouping)
+
+    run_epochs(ctx, spec.stages, trainees, predictor, pl, log, start, save, spec.name, progress)
+    if ctx.out is not None:
+        save_model(ctx.out, predictor, cfg, cfg.train.epochs)
+    result = finish(ctx, predictor, pl, log, progress)
+    result.extra["template_copies"] = copies
+    return result
+
+
+def _template_original(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
+    """The template at original resolution: (H, W) image and (L, 2) landmarks in pixels."""
+    sample = ctx.train.dataset[ctx.template_index]
+    return sample.image, sample.landmarks
+
+
+def finish(ctx: RunContext, predictor: Predictor, pl: PLState | None, log: EpochLog, progress: bool) -> MethodResult:
+    """Final test predictions and table, and the run files; returns the result."""
+    metrics = log.frame()
+    pred = table = None
+    if ctx.test is not None:
+        pred = predictor.predict(ctx.test, progress=progress)
+        if ctx.test.labelled.all():
+            table = evaluation(ctx.test, pred, ctx.landmarks, ctx.cfg.eval.radii_mm)[1]
+    if ctx.out is not None:
+        if pl is not None:
+            write_csv_atomic(pl.history_frame(), ctx.out / PL_HISTORY, index=False)
+        write_csv_atomic(metrics, ctx.out / METRICS, index=False)
+        if pred is not None:
+            write_results(ctx.out, "test", ctx.test, pred, ctx.landmarks, ctx.cfg.eval.radii_mm)
+    return MethodResult(predictor, pl, metrics, table, pred, data=(ctx.train, ctx.test))

@@ -1,0 +1,200 @@
+"""The run folder: one format for every method.
+
+    config.json             the configuration the run trains with
+    checkpoint.pt           resumable training state, saved every ``train.save_every`` epochs:
+                            epoch, model weights, optimizers, generator, pseudo-labels, log rows
+    model.pt                the trained result: model weights, trained landmarks, the template
+                            (grid image and landmarks), the config; what predict/evaluate load
+    metrics.csv             per epoch and landmark: stage losses, tracked test MRE, seconds
+    pl_history.csv          PL methods: per epoch and landmark, PL movement and (analysis) PL error
+    predictions_<split>.csv image, landmark, x, y in original pixels (the folder-CSV format)
+    evaluation_<split>.csv  per-landmark MRE, SD, SDR and the "all" row (labelled splits)
+    errors_<split>.csv      image, landmark, error_mm (labelled splits)
+
+Each file is written whole (``save_atomic`` / ``write_text_atomic``): an interrupted run never
+leaves half a file. Folders written by cc2dkit 0.1 (``checkpoint.pt`` as the trained one-model
+weights, ``sla_set.pt``, ``method_state.pt``, format 1) still predict and evaluate; they cannot
+be resumed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import __version__
+from ..config import Config
+from ..data.folder import landmarks_frame
+from ..data.grid import GridImages
+from ..inference import ModelPredictor, ModelSetPredictor, Predictor, Template
+from ..metrics import errors_long, per_landmark_table, radial_errors_mm
+from ..network.legacy import upgrade_decoder_state
+from .registry import method_config, method_spec
+
+CONFIG = "config.json"
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+METRICS = "metrics.csv"
+PL_HISTORY = "pl_history.csv"
+CHECKPOINT_FORMAT = "cc2dkit-checkpoint-2"
+MODEL_FORMAT = "cc2dkit-model-2"
+LEGACY = {"checkpoint.pt": "cc2dkit-checkpoint-1", "sla_set.pt": "cc2dkit-sla-set-1",
+          "method_state.pt": "cc2dkit-method-state-1"}
+
+
+def predictions_csv(split: str) -> str:
+    return f"predictions_{split}.csv"
+
+
+def evaluation_csv(split: str) -> str:
+    return f"evaluation_{split}.csv"
+
+
+def errors_csv(split: str) -> str:
+    return f"errors_{split}.csv"
+
+
+# -- whole-file writes and checked reads --------------------------------------------------------
+
+def save_atomic(state: dict, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, then rename: an interrupted save never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | Path, **kw) -> Path:
+    return write_text_atomic(path, frame.to_csv(**kw))
+
+
+def load_saved(path: str | Path, fmt: str, what: str) -> dict:
+    """A dict saved by cc2dkit with ``"format": fmt``; clear errors naming ``path`` otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated or foreign file: say which one
+        raise ValueError(f"cannot read {what} {path}: {e}") from e
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        found = state.get("format") if isinstance(state, dict) else None
+        raise ValueError(f"{path} is not a {what} of this cc2dkit (format {found!r}, expected {fmt!r})")
+    return state
+
+
+def run_config(run_dir: str | Path) -> Config:
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise FileNotFoundError(f"no {CONFIG} in run folder {run_dir}")
+    return Config.from_dict(json.loads(path.read_text()))
+
+
+# -- the trained result -------------------------------------------------------------------------
+
+def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Path:
+    """``model.pt``: what :func:`load_predictor` needs, without the training data."""
+    models = predictor.models if isinstance(predictor, ModelSetPredictor) else [predictor.model]
+    state = {"format": MODEL_FORMAT, "version": __version__, "config": cfg.to_dict(), "epochs": epochs,
+             "landmark_indices": predictor.landmark_indices,
+             "models": [m.trainable_state_dict() for m in models],
+             "template_image": predictor.template.image.detach().cpu(),
+             "template_points": np.asarray(predictor.template.points)}
+    return save_atomic(state, out / MODEL)
+
+
+def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", train: GridImages | None = None
+                   ) -> Predictor:
+    """The trained predictor of a finished run folder (its own template; ``with_template`` for another).
+
+    ``train``: the run's training images, needed only by one-model folders of cc2dkit 0.1 (their
+    template was not saved; built from the config when None).
+    """
+    run_dir = Path(run_dir)
+    cfg = method_config(run_config(run_dir))
+    device = torch.device(device)
+    if (run_dir / MODEL).exists():
+        state = load_saved(run_dir / MODEL, MODEL_FORMAT, "cc2dkit model file")
+        template = Template(state["template_image"], np.asarray(state["template_points"], dtype=np.float64))
+        return _predictor(cfg, state["models"], state["landmark_indices"], template, device, run_dir / MODEL)
+    if (run_dir / "sla_set.pt").exists():
+        state = load_saved(run_dir / "sla_set.pt", LEGACY["sla_set.pt"], "cc2dkit 0.1 SLA set")
+        template = Template(state["template_image"], np.asarray(state["template_landmarks"], dtype=np.float64))
+        return _predictor(cfg, state["models"], state["landmark_indices"], template, device,
+                          run_dir / "sla_set.pt", legacy=True)
+    legacy = run_dir / "checkpoint.pt"
+    if legacy.exists() and _format(legacy) == LEGACY["checkpoint.pt"]:
+        state = load_saved(legacy, LEGACY["checkpoint.pt"], "cc2dkit 0.1 checkpoint")
+        if train is None:
+            from ..data import build_datasets
+
+            train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=False)
+        from ..data.landmarks import resolve_landmarks
+
+        landmarks = resolve_landmarks(cfg.method.landmarks, train.landmark_names)
+        return _predictor(cfg, [state["model"]], landmarks, Template.from_data(train, cfg.data.template), device,
+                          legacy, legacy=True)
+    raise FileNotFoundError(f"no {MODEL} in {run_dir}: the run has not finished (resume it: "
+                            f"python -m cc2dkit train --run {run_dir} --resume)")
+
+
+def _format(path: Path) -> str | None:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return None
+    return state.get("format") if isinstance(state, dict) else None
+
+
+def _predictor(cfg: Config, weights: list, landmarks: list[int], template: Template, device: torch.device,
+               where: Path, legacy: bool = False) -> Predictor:
+    spec = method_spec(cfg)
+    k = len(landmarks)
+    models = spec.build_models(cfg, k)
+    if len(models) != len(weights):
+        raise ValueError(f"{where} holds {len(weights)} models, a {spec.name} run of {k} landmarks has {len(models)}")
+    for m, w in zip(models, weights):
+        m.load_trainable_state_dict(upgrade_decoder_state(w, m.decoder, f"{where} ({LEGACY.get(where.name)})")
+                                    if legacy else w)
+    models = [m.to(device) for m in models]
+    if spec.per_landmark:
+        return ModelSetPredictor(models, template, landmarks, device, cfg.eval.batch_size, cfg.method.stack_size)
+    return ModelPredictor(models[0], template, landmarks, device, cfg.eval.batch_size)
+
+
+# -- results of a split -------------------------------------------------------------------------
+
+def evaluation(data: GridImages, pred: np.ndarray, landmarks: list[int], radii) -> tuple[np.ndarray, pd.DataFrame]:
+    """(N, K) errors (mm) and the per-landmark table of original-pixel predictions (N, L, 2) on a labelled split."""
+    if not data.labelled.all():
+        missing = [data.ids[i] for i in np.flatnonzero(~data.labelled)][:5]
+        raise ValueError(f"cannot evaluate: images without ground truth, e.g. {missing}")
+    errors = radial_errors_mm(pred[:, landmarks], data.original_landmarks[:, landmarks], data.spacing_mm)
+    return errors, per_landmark_table(errors, [data.landmark_names[l] for l in landmarks], radii)
+
+
+def write_results(out: Path, split: str, data: GridImages, pred: np.ndarray, landmarks: list[int], radii,
+                  evaluate: bool = True) -> pd.DataFrame | None:
+    """``predictions_<split>.csv`` and, with ``evaluate`` on a labelled split, ``evaluation_<split>.csv``
+    and ``errors_<split>.csv``; returns the evaluation table (None when not evaluated)."""
+    names = [data.landmark_names[l] for l in landmarks]
+    write_csv_atomic(landmarks_frame(pred[:, landmarks], data.ids, names), out / predictions_csv(split), index=False)
+    if not evaluate or not data.labelled.all():
+        return None
+    errors, table = evaluation(data, pred, landmarks, radii)
+    write_csv_atomic(table, out / evaluation_csv(split))
+    write_csv_atomic(errors_long(errors, names, data.ids), out / errors_csv(split), index=False)
+    return table

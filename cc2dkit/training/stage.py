@@ -1,0 +1,36 @@
+"""A training stage: some steps of one network on batches from its patch source(s)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..config import Config
+from .step import ssl_step
+
+
+def make_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """Adam over the network's trainable parameters (a stack's: K Adams, element-wise)."""
+    params = [p for p in net.decoder.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def stage_steps(cfg: Config, pairs: int) -> int:
+    """Steps of one stage per epoch: ``train.steps_per_epoch`` when set, else one pass over the
+    stage's ``pairs`` (training items: images, or (image, landmark) pairs), ``ceil(pairs / batch)``."""
+    return cfg.train.steps_per_epoch or max(1, math.ceil(pairs / cfg.train.batch_size))
+
+
+def train_stage(net, optimizer: torch.optim.Optimizer, sources: Sequence, cfg: Config, generator: torch.Generator,
+                device: torch.device) -> np.ndarray:
+    """:func:`stage_steps` SSL steps; source k feeds model k of ``net`` (one source for one model).
+
+    Returns the (K,) mean losses. Batches are drawn in source order from ``generator``.
+    """
+    losses = []
+    for _ in range(stage_steps(cfg, max(len(s) for s in sources))):
+        batches = [s.sample(cfg.train.batch_size, generator) for s in sources]
+        losses.append(ssl_step(net, batches, optimizer, cfg.train, device))
+    return np.asarray(losses).mean(axis=0)
