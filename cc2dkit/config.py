@@ -63,6 +63,8 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # None: one pass over the training images
     batch_size: int = 8
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # "constant" | "cosine": per epoch from lr down to lr * lr_final_frac
+    lr_final_frac: float = 0.01
     weight_decay: float = 0.0
     temperature: float = 10.0  # cosine similarity scale inside the softmax
     window: int = 11  # half-size (cells) of the softmax window at strides finer than 32

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from cc2dkit.config import BackboneConfig, NetConfig
 from cc2dkit.inference import ModelPredictor, Template, cascade_argmax, similarity_maps
-from cc2dkit.network import CC2D, check_landmark_ids
+from cc2dkit.network import CC2D, AdapterBlocks, check_landmark_ids
 
 from .conftest import phantom_grids, tiny_cfg
 
@@ -95,32 +95,23 @@ def test_predictions_do_not_depend_on_batching_rows_or_landmark_grouping(tiny):
     assert np.array_equal(both[:1], ModelPredictor(model, template, [3, 1], CPU, 4).predict_grid(data, [1]))
 
 
-class IdRecorder(CC2D):
-    """A stand-in adapter model: needs landmark ids in [0, K), records them, otherwise plain CC2D."""
-
-    def __init__(self, net, backbone, n):
-        super().__init__(net, backbone)
-        self.k, self.seen = n, []
-
-    @property
-    def n_landmarks(self):
-        return self.k
-
-    def forward(self, images, keys=None, landmark_ids=None):
-        self.seen.append(check_landmark_ids(landmark_ids, images.shape[0], self.k).tolist())
-        return self.decoder(self.cache.features(keys, images) if keys is not None else self.backbone(images))
-
-
-def test_an_adapter_model_matches_landmark_k_through_adapter_k(tiny):
+def test_an_adapter_model_matches_landmark_k_through_adapter_k(tiny, monkeypatch):
     cfg, data, plain = tiny
-    model = IdRecorder(cfg.net, cfg.backbone, 2)
+    model, seen = CC2D(cfg.net, cfg.backbone, AdapterBlocks(n_landmarks=2, extra=2)), []
+    forward = model.decoder.forward
+
+    def recording(taps, ids=None):  # the landmark ids each decoder pass runs with
+        seen.append(check_landmark_ids(ids, taps[0].shape[0], 2).tolist())
+        return forward(taps, ids)
+
+    monkeypatch.setattr(model.decoder, "forward", recording)
     template = Template.from_data(data, cfg.data.template)
     with pytest.raises(ValueError, match="2 landmark adapters for 3 landmarks"):
         ModelPredictor(model, template, [4, 2, 0], CPU, 4)
     out = ModelPredictor(model, template, [4, 2], CPU, 4).predict_grid(data, [1, 2, 3, 4, 5])
     assert out.shape == (5, 2, 2)
     # the template of landmark k through adapter k, then each image batch once per adapter
-    assert model.seen == [[0], [1], [0] * 4, [1] * 4, [0], [1]]
+    assert seen == [[0], [1], [0] * 4, [1] * 4, [0], [1]]
     with pytest.raises(ValueError, match="landmark_ids must be None"):
         plain(data.images[:1], landmark_ids=torch.zeros(1, dtype=torch.long))
 

@@ -9,7 +9,7 @@ from cc2dkit.inference import ModelSetPredictor
 from cc2dkit.methods import load_predictor, run_method
 from cc2dkit.methods.context import prepare_context
 from cc2dkit.methods.registry import MethodSpec
-from cc2dkit.network import CC2D, check_landmark_ids
+from cc2dkit.network import check_landmark_ids
 from cc2dkit.training import stage_steps
 
 from .conftest import phantom_grids, tiny_cfg
@@ -101,41 +101,31 @@ def test_multi_reports_per_landmark_errors_each_epoch(cfg, data, tmp_path):
     assert result.table is not None and list(result.table.index)[-1] == "all"
 
 
-class FakeAdapter(CC2D):
-    """Stands in for the C-Adapter model: needs per-sample landmark ids in [0, K), ignores them."""
-
-    def __init__(self, net, backbone, n_landmarks):
-        super().__init__(net, backbone)
-        self.k = n_landmarks
-        self.seen: list[tuple[bool, list]] = []
-
-    @property
-    def n_landmarks(self):
-        return self.k
-
-    def forward(self, images, keys=None, landmark_ids=None):
-        ids = check_landmark_ids(landmark_ids, images.shape[0], self.k)  # (B,) in [0, K), or an error
-        self.seen.append((self.training, ids.tolist()))
-        return self.decoder(self.cache.features(keys, images) if keys is not None else self.backbone(images))
-
-
 def test_adapter_schedule_passes_landmark_ids(cfg, data, tmp_path, monkeypatch):
-    c = cfg.replace(**{"train.steps_per_epoch": None, "method.landmarks": (4, 1), "method.name": "adapter"})
-    built = []
+    c = cfg.replace(**{"train.steps_per_epoch": None, "method.landmarks": (4, 1), "method.name": "adapter",
+                       "method.adapter_channels": 2})
+    built, seen, real_build = [], [], MethodSpec.build_model
 
-    def build(self, cfg_, n, shared=None):
+    def build(self, cfg_, n, shared=None):  # the real model, its decoder passes recorded
         built.append(n)
-        return FakeAdapter(cfg_.net, cfg_.backbone, n)
+        model = real_build(self, cfg_, n, shared)
+        forward = model.decoder.forward
+
+        def recording(taps, ids=None):
+            seen.append((model.training, check_landmark_ids(ids, taps[0].shape[0], n).tolist()))
+            return forward(taps, ids)
+
+        model.decoder.forward = recording
+        return model
 
     monkeypatch.setattr(MethodSpec, "build_model", build)
     result = run_method(c, tmp_path, data, progress=False)
     assert built == [2]
-    model = result.predictor.model
-    train_ids = [i for training, ids in model.seen if training for i in ids]
+    train_ids = [i for training, ids in seen if training for i in ids]
     # template stage: ceil(3 copies x 2 landmarks / 4) = 2 steps; PL stage: ceil(5 x 2 / 4) = 3 steps;
     # each step runs the model on images and on patches
     assert len(train_ids) == 2 * 4 * (2 + 3) and set(train_ids) == {0, 1}
-    eval_ids = [ids for training, ids in model.seen if not training]
+    eval_ids = [ids for training, ids in seen if not training]
     assert {tuple(sorted(set(ids))) for ids in eval_ids} == {(0,), (1,)}
     assert list(result.metrics.columns[:5]) == ["epoch", "landmark", "landmark_index", "loss_template", "loss_pl"]
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "evaluation_test.csv").exists()

@@ -141,11 +141,13 @@ class ModelPredictor(Predictor):
         if not model.n_landmarks:
             vectors = template_vectors(model(image), points, grid)  # [(K, D)]
             return lambda images, keys: similarity_maps(model(images, keys), vectors, grid)
-        per_k = [template_vectors(model(image, landmark_ids=k), points[k:k + 1], grid)
+        taps = model.taps(image)  # the backbone once; the decoder once per adapter
+        per_k = [template_vectors(model.decoder(taps, k), points[k:k + 1], grid)
                  for k in range(model.n_landmarks)]  # K x [(1, D)]
 
         def maps(images, keys):
-            return torch.cat([similarity_maps(model(images, keys, k), v, grid) for k, v in enumerate(per_k)], dim=2)
+            taps = model.taps(images, keys)
+            return torch.cat([similarity_maps(model.decoder(taps, k), v, grid) for k, v in enumerate(per_k)], dim=2)
         return maps
 
 

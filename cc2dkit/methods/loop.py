@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..inference import Predictor, stack_chunks
 from ..network import CC2D, StackedModels
-from ..training import PLState, make_optimizer, train_stage
+from ..training import PLState, epoch_lr, make_optimizer, set_lr, train_stage
 from .context import EpochLog, RunContext, tracked_test_grid
 
 
@@ -76,6 +76,7 @@ def run_epochs(ctx: RunContext, stages: tuple[str, ...], trainees: list[Trainee]
         t0 = time.perf_counter()
         losses = {s: np.zeros(k) for s in stages}
         for t in trainees:
+            set_lr(t.optimizer, epoch_lr(cfg, epoch))
             for s in stages:
                 losses[s][t.columns] = train_stage(t.net, t.optimizer, t.sources[s], cfg, ctx.generator, ctx.device)
             t.sync()

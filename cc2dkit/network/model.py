@@ -61,8 +61,11 @@ class CC2D(nn.Module):
             raise ValueError("this decoder has no landmark-specific weights; landmark_ids must be None")
         if self.n_landmarks and landmark_ids is None:  # fail before the backbone pass
             check_landmark_ids(None, images.shape[0], self.n_landmarks)
-        taps = self.cache.features(keys, images) if keys is not None else self.backbone(images)
-        return self.decoder(taps, landmark_ids)
+        return self.decoder(self.taps(images, keys), landmark_ids)
+
+    def taps(self, images: torch.Tensor, keys: list | None = None) -> list[torch.Tensor]:
+        """The frozen backbone's features (from the cache with ``keys``): fine -> coarse."""
+        return self.cache.features(keys, images) if keys is not None else self.backbone(images)
 
     def embed_groups(self, images: torch.Tensor, keys: list | None, landmark_ids: torch.Tensor | None):
         """:meth:`forward` with a leading model axis of 1: [(1, B, D, h, w)] (see ``StackedModels``)."""

@@ -17,6 +17,26 @@ def make_optimizer(net: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def epoch_lr(cfg: Config, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (1-based): ``train.lr``, or a cosine from it down to
+    ``lr * lr_final_frac`` at the last epoch (a function of the epoch, so a resumed run continues it)."""
+    tc = cfg.train
+    if tc.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {tc.lr_schedule!r}")
+    if tc.lr_schedule == "constant" or tc.epochs <= 1:
+        return tc.lr
+    t = (epoch - 1) / (tc.epochs - 1)
+    return tc.lr * (tc.lr_final_frac + (1 - tc.lr_final_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def stage_steps(cfg: Config, pairs: int) -> int:
     """Steps of one stage per epoch: ``train.steps_per_epoch`` when set, else one pass over the
     stage's ``pairs`` (training items: images, or (image, landmark) pairs), ``ceil(pairs / batch)``."""
