@@ -1,9 +1,11 @@
 """cc2dkit: one-shot medical landmark detection (CC2D and its single-landmark / adapter extensions).
 
-Layout: ``config`` (the frozen configuration and presets), ``data`` (datasets, grid resizing,
-coordinates), ``backbone`` (frozen VGG, weights, feature cache), ``network`` (decoder, RFB, heads),
-``training`` (patch sources, loss, step, loop, checkpoints), ``inference`` (cascade matching),
-``metrics`` (errors, tables, figures), ``pipeline`` (the main job) and ``__main__`` (command line).
+Layers, lowest first (ARCHITECTURE.md; imports only run downwards): ``config``; ``metrics``
+(scores); ``data`` (datasets, grid, coordinates); ``backbone`` (frozen VGG, weights, cache);
+``network`` (the decoder and its block kinds, the model); ``inference`` (cascade matching, the
+Predictor interface); ``training`` (patch sources, loss, step); ``methods`` (the methods as
+data, the one epoch loop and run path, the run folder); ``analysis`` and ``viz`` (measures and
+figures over runs); ``widgets``; ``cli`` and ``notebook``.
 """
 from .config import Config, preset
 

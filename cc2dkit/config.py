@@ -81,7 +81,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """The paper's methods on top of CC2D (issue 3); ``name="cc2d"`` is plain self-supervision."""
+    """The paper's methods on top of CC2D (``methods/registry.py``); ``name="cc2d"`` is plain self-supervision."""
 
     name: str = "cc2d"  # "cc2d" | "multi" | "sla" | "atd" | "adapter" | "wide"
     landmarks: tuple[int | str, ...] | None = None  # landmarks trained, by index or name (None: all)

@@ -2,8 +2,8 @@
 
 ``CC2DKIT_QUICK=1`` forces quick mode (CI sets it); ``CC2DKIT_QUICK=0`` forces the full protocol.
 Quick mode runs torch on one CPU thread: the small convolutions gain little from a second one,
-and a Jupyter kernel with 2 threads on 2 busy cores was measured >5x slower (notebook 00 on the
-phantom beside another job: 24 s with 1 thread, over 120 s with 2).
+and a kernel with 2 threads on 2 busy cores was measured several times slower
+(benchmarks/RESULTS.md, "Notebooks").
 
 | mode  | data given (ISBI root) | config                                              |
 |-------|------------------------|-----------------------------------------------------|

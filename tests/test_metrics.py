@@ -211,8 +211,13 @@ def test_landmarks_gallery_and_history_plots():
     assert len(gal.axes) == 2 and gal.axes[1].get_title() == "i1"
     with pytest.raises(ValueError):
         prediction_gallery([img], np.stack([pts, pts]), np.stack([pts]), ["i0"])
-    hist = plot_history([{"epoch": 1, "loss": 3.0}, {"epoch": 2, "loss": 2.0}])
-    assert list(hist.axes[0].lines[0].get_ydata()) == [3.0, 2.0]
+    metrics = pd.DataFrame({"epoch": [1, 1, 2, 2], "landmark": ["a", "b"] * 2, "loss_template": [3.0, 5.0, 2.0, 2.0],
+                            "loss_pl": [1.0, 1.0, 0.5, 0.5], "test_mre_mm": [9.0, 9.0, 8.0, 8.0]})
+    hist = plot_history(metrics)
+    assert [ln.get_label() for ln in hist.axes[0].lines] == ["template", "pl"]
+    assert list(hist.axes[0].lines[0].get_ydata()) == [4.0, 2.0]  # mean over the landmarks per epoch
+    with pytest.raises(ValueError, match="loss_"):
+        plot_history(metrics.drop(columns=["loss_template", "loss_pl"]))
 
 
 def test_metrics_imports_neither_torch_nor_matplotlib():

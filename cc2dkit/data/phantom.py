@@ -1,5 +1,8 @@
 """A procedural, radiograph-like phantom: the kit's embedded default data (nothing to download).
 
+(One module of ~440 lines on purpose: the anatomy, the warp with its exact inverse and the
+photometry define one image together and are only ever changed together.)
+
 One fixed *anatomy* is drawn from an internal seed that depends on nothing but ``n_landmarks`` and
 ``size``, so every split (train, test) shows the same anatomy: a soft skull-like background
 (overlapping soft-edged ellipses, a bright bone band, smooth texture and gradients) and ``N``

@@ -137,21 +137,25 @@ def prediction_gallery(images: Sequence, preds: np.ndarray, gts: np.ndarray, tit
     if not (len(preds) == len(gts) == len(titles) == n) or n == 0:
         raise ValueError(f"need as many (>0) images, predictions, truths and titles: "
                          f"{n}, {len(preds)}, {len(gts)}, {len(titles)}")
-    fig = Figure(figsize=(4.0 * n, 4.5))
+    fig = Figure(figsize=(min(9.6, 3.2 * n), 4.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n))
     for ax, img, p, g, t in zip(axes, images, preds, gts, titles):
         plot_predictions(img, p, g, ax=ax, title=t)
-    fig.tight_layout()
     return fig
 
 
-def plot_history(history: Sequence[dict], key: str = "loss") -> Figure:
-    """A training curve: ``key`` per epoch from a list of per-epoch dicts."""
-    if not history:
-        raise ValueError("empty training history")
+def plot_history(metrics: pd.DataFrame) -> Figure:
+    """Training curves of a run's ``metrics`` (``result.metrics`` or metrics.csv): each stage's loss
+    (``loss_*`` columns, mean over the trained landmarks) per epoch."""
+    losses = [c for c in metrics.columns if c.startswith("loss_")]
+    if metrics.empty or not losses:
+        raise ValueError("no training history: expected per-epoch rows with loss_* columns")
+    per_epoch = metrics.groupby("epoch")[losses].mean()
     fig = Figure(figsize=(5.0, 3.0), layout="constrained")
     ax = fig.add_subplot()
-    ax.plot([h["epoch"] for h in history], [h[key] for h in history], "o-")
+    for c in losses:
+        ax.plot(per_epoch.index, per_epoch[c], "o-", label=c.removeprefix("loss_"))
     ax.set_xlabel("epoch")
-    ax.set_ylabel(key)
+    ax.set_ylabel("training loss")
+    ax.legend(title="stage", fontsize=8)
     return fig
