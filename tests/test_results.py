@@ -12,8 +12,9 @@ from cc2dkit.backbone import FEATURE_INFO
 from cc2dkit.config import preset
 from cc2dkit.data.isbi import ISBI_LANDMARKS
 from cc2dkit.metrics import per_landmark_table
-from cc2dkit.analysis.results import (METRICS, NOT_RECORDED, NOT_RUN, PAPER, TABLE1_ROWS, TABLE3_ROWS, collect_runs,
-                                      compare_tables, finished_runs, read_run, table1, table2, table3)
+from cc2dkit.analysis.results import (NOT_RECORDED, NOT_RUN, PAPER, TABLE1_ROWS, TABLE3_ROWS, compare_tables, table1,
+                                      table2, table3)
+from cc2dkit.analysis.runs import METRICS, collect_runs, finished_runs, read_run
 from cc2dkit.viz.results import plot_landmark_comparison, plot_method_comparison
 
 from .test_adapter import decoder_parameter_formula  # the closed form, an oracle

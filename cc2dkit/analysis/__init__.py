@@ -1,8 +1,8 @@
 """Measures over runs: the seesaw, pseudo-label paths, the paper's tables from run folders, the ATD check."""
 from .atd import DotCheck, dot_warp_check
 from .pl import pl_summary, pl_trajectories, pl_trajectory
-from .results import (PAPER, collect_runs, compare_tables, finished_runs, read_run, table1, table2, table3,
-                      trainable_params)
+from .results import PAPER, compare_tables, table1, table2, table3
+from .runs import collect_runs, finished_runs, read_run, trainable_params
 from .seesaw import (change_correlation, error_changes, error_table, mean_off_diagonal, seesaw_comparison,
                      seesaw_events, seesaw_summary)
 

@@ -42,7 +42,7 @@ class MethodResult:
 
 def batched_training(cfg: Config, device: torch.device) -> bool:
     """``method.batched``, its None resolved: stacked training on CUDA, one model after the other elsewhere
-    (on 2 CPU cores the stacked step of 19 models measured 2x slower, benchmarks/RESULTS.md)."""
+    (on a 2-core CPU the stacked step was the slower one: benchmarks/RESULTS.md)."""
     return device.type == "cuda" if cfg.method.batched is None else bool(cfg.method.batched)
 
 
