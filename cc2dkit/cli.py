@@ -74,7 +74,7 @@ def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool) -
     device, _ = setup(cfg)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     data = GridImages(train_set if split == "train" else test_set, cfg.data.grid, split, progress)
-    predictor = load_predictor(out, device)
+    predictor = load_predictor(out, device, eval_cfg=cfg.eval)
     pred = predictor.predict(data, progress=progress)
     landmarks = predictor.landmark_indices
     table = write_results(out, split, data, pred, landmarks, cfg.eval.radii_mm, evaluate=command == "evaluate")

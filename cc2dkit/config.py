@@ -97,8 +97,21 @@ class MethodConfig:
 
 
 @dataclass(frozen=True)
+class RefineConfig:
+    """The high-resolution fine stage (``inference/refine.py``): a second, plain CC2D trained by the
+    same self-supervision on windows of the images at ``scale`` x the grid, matched around every
+    coarse answer."""
+
+    enabled: bool = False
+    scale: int = 4  # fine grid = scale x data.grid
+    crop: int = 128  # side of the windows, fine-grid pixels (a multiple of 32)
+    steps_per_epoch: int = 10  # fine-network steps per epoch (batch train.batch_size)
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     batch_size: int = 4  # query images per inference batch
+    subpixel: bool = False  # sub-pixel peak (a parabola through the log-product), else the argmax pixel
     radii_mm: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)  # SDR radii
     figures: int = 4  # prediction figures written by ``evaluate``
     track_every: int = 1  # methods: per-landmark test error every N epochs (0: final only)
@@ -114,6 +127,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     seed: int = 0
     num_threads: int | None = None  # torch CPU threads (None: torch's default)
@@ -138,6 +152,7 @@ class Config:
             "train": TrainConfig,
             "eval": EvalConfig,
             "method": MethodConfig,
+            "refine": RefineConfig,
         }
         kwargs: dict[str, Any] = {}
         for k, v in d.items():
@@ -148,7 +163,7 @@ class Config:
         return _build(Config, kwargs)
 
 
-_SECTIONS = ("data", "backbone", "net", "train", "eval", "method")
+_SECTIONS = ("data", "backbone", "net", "train", "eval", "method", "refine")
 
 
 def _build(cls: type, values: dict[str, Any]):

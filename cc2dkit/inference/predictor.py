@@ -37,17 +37,19 @@ Matcher = Callable[[torch.Tensor, list | None], torch.Tensor]  # (B, 1, G, G), k
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Template:
-    """The one labelled image at the model grid and its landmarks (grid pixels, every dataset landmark)."""
+    """The one labelled image at the model grid and its landmarks (grid pixels, every dataset landmark);
+    ``original``: the image at its own resolution (H, W), which a fine stage needs."""
 
     image: torch.Tensor  # (1, G, G)
     points: np.ndarray  # (L, 2)
+    original: np.ndarray | None = None  # (H, W)
 
     @classmethod
     def from_data(cls, data: GridImages, image_id: str) -> "Template":
         i = data.index(image_id)
         if not data.labelled[i]:
             raise ValueError(f"template image {image_id!r} has no (or incomplete) landmark annotation")
-        return cls(data.images[i], np.asarray(data.landmarks[i], dtype=np.float64))
+        return cls(data.images[i], np.asarray(data.landmarks[i], dtype=np.float64), data.dataset[i].image)
 
     @property
     def grid(self) -> int:
@@ -63,11 +65,13 @@ class Template:
 class Predictor(ABC):
     """K landmarks predicted by matching ``template`` with trained model(s) (see the module docstring)."""
 
-    def __init__(self, template: Template, landmark_indices: Sequence[int], device: torch.device, batch_size: int):
+    def __init__(self, template: Template, landmark_indices: Sequence[int], device: torch.device, batch_size: int,
+                 subpixel: bool = False):
         self.template = template
         self.landmark_indices = [int(l) for l in landmark_indices]
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.subpixel = subpixel  # sub-pixel peaks (cascade.peak_offset), else the argmax pixel
 
     @property
     @abstractmethod
@@ -87,7 +91,7 @@ class Predictor(ABC):
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor, keys: list | None = None) -> np.ndarray:
         """(B, 1, G, G) grid images -> (B, K, 2) grid points (``keys``: their feature-cache keys)."""
-        return cascade_argmax(self.matcher()(images.to(self.device), keys)).cpu().double().numpy()
+        return cascade_argmax(self.matcher()(images.to(self.device), keys), self.subpixel).cpu().double().numpy()
 
     @torch.no_grad()
     def predict_grid(self, data: GridImages, rows: Sequence[int] | None = None, progress: bool = False) -> np.ndarray:
@@ -97,7 +101,7 @@ class Predictor(ABC):
         for start in tqdm(range(0, len(rows), self.batch_size), desc="predict", disable=not progress, leave=False):
             chunk = rows[start:start + self.batch_size]
             maps = match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])
-            out[start:start + len(chunk)] = cascade_argmax(maps).cpu().double().numpy()
+            out[start:start + len(chunk)] = cascade_argmax(maps, self.subpixel).cpu().double().numpy()
         return out
 
     def predict(self, data: GridImages, progress: bool = False) -> np.ndarray:
@@ -113,7 +117,7 @@ class Predictor(ABC):
             raise IndexError(f"image index {index} out of range for {len(data)} images")
         image = data.images[index]
         maps = self.matcher()(image[None].to(self.device), [data.keys[index]])  # (S, 1, K, G, G)
-        pred = cascade_argmax(maps)[0].cpu().double().numpy()
+        pred = cascade_argmax(maps, self.subpixel)[0].cpu().double().numpy()
         truth = data.landmarks[index][self.landmark_indices] if data.labelled[index] else None
         return ImageMaps(image[0].cpu().numpy(), maps[:, 0].cpu().numpy(), tuple(self.strides), pred, truth)
 
@@ -123,8 +127,8 @@ class ModelPredictor(Predictor):
     embeds the template and every query once per landmark k, with landmark id k."""
 
     def __init__(self, model: CC2D, template: Template, landmark_indices: Sequence[int], device: torch.device,
-                 batch_size: int):
-        super().__init__(template, landmark_indices, device, batch_size)
+                 batch_size: int, subpixel: bool = False):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel)
         if model.n_landmarks and model.n_landmarks != len(self.landmark_indices):
             raise ValueError(f"a model with {model.n_landmarks} landmark adapters for "
                              f"{len(self.landmark_indices)} landmarks")
@@ -156,8 +160,8 @@ class ModelSetPredictor(Predictor):
     ``stack_size`` models (None: all K): each image batch is embedded once per stack."""
 
     def __init__(self, models: Sequence[CC2D], template: Template, landmark_indices: Sequence[int],
-                 device: torch.device, batch_size: int, stack_size: int | None = None):
-        super().__init__(template, landmark_indices, device, batch_size)
+                 device: torch.device, batch_size: int, stack_size: int | None = None, subpixel: bool = False):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel)
         if len(models) != len(self.landmark_indices):
             raise ValueError(f"{len(models)} models for {len(self.landmark_indices)} landmarks")
         self.models = list(models)

@@ -29,7 +29,8 @@ class Trainee:
     optimizer: torch.optim.Optimizer
     models: list[CC2D]  # the models it trains (a stack copies its weights back into them)
     columns: list[int]  # the trained landmarks (0..K-1) whose losses it reports
-    sources: dict[str, list]  # stage -> one patch source per model of ``net``
+    sources: dict[str, list]  # stage -> one patch source per model of ``net`` (the stages it trains)
+    steps: int | None = None  # steps per stage and epoch (None: the ``stage_steps`` rule)
 
     def sync(self) -> None:
         """Make ``models`` hold the trained weights (a stack trains copies of them)."""
@@ -78,10 +79,12 @@ def run_epochs(ctx: RunContext, stages: tuple[str, ...], trainees: list[Trainee]
         for t in trainees:
             set_lr(t.optimizer, epoch_lr(cfg, epoch))
             for s in stages:
-                losses[s][t.columns] = train_stage(t.net, t.optimizer, t.sources[s], cfg, ctx.generator, ctx.device)
+                if s in t.sources:
+                    losses[s][t.columns] = train_stage(t.net, t.optimizer, t.sources[s], cfg, ctx.generator,
+                                                       ctx.device, t.steps)
             t.sync()
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{float(np.mean([v[t.columns] for v in losses.values()])):.3f}")
+            bar.set_postfix(epoch=epoch, loss=f"{float(np.mean([losses[s][t.columns] for s in t.sources])):.3f}")
         t_train = time.perf_counter() - t0
         if pl is not None:
             pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)

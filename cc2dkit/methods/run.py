@@ -5,7 +5,8 @@
    drawn from the run's generator in this order;
 3. the patch sources of the method's stages, the predictor, the trainees, and (``resume``) the
    checkpoint's state;
-4. the epochs (``loop.py``), a checkpoint after each ``train.save_every``;
+4. the epochs (``loop.py``), a checkpoint after each ``train.save_every``; with ``refine.enabled``
+   the fine stage's network trains beside them (stage ``fine``) and refines the final answers;
 5. ``model.pt``, then the test split's predictions and evaluation (``runfolder.py``).
 """
 from __future__ import annotations
@@ -18,12 +19,14 @@ import torch
 
 from ..config import Config
 from ..data.template_aug import TemplateCopies, augment_template
-from ..inference import ModelPredictor, ModelSetPredictor, Predictor
+from ..data.grid import GridImages
+from ..inference import ModelPredictor, ModelSetPredictor, Predictor, RefinedPredictor, fine_template
 from ..network import CC2D
-from ..training import PLPatchSource, PLState, RandomPatchSource, TemplatePatchSource
+from ..training import (CropPatchSource, PLPatchSource, PLState, RandomPatchSource, TemplatePatchSource,
+                        make_optimizer)
 from .checkpoint import load_checkpoint, restore, restore_optimizers, save_checkpoint
 from .context import EpochLog, RunContext, prepare_context
-from .loop import layout, make_trainees, run_epochs, training_groups
+from .loop import Trainee, layout, make_trainees, run_epochs, training_groups
 from .registry import MethodSpec, method_config, method_spec
 from .runfolder import CONFIG, METRICS, PL_HISTORY, evaluation, save_model, write_csv_atomic, write_results, \
     write_text_atomic
@@ -63,8 +66,8 @@ def make_predictor(spec: MethodSpec, ctx: RunContext, models: list[CC2D]) -> Pre
     cfg = ctx.cfg
     if spec.per_landmark:
         return ModelSetPredictor(models, ctx.template, ctx.landmarks, ctx.device, cfg.eval.batch_size,
-                                 cfg.method.stack_size)
-    return ModelPredictor(models[0], ctx.template, ctx.landmarks, ctx.device, cfg.eval.batch_size)
+                                 cfg.method.stack_size, cfg.eval.subpixel)
+    return ModelPredictor(models[0], ctx.template, ctx.landmarks, ctx.device, cfg.eval.batch_size, cfg.eval.subpixel)
 
 
 def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resume: bool = False) -> MethodResult:
@@ -83,6 +86,7 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     state = load_checkpoint(ctx.out) if resume else None
     k = len(ctx.landmarks)
     models = [m.to(ctx.device) for m in spec.build_models(cfg, k)]
+    fine = CC2D(cfg.net, cfg.backbone).to(ctx.device) if cfg.refine.enabled else None  # the fine stage's network
     copies = augment_template(*_template_original(ctx), cfg.method, cfg.data.grid, ctx.generator, progress) \
         if spec.uses_templates else None
     pl = None
@@ -95,9 +99,16 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     batched = spec.per_landmark and batched_training(cfg, ctx.device)
     groups = training_groups(ctx, spec.per_landmark, batched)
     grouping = layout(groups, spec.per_landmark, batched)
+    trained = models + ([fine] if fine is not None else [])
+    if fine is not None:
+        grouping += f" + fine x{cfg.refine.scale}"
     if state is not None:  # the weights before the trainees: a stack copies them when it is built
-        start, log.rows = restore(state, models, ctx.generator, pl, grouping)
+        start, log.rows = restore(state, trained, ctx.generator, pl, grouping)
     trainees = make_trainees(ctx, models, sources, groups, spec.per_landmark, batched)
+    stages = spec.stages
+    if fine is not None:
+        trainees.append(fine_trainee(ctx, fine, progress))
+        stages += ("fine",)
     if state is not None:
         restore_optimizers(state, [t.optimizer for t in trainees])
     if ctx.out is not None:
@@ -107,15 +118,27 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     def save(epoch: int) -> None:
         every = max(cfg.train.save_every, 1)
         if ctx.out is not None and (epoch % every == 0 or epoch == cfg.train.epochs):
-            save_checkpoint(ctx.out, epoch, models, [t.optimizer for t in trainees], ctx.generator, pl, log.rows,
+            save_checkpoint(ctx.out, epoch, trained, [t.optimizer for t in trainees], ctx.generator, pl, log.rows,
                             grouping)
 
-    run_epochs(ctx, spec.stages, trainees, predictor, pl, log, start, save, spec.name, progress)
+    run_epochs(ctx, stages, trainees, predictor, pl, log, start, save, spec.name, progress)
+    if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
+        predictor = RefinedPredictor(predictor, fine, fine_template(ctx.template, cfg.refine.scale), cfg.refine.scale,
+                                     cfg.refine.crop)
     if ctx.out is not None:
         save_model(ctx.out, predictor, cfg, cfg.train.epochs)
     result = finish(ctx, predictor, pl, log, progress)
     result.extra["template_copies"] = copies
     return result
+
+
+def fine_trainee(ctx: RunContext, fine: CC2D, progress: bool) -> Trainee:
+    """The fine stage's network, trained each epoch on windows of the training images at the fine grid."""
+    rc = ctx.cfg.refine
+    images = GridImages(ctx.train.dataset, rc.scale * ctx.cfg.data.grid, "fine", progress).images
+    source = CropPatchSource(images, rc.crop, ctx.cfg.train)
+    return Trainee(fine, make_optimizer(fine, ctx.cfg), [fine], list(range(len(ctx.landmarks))), {"fine": [source]},
+                   steps=rc.steps_per_epoch)
 
 
 def _template_original(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ be resumed.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -27,11 +28,12 @@ import pandas as pd
 import torch
 
 from .. import __version__
-from ..config import Config
+from ..config import Config, EvalConfig
 from ..data.folder import landmarks_frame
 from ..data.grid import GridImages
-from ..inference import ModelPredictor, ModelSetPredictor, Predictor, Template
+from ..inference import ModelPredictor, ModelSetPredictor, Predictor, RefinedPredictor, Template
 from ..metrics import errors_long, per_landmark_table, radial_errors_mm
+from ..network import CC2D
 from ..network.legacy import upgrade_decoder_state
 from .registry import method_config, method_spec
 
@@ -107,29 +109,41 @@ def run_config(run_dir: str | Path) -> Config:
 
 def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Path:
     """``model.pt``: what :func:`load_predictor` needs, without the training data."""
-    models = predictor.models if isinstance(predictor, ModelSetPredictor) else [predictor.model]
+    refined = predictor if isinstance(predictor, RefinedPredictor) else None
+    coarse = refined.coarse if refined is not None else predictor
+    models = coarse.models if isinstance(coarse, ModelSetPredictor) else [coarse.model]
     state = {"format": MODEL_FORMAT, "version": __version__, "config": cfg.to_dict(), "epochs": epochs,
              "landmark_indices": predictor.landmark_indices,
              "models": [m.trainable_state_dict() for m in models],
              "template_image": predictor.template.image.detach().cpu(),
-             "template_points": np.asarray(predictor.template.points)}
+             "template_points": np.asarray(predictor.template.points),
+             "fine": None if refined is None else refined.fine.trainable_state_dict(),
+             "template_fine": None if refined is None else refined.template_fine.detach().cpu()}
     return save_atomic(state, out / MODEL)
 
 
-def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", train: GridImages | None = None
-                   ) -> Predictor:
+def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", train: GridImages | None = None,
+                   eval_cfg: EvalConfig | None = None) -> Predictor:
     """The trained predictor of a finished run folder (its own template; ``with_template`` for another).
 
+    ``eval_cfg``: inference settings (batch size, sub-pixel peaks) instead of the run's own.
     ``train``: the run's training images, needed only by one-model folders of cc2dkit 0.1 (their
     template was not saved; built from the config when None).
     """
     run_dir = Path(run_dir)
     cfg = method_config(run_config(run_dir))
+    if eval_cfg is not None:
+        cfg = dataclasses.replace(cfg, eval=eval_cfg)
     device = torch.device(device)
     if (run_dir / MODEL).exists():
         state = load_saved(run_dir / MODEL, MODEL_FORMAT, "cc2dkit model file")
         template = Template(state["template_image"], np.asarray(state["template_points"], dtype=np.float64))
-        return _predictor(cfg, state["models"], state["landmark_indices"], template, device, run_dir / MODEL)
+        predictor = _predictor(cfg, state["models"], state["landmark_indices"], template, device, run_dir / MODEL)
+        if state.get("fine") is None:
+            return predictor
+        fine = CC2D(cfg.net, cfg.backbone)
+        fine.load_trainable_state_dict(state["fine"])
+        return RefinedPredictor(predictor, fine.to(device), state["template_fine"], cfg.refine.scale, cfg.refine.crop)
     if (run_dir / "sla_set.pt").exists():
         state = load_saved(run_dir / "sla_set.pt", LEGACY["sla_set.pt"], "cc2dkit 0.1 SLA set")
         template = Template(state["template_image"], np.asarray(state["template_landmarks"], dtype=np.float64))
@@ -171,8 +185,9 @@ def _predictor(cfg: Config, weights: list, landmarks: list[int], template: Templ
                                     if legacy else w)
     models = [m.to(device) for m in models]
     if spec.per_landmark:
-        return ModelSetPredictor(models, template, landmarks, device, cfg.eval.batch_size, cfg.method.stack_size)
-    return ModelPredictor(models[0], template, landmarks, device, cfg.eval.batch_size)
+        return ModelSetPredictor(models, template, landmarks, device, cfg.eval.batch_size, cfg.method.stack_size,
+                                 cfg.eval.subpixel)
+    return ModelPredictor(models[0], template, landmarks, device, cfg.eval.batch_size, cfg.eval.subpixel)
 
 
 # -- results of a split -------------------------------------------------------------------------

@@ -1,13 +1,13 @@
 """Self-supervised CC2D training: patch sources, pseudo-labels, the loss, one step, a stage of steps."""
 from .loss import cc2d_loss, scale_loss
-from .patches import (Augment, CentredPatchSource, PatchBatch, RandomPatchSource, TemplatePatchSource,
-                      augment_patch, centred_origin, make_patch, patch_size)
+from .patches import (Augment, CentredPatchSource, CropPatchSource, PatchBatch, RandomPatchSource,
+                      TemplatePatchSource, augment_patch, centred_origin, make_patch, patch_size)
 from .pseudo_labels import PLPatchSource, PLState
 from .stage import epoch_lr, make_optimizer, set_lr, stage_steps, train_stage
 from .step import autocast, memory_format, ssl_step
 
 __all__ = [
-    "Augment", "CentredPatchSource", "PLPatchSource", "PLState", "PatchBatch", "RandomPatchSource",
+    "Augment", "CentredPatchSource", "CropPatchSource", "PLPatchSource", "PLState", "PatchBatch", "RandomPatchSource",
     "TemplatePatchSource", "augment_patch", "autocast", "cc2d_loss", "centred_origin", "epoch_lr", "make_optimizer",
     "make_patch", "memory_format", "patch_size", "scale_loss", "set_lr", "ssl_step", "stage_steps", "train_stage",
 ]

@@ -3,7 +3,8 @@
 The SSL step (``step.py``) consumes :class:`PatchBatch` objects from a *patch source*: an object
 with ``sample(batch_size, generator) -> PatchBatch`` and ``len()`` (its items: one pass over them
 is an epoch of the source). :class:`RandomPatchSource` is CC2D's self-supervision (a random patch,
-a random point); :class:`CentredPatchSource` centres patches at given points, with two kinds:
+a random point), :class:`CropPatchSource` the same on random windows of high-resolution images
+(the fine stage); :class:`CentredPatchSource` centres patches at given points, with two kinds:
 :class:`TemplatePatchSource` (the augmented templates' landmarks, ATD) and
 :class:`~cc2dkit.training.pseudo_labels.PLPatchSource` (pseudo-labels).
 
@@ -29,7 +30,7 @@ from ..data.template_aug import TemplateCopies
 
 @dataclass
 class PatchBatch:
-    keys: list  # cache keys of the un-augmented full images
+    keys: list | None  # cache keys of the un-augmented full images (None: not cached)
     images: torch.Tensor  # (B, 1, G, G)
     patches: torch.Tensor  # (B, 1, P, P) augmented
     patch_points: torch.Tensor  # (B, 2) (x, y) of the point inside the augmented patch
@@ -99,15 +100,10 @@ class RandomPatchSource:
         return len(self.indices)
 
     def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
-        g, p = self.data.grid, self.size
-        margin = (1 - self.cfg.point_central) / 2 * p
         keys, images, patches, pp, ip = [], [], [], [], []
         for _ in range(batch_size):
             idx = self.indices[int(torch.randint(len(self.indices), (1,), generator=gen))]
-            x0, y0 = (int(v) for v in torch.randint(g - p + 1, (2,), generator=gen))
-            local = margin + torch.rand(2, generator=gen, dtype=torch.float64) * (p - 2 * margin)
-            point = torch.tensor([x0, y0], dtype=torch.float64) + local.round()
-            patch, moved = _augment_inside(self.data.images[idx], (x0, y0), point, p, self.cfg, gen)
+            patch, moved, point = random_patch(self.data.images[idx], self.size, self.cfg, gen)
             keys.append(self.data.keys[idx])
             images.append(self.data.images[idx])
             patches.append(patch)
@@ -115,6 +111,49 @@ class RandomPatchSource:
             ip.append(point)
         return PatchBatch(keys, torch.stack(images), torch.stack(patches),
                           torch.stack(pp).float(), torch.stack(ip).float())
+
+
+def random_patch(image: torch.Tensor, size: int, cfg: TrainConfig, gen: torch.Generator):
+    """CC2D's draw on one (1, G, G) image: a random ``size`` patch and a point in its central
+    ``point_central`` fraction, augmented. Returns (patch, point in the patch, point in the image)."""
+    g = image.shape[-1]
+    margin = (1 - cfg.point_central) / 2 * size
+    x0, y0 = (int(v) for v in torch.randint(g - size + 1, (2,), generator=gen))
+    local = margin + torch.rand(2, generator=gen, dtype=torch.float64) * (size - 2 * margin)
+    point = torch.tensor([x0, y0], dtype=torch.float64) + local.round()
+    patch, moved = _augment_inside(image, (x0, y0), point, size, cfg, gen)
+    return patch, moved, point
+
+
+class CropPatchSource:
+    """CC2D's self-supervision on random ``crop`` x ``crop`` windows of high-resolution images: the
+    window is the "image" and a random patch of it the "patch" (the fine stage's network learns to
+    match at that scale). ``images`` (N, 1, G_f, G_f); crops are not cached (``keys`` None)."""
+
+    def __init__(self, images: torch.Tensor, crop: int, cfg: TrainConfig):
+        if crop % 32 or not 32 <= crop <= images.shape[-1]:
+            raise ValueError(f"refine.crop must be a multiple of 32 within the fine grid "
+                             f"{images.shape[-1]}, got {crop}")
+        self.images, self.crop, self.cfg = images, crop, cfg
+        self.size = patch_size(crop, cfg.patch_frac)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
+        crops, patches, pp, ip = [], [], [], []
+        g, c = self.images.shape[-1], self.crop
+        for _ in range(batch_size):
+            idx = int(torch.randint(len(self.images), (1,), generator=gen))
+            x0, y0 = (int(v) for v in torch.randint(g - c + 1, (2,), generator=gen))
+            crop = self.images[idx][:, y0:y0 + c, x0:x0 + c]
+            patch, moved, point = random_patch(crop, self.size, self.cfg, gen)
+            crops.append(crop)
+            patches.append(patch)
+            pp.append(moved)
+            ip.append(point)
+        return PatchBatch(None, torch.stack(crops), torch.stack(patches), torch.stack(pp).float(),
+                          torch.stack(ip).float())
 
 
 class CentredPatchSource:

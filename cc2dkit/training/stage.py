@@ -44,13 +44,13 @@ def stage_steps(cfg: Config, pairs: int) -> int:
 
 
 def train_stage(net, optimizer: torch.optim.Optimizer, sources: Sequence, cfg: Config, generator: torch.Generator,
-                device: torch.device) -> np.ndarray:
-    """:func:`stage_steps` SSL steps; source k feeds model k of ``net`` (one source for one model).
+                device: torch.device, steps: int | None = None) -> np.ndarray:
+    """``steps`` SSL steps (None: :func:`stage_steps`); source k feeds model k of ``net`` (one source for one model).
 
     Returns the (K,) mean losses. Batches are drawn in source order from ``generator``.
     """
     losses = []
-    for _ in range(stage_steps(cfg, max(len(s) for s in sources))):
+    for _ in range(steps or stage_steps(cfg, max(len(s) for s in sources))):
         batches = [s.sample(cfg.train.batch_size, generator) for s in sources]
         losses.append(ssl_step(net, batches, optimizer, cfg.train, device))
     return np.asarray(losses).mean(axis=0)

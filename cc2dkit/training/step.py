@@ -58,7 +58,7 @@ def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimize
     """
     if len(batches) != net.n_models:
         raise ValueError(f"{len(batches)} batches for {net.n_models} model(s): one batch per model")
-    if len({len(b.keys) for b in batches}) != 1:
+    if len({len(b.images) for b in batches}) != 1:
         raise ValueError("the stacked models' batches must have the same size")
     net.train()
     fmt = memory_format(cfg, device)
@@ -66,7 +66,7 @@ def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimize
     use_memory_format(net.backbone, fmt)
     images = torch.cat([b.images for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, G, G)
     patches = torch.cat([b.patches for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, P, P)
-    keys = [key for b in batches for key in b.keys]
+    keys = None if any(b.keys is None for b in batches) else [key for b in batches for key in b.keys]
     ids = torch.cat([b.landmark_ids for b in batches]).to(device) if net.n_landmarks else None
     with autocast(cfg, device):
         img_embs = net.embed_groups(images, keys, ids)  # [(K, B, D, G/s, G/s)]

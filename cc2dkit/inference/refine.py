@@ -1,0 +1,116 @@
+"""The high-resolution fine stage: each coarse answer refined by matching a crop at ``scale`` x the grid.
+
+The coarse predictor answers on the model grid (e.g. 192: about 1.1 mm per grid pixel on ISBI).
+For landmark k on an image, :class:`RefinedPredictor` resizes the original image to the *fine
+grid* (``scale`` x the grid), cuts a ``crop`` x ``crop`` window around the coarse answer, and
+matches it with a second network (trained by the same self-supervision on such windows, see
+``training.CropPatchSource``) against the template's window around its landmark k: the cascade of
+the fine network's maps inside the window, its argmax (sub-pixel with ``subpixel``) is the answer.
+The fine network is one plain CC2D for every landmark and every method (the coarse predictor may
+be any :class:`~cc2dkit.inference.Predictor`).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.grid import GridImages, resize_to_grid
+from ..network import CC2D
+from .cascade import cascade_argmax, similarity_maps, template_vectors
+from .predictor import Matcher, Predictor, Template
+
+
+def crop_origins(points: torch.Tensor, crop: int, size: int) -> torch.Tensor:
+    """(R, 2) fine-grid points -> (R, 2) long origins of ``crop`` windows centred on them, inside the grid."""
+    return (points.round().long() - crop // 2).clamp(0, size - crop)
+
+
+def cut(image: torch.Tensor, origins: torch.Tensor, crop: int) -> torch.Tensor:
+    """(1, H, W) image, (R, 2) origins (x, y) -> (R, 1, crop, crop) windows."""
+    return torch.stack([image[:, y:y + crop, x:x + crop] for x, y in origins.tolist()])
+
+
+class RefinedPredictor(Predictor):
+    """``coarse``'s answers refined at ``scale`` x the grid (see the module docstring).
+
+    ``fine``: the fine network; ``template_fine``: the template image at the fine grid (1, G_f, G_f).
+    ``matcher`` / ``image_maps`` are the coarse stage's (what the cascade sees at the grid);
+    ``predict_grid`` / ``predict`` give the refined answers (they read the original images through
+    ``data.dataset``).
+    """
+
+    def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int):
+        super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel)
+        if fine.n_landmarks:
+            raise ValueError("the fine network is one plain CC2D for every landmark")
+        fine_grid = scale * coarse.template.grid
+        if template_fine.shape[-1] != fine_grid or crop % 32 or not 32 <= crop <= fine_grid:
+            raise ValueError(f"a fine stage at scale {scale} needs a {fine_grid}-pixel template and a crop that is a "
+                             f"multiple of 32 inside it, got {tuple(template_fine.shape)} and crop {crop}")
+        self.coarse, self.fine, self.template_fine = coarse, fine, template_fine
+        self.scale, self.crop = scale, crop
+
+    @property
+    def fine_grid(self) -> int:
+        return self.scale * self.template.grid
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return self.coarse.strides
+
+    def matcher(self) -> Matcher:
+        return self.coarse.matcher()
+
+    def with_template(self, template: Template) -> "RefinedPredictor":
+        """Both stages matched against another template; it needs its original image (``Template.original``)."""
+        if template.original is None:
+            raise ValueError("a refined predictor needs the template's original image (Template.original)")
+        return RefinedPredictor(self.coarse.with_template(template), self.fine,
+                                resize_to_grid(template.original, self.fine_grid), self.scale, self.crop)
+
+    def to_fine(self, grid_points: np.ndarray) -> torch.Tensor:
+        """Grid points -> fine-grid points (both span the same stretched image)."""
+        return torch.as_tensor((np.asarray(grid_points) + 0.5) * self.scale - 0.5, dtype=torch.float32)
+
+    @torch.no_grad()
+    def fine_vectors(self) -> list[torch.Tensor]:
+        """The fine network's template vectors of the K landmarks: [(K, D)] per scale."""
+        self.fine.eval()
+        points = self.to_fine(self.template.points[self.landmark_indices])  # (K, 2)
+        origins = crop_origins(points, self.crop, self.fine_grid)
+        embs = self.fine(cut(self.template_fine, origins, self.crop).to(self.device))  # [(K, D, h, w)]
+        local = (points - origins.float()).to(self.device)  # each landmark inside its own window
+        per_k = [template_vectors([e[k:k + 1] for e in embs], local[k:k + 1], self.crop) for k in range(len(points))]
+        return [torch.cat(level) for level in zip(*per_k)]
+
+    @torch.no_grad()
+    def refine(self, image: np.ndarray, grid_points: np.ndarray, vectors: list[torch.Tensor]) -> np.ndarray:
+        """One image (H, W, original resolution) and its (K, 2) coarse grid points -> refined grid points."""
+        fine_image = resize_to_grid(image, self.fine_grid)  # (1, G_f, G_f)
+        origins = crop_origins(self.to_fine(grid_points), self.crop, self.fine_grid)  # (K, 2)
+        embs = self.fine(cut(fine_image, origins, self.crop).to(self.device))  # [(K, D, h, w)]
+        maps = torch.stack([similarity_maps([e[k:k + 1] for e in embs], [v[k:k + 1] for v in vectors], self.crop)
+                            for k in range(len(origins))], dim=2)[:, 0]  # (S, 1, K, C, C) -> (S, K, C, C)
+        local = cascade_argmax(maps[:, None], self.subpixel)[0].cpu()  # (K, 2) in the windows
+        fine_points = (local + origins.float()).double().numpy()
+        return (fine_points + 0.5) / self.scale - 0.5
+
+    def predict_grid(self, data: GridImages, rows: Sequence[int] | None = None, progress: bool = False) -> np.ndarray:
+        rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
+        coarse = self.coarse.predict_grid(data, rows, progress)
+        vectors = self.fine_vectors()
+        out = np.empty_like(coarse)
+        for j, i in enumerate(tqdm(rows, desc="refine", disable=not progress, leave=False)):
+            out[j] = self.refine(data.dataset[i].image, coarse[j], vectors)
+        return out
+
+
+def fine_template(template: Template, scale: int) -> torch.Tensor:
+    """The template's original image at the fine grid (``scale`` x its grid)."""
+    if template.original is None:
+        raise ValueError("the fine stage needs the template's original image (Template.original)")
+    return resize_to_grid(template.original, scale * template.grid)
+
