@@ -126,3 +126,16 @@ def test_another_template_changes_the_answer_not_the_model(tiny):
     with pytest.raises(ValueError, match="no \\(or incomplete\\) landmark annotation"):
         ModelPredictor(model, Template(data.images[0], np.full_like(data.landmarks[0], np.nan)), [0], CPU, 4
                        ).predict_grid(data, [1])
+
+
+def test_subpixel_peak_of_a_gaussian_is_exact_and_stays_within_half_a_pixel():
+    ys, xs = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    peaks = [(10.3, 5.8), (3.0, 4.45), (7.6, 12.2)]
+    maps = torch.stack([torch.stack([torch.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 8.0) for x, y in peaks])] * 2)
+    maps = maps[:, None]  # (S=2, B=1, L=3, 16, 16)
+    assert cascade_argmax(maps)[0].tolist() == [[10.0, 6.0], [3.0, 4.0], [8.0, 12.0]]
+    torch.testing.assert_close(cascade_argmax(maps, subpixel=True)[0], torch.tensor(peaks), atol=1e-4, rtol=0)
+    edge = torch.zeros(1, 1, 1, 8, 8)
+    edge[0, 0, 0, 0, 3], edge[0, 0, 0, 0, 4] = 1.0, 0.9  # a peak on the border row: no move across it
+    assert cascade_argmax(edge, subpixel=True)[0, 0, 1] == 0.0
+    assert -0.5 <= float(cascade_argmax(edge, subpixel=True)[0, 0, 0]) - 3 <= 0.5

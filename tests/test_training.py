@@ -162,3 +162,37 @@ def test_channels_last_changes_the_layout_not_the_step():
     assert memory_format(base.train, cpu) == torch.contiguous_format
     assert memory_format(base.train, torch.device("cuda")) == torch.channels_last
     assert memory_format(base.replace(**{"train.channels_last": "on"}).train, cpu) == torch.channels_last
+
+
+def test_crop_source_windows_and_patches(smoke_cfg):
+    from cc2dkit.training import CropPatchSource
+
+    cfg = smoke_cfg.replace(**{"train.rotation_deg": 0.0, "train.brightness": 0.0, "train.contrast": 0.0})
+    images = torch.rand(3, 1, 128, 128)
+    src = CropPatchSource(images, 64, cfg.train)
+    batch = src.sample(6, torch.Generator().manual_seed(0))
+    assert batch.keys is None and batch.images.shape == (6, 1, 64, 64) and batch.patches.shape == (6, 1, 32, 32)
+    for i in range(6):  # each window is a piece of some image, the patch a piece of the window at the point
+        window = batch.images[i, 0]
+        assert any(torch.equal(window, img[0, y:y + 64, x:x + 64]) for img in images
+                   for y in range(65) for x in range(65) if img[0, y, x] == window[0, 0])
+        x0, y0 = (batch.image_points[i] - batch.patch_points[i]).round().long().tolist()
+        assert torch.equal(batch.patches[i, 0], window[y0:y0 + 32, x0:x0 + 32])
+    with pytest.raises(ValueError, match="refine.crop"):
+        CropPatchSource(images, 48, cfg.train)
+    model = CC2D(cfg.net, cfg.backbone)
+    losses = ssl_step(model, [batch], make_optimizer(model, cfg), cfg.train, torch.device("cpu"))  # uncached
+    assert np.isfinite(losses).all() and len(model.cache) == 0
+
+
+def test_cosine_learning_rate_per_epoch(smoke_cfg):
+    from cc2dkit.training import epoch_lr
+
+    cfg = smoke_cfg.replace(**{"train.lr": 1e-3, "train.epochs": 5, "train.lr_schedule": "cosine",
+                               "train.lr_final_frac": 0.1})
+    lrs = [epoch_lr(cfg, e) for e in range(1, 6)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4) and lrs == sorted(lrs, reverse=True)
+    assert lrs[2] == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+    assert epoch_lr(cfg.replace(**{"train.lr_schedule": "constant"}), 4) == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        epoch_lr(cfg.replace(**{"train.lr_schedule": "step"}), 1)

@@ -1,0 +1,103 @@
+"""The fine stage: windows cut at the fine grid around coarse answers, matched, mapped back."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cc2dkit.config import BackboneConfig, NetConfig
+from cc2dkit.data.base import LandmarkDataset, Sample
+from cc2dkit.data.grid import GridImages
+from cc2dkit.inference import Predictor, RefinedPredictor, Template
+from cc2dkit.inference.refine import crop_origins, cut
+from cc2dkit.methods import load_predictor, run_method
+from cc2dkit.network import CC2D
+
+from .conftest import phantom_grids, tiny_cfg
+
+GRID, SCALE, CROP = 32, 4, 64  # fine grid 128
+DOTS = np.array([[40.0, 30.0], [90.0, 100.0], [20.0, 110.0]])  # original pixels of a 130 x 120 image
+
+
+class Dots(LandmarkDataset):
+    """Images (H 120 x W 130) with a small bright blob at each landmark, shifted per image."""
+
+    def __init__(self, shifts):
+        self.ids = [str(i) for i in range(len(shifts))]
+        self.landmark_names = ("a", "b", "c")
+        self.spacing_mm = 0.1
+        self.shifts = np.asarray(shifts, dtype=np.float64)
+
+    def _load(self, i):
+        pts = DOTS + self.shifts[i]
+        ys, xs = np.mgrid[0:120, 0:130]
+        img = sum(np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 8.0) for x, y in pts)
+        return Sample(self.ids[i], img.astype(np.float32), pts, self.spacing_mm)
+
+
+class Fixed(Predictor):
+    """A coarse stage that answers given grid points."""
+
+    def __init__(self, template, points):
+        super().__init__(template, [0, 1, 2], "cpu", 2)
+        self.points = points
+
+    strides = (32, 16, 8, 4, 2)
+
+    def matcher(self):
+        raise NotImplementedError
+
+    def predict_grid(self, data, rows=None, progress=False):
+        return self.points[list(rows) if rows is not None else slice(None)]
+
+
+def _intensity_network():
+    """A 'network' whose embedding at every pixel is its 5x5 intensity pattern, mean removed (D = 25),
+    the same map at all 5 scales: the cosine peaks where the pattern is the template's."""
+    model = CC2D(NetConfig(embed_dim=8, decoder_widths=(8, 8, 8, 8, 8)), BackboneConfig(arch="vgg16", weights="none"))
+
+    def forward(images, keys=None, landmark_ids=None):
+        patches = F.unfold(images, 5, padding=2).reshape(len(images), 25, *images.shape[-2:])
+        return [patches - patches.mean(dim=1, keepdim=True)] * 5
+
+    model.forward = forward
+    return model
+
+
+def test_crop_origins_stay_inside_the_grid():
+    pts = torch.tensor([[0.0, 127.0], [64.0, 64.0], [100.4, 3.6]])
+    assert crop_origins(pts, 64, 128).tolist() == [[0, 64], [32, 32], [64, 0]]
+    assert cut(torch.zeros(1, 128, 128), crop_origins(pts, 64, 128), 64).shape == (3, 1, 64, 64)
+
+
+def test_refinement_finds_the_dots_from_rough_coarse_answers():
+    data = GridImages(Dots([(0, 0), (6.3, -4.6), (-3.2, 5.1)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    truth = data.landmarks[1:]  # grid points of images 1, 2
+    rough = truth + np.array([[[2.0, -1.5], [-2.5, 2.0], [1.0, 3.0]]])  # 2-3 grid px off (8-12 fine px)
+    coarse = Fixed(template, np.concatenate([data.landmarks[:1], rough]))  # row i: image i
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    refined = RefinedPredictor(coarse, _intensity_network(), fine_template, SCALE, CROP)
+    refined.subpixel = True
+    got = refined.predict_grid(data, [1, 2])
+    assert np.abs(rough - truth).max() >= 2.0
+    assert np.abs(got - truth).max() < 0.15, np.abs(got - truth).max()  # < 0.6 fine px
+    with pytest.raises(ValueError, match="original image"):
+        refined.with_template(Template(template.image, template.points))
+    assert refined.with_template(template).template_fine.shape == (1, GRID * SCALE, GRID * SCALE)
+
+
+def test_refined_runs_save_load_and_resume(tmp_path):
+    cfg = tiny_cfg(**{"train.epochs": 2, "method.name": "multi", "refine.enabled": True, "refine.scale": 2,
+                      "refine.crop": 64, "refine.steps_per_epoch": 2, "eval.subpixel": True})
+    data = phantom_grids(cfg)
+    full = run_method(cfg, tmp_path / "full", data, progress=False)
+    assert isinstance(full.predictor, RefinedPredictor) and full.metrics["loss_fine"].notna().all()
+    loaded = load_predictor(tmp_path / "full")
+    assert isinstance(loaded, RefinedPredictor)
+    assert np.array_equal(loaded.predict(data[1]), full.predictions, equal_nan=True)
+    assert not np.array_equal(full.predictions, full.predictor.coarse.predict(data[1]), equal_nan=True)
+    run_method(cfg.replace(**{"train.epochs": 1}), tmp_path / "cut", data, progress=False)
+    resumed = run_method(cfg, tmp_path / "cut", data, progress=False, resume=True)
+    np.testing.assert_allclose(resumed.metrics["loss_fine"], full.metrics["loss_fine"], rtol=1e-4)
+    with pytest.raises(ValueError, match="layout"):  # a checkpoint without the fine stage does not resume into one
+        run_method(cfg.replace(**{"refine.enabled": False}), tmp_path / "cut", data, progress=False, resume=True)
