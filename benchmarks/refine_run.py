@@ -53,7 +53,7 @@ def main() -> None:
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     train = GridImages(train_set, cfg.data.grid, "train")
     test = GridImages(test_set, cfg.data.grid, "test")
-    coarse = load_predictor(args.run, device, eval_cfg=cfg.eval)
+    coarse = load_predictor(args.run, device, cfg.replace(**{"refine.enabled": False}))
     t = train.index(cfg.data.template)
     template = Template(coarse.template.image, coarse.template.points, train.dataset[t].image)
 

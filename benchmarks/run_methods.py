@@ -142,7 +142,9 @@ def outlier_table(out: Path, far_mm: float = 10.0) -> pd.DataFrame:
             cfg = run_config(f.parent)
             _, test = build_datasets(cfg.data, cfg.seed)
             samples = [test[i] for i in range(len(test))]
-        pred = pd.read_csv(_predictions_file(f.parent), dtype={"image": str}).set_index(["image", "landmark"])
+        pred = pd.read_csv(_predictions_file(f.parent), dtype={"image": str})
+        pred["image"] = [Path(v).stem for v in pred["image"]]  # RawImage/Test1Data/151.bmp (0.1 runs: 151)
+        pred = pred.set_index(["image", "landmark"])
         errors = np.stack([radial_errors_mm(pred.loc[str(s.id)].loc[list(test.landmark_names), ["x", "y"]]
                                             .to_numpy()[None], np.asarray(s.landmarks)[None], s.spacing_mm)[0]
                            for s in samples])  # (N, L) mm

@@ -19,6 +19,7 @@ the split they are given, never another split's.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -27,19 +28,39 @@ from .config import PRESETS, Config, apply_overrides, parse_sets, preset
 from .data import build_datasets
 from .data.grid import GridImages
 from .methods import METHODS, load_predictor, run_config, run_method, write_results
+from .methods.checkpoint import load_checkpoint
+from .methods.runfolder import CHECKPOINT
 from .runtime import setup
 from .viz import prediction_gallery
 
 
+class UsageError(Exception):
+    """A command line that does not make sense (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(message)
+
+
 def _config(args) -> Config:
-    if args.preset is None and (Path(args.out) / "config.json").exists():
-        cfg = run_config(args.out)
+    """The config of a command: a preset (train; default smoke), the run folder's config.json
+    (train --resume, predict, evaluate), then ``--method`` and the ``--set`` overrides."""
+    out = Path(args.out)
+    uses_run = args.command in ("predict", "evaluate") or (args.resume and args.preset is None)
+    if args.command in ("predict", "evaluate") and args.preset is not None:
+        raise UsageError(f"{args.command} uses the run folder's own config; --preset does not apply")
+    if uses_run:
+        if not (out / "config.json").exists():
+            what = "nothing to resume" if args.resume else "not a run folder"
+            raise FileNotFoundError(f"{out}: {what} (no config.json)")
+        cfg = run_config(out)
     else:
         cfg = preset(args.preset or "smoke")
     try:
         sets = parse_sets(args.set)
     except ValueError as e:
-        raise SystemExit(str(e)) from None
+        raise UsageError(str(e)) from None
     if args.method is not None:
         sets["method.name"] = args.method
     return apply_overrides(cfg, sets)
@@ -72,28 +93,27 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> int:
 
 def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool) -> int:
     device, _ = setup(cfg)
+    predictor = load_predictor(out, device, cfg)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     data = GridImages(train_set if split == "train" else test_set, cfg.data.grid, split, progress)
-    predictor = load_predictor(out, device, eval_cfg=cfg.eval)
+    if command == "evaluate" and not data.labelled.all():
+        raise ValueError(f"cannot evaluate split {split!r}: it has images without ground truth (use predict)")
     pred = predictor.predict(data, progress=progress)
     landmarks = predictor.landmark_indices
     table = write_results(out, split, data, pred, landmarks, cfg.eval.radii_mm, evaluate=command == "evaluate")
     if command == "predict":
         print(f"predictions written to {out}/predictions_{split}.csv")
         return 0
-    if table is None:
-        raise SystemExit(f"cannot evaluate split {split!r}: it has images without ground truth")
     _figure(out, split, data, pred, landmarks, cfg.eval.figures)
     _print_table(table)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cc2dkit", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m cc2dkit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["train", "run", "predict", "evaluate", "show-config"])
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                        help="named configuration (default: the run folder's config.json, else smoke)")
+                        help="named configuration for train (default: smoke; with --resume: the run's config.json)")
     parser.add_argument("--out", "--run", dest="out", default="runs/default", help="run folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set train.epochs=5 (repeatable)")
@@ -102,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="method to train (default: the config's method.name, cc2d in every preset)")
     parser.add_argument("--split", default="test", choices=["test", "train"])
     parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    return parser
+
+
+def _run(args) -> int:
     cfg = _config(args)
     progress = not args.no_progress
     out = Path(args.out)
@@ -112,3 +136,43 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("train", "run"):
         return _train(cfg, out, args.resume, progress)
     return _predict(args.command, cfg, out, args.split, progress)
+
+
+def _interrupted(out: Path) -> str:
+    """Where an interrupted training can continue from."""
+    ckpt = out / CHECKPOINT
+    if not ckpt.exists():
+        return f"interrupted; nothing was saved yet in {out}"
+    try:
+        epoch = load_checkpoint(out)["epoch"]
+    except (OSError, ValueError):
+        return f"interrupted; {ckpt} cannot be read"
+    return (f"interrupted; the last checkpoint is {ckpt} (epoch {epoch}). Continue with: "
+            f"python -m cc2dkit train --run {out} --resume")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 an error in the data, the config or a run folder, 2 a command-line usage
+    error, 130 interrupted (Ctrl-C). Errors print one line; ``--debug`` shows the traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        args = _parser().parse_args(argv)
+        return _run(args)
+    except UsageError as e:
+        if debug:
+            raise
+        print(f"error: {e} (python -m cc2dkit --help)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        out = Path(args.out) if "args" in locals() else Path(".")
+        print(_interrupted(out) if args.command in ("train", "run") else "interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, OSError) as e:
+        if debug:
+            raise
+        message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+        return 1

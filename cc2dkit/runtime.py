@@ -22,7 +22,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name!r} asked for, but CUDA is not available (use device=cpu or auto)")
+        raise ValueError(f"device={name!r} asked for, but CUDA is not available (use device=cpu or auto)")
     return dev
 
 

@@ -44,3 +44,65 @@ def test_unknown_preset_and_field():
         preset("fast")
     with pytest.raises(ValueError, match="bogus"):
         Config.from_dict({"train": {"bogus": 1}})
+
+
+# every field with values it must refuse (table-driven: a new field must be added here)
+BAD = {
+    "name": [""], "device": ["gpu", "cuda:x"], "seed": [-1, 1.5, "x"], "num_threads": [0, "two"],
+    "data.source": ["dicom"], "data.root": [""], "data.grid": [0, -64, 100, 32, "x"], "data.train_split": [""],
+    "data.test_split": [""], "data.template": [""], "data.test_limit": [0], "data.csv": [""],
+    "data.phantom_train": [1], "data.phantom_test": [0], "data.phantom_landmarks": [0, 13], "data.phantom_size": [32],
+    "data.phantom_spacing_mm": [0.0],
+    "backbone.arch": ["resnet"], "backbone.weights": [""], "backbone.weights_sha256": [""],
+    "backbone.cache_features": ["maybe", 2],
+    "backbone.cache_fp16": [1], "backbone.cache_max_mb": [-1],
+    "net.embed_dim": [0], "net.decoder_widths": [(8, 8), (8, 8, 8, 8, 0), "8,x"], "net.use_rfb": ["x"],
+    "net.extra_channels": [-1],
+    "train.epochs": [0, -2, "abc"], "train.steps_per_epoch": [0], "train.batch_size": [0], "train.lr": [0.0, -1],
+    "train.lr_schedule": ["step"], "train.lr_final_frac": [1.5], "train.weight_decay": [-0.1],
+    "train.temperature": [0], "train.window": [0], "train.patch_frac": [2, 0], "train.point_central": [0],
+    "train.rotation_deg": [-1, 200], "train.brightness": [1.0], "train.contrast": [-0.1], "train.save_every": [0],
+    "train.amp": ["fp8"], "train.channels_last": ["x"],
+    "method.name": ["nope"], "method.landmarks": [(), (1, 1)], "method.pl_offset": [1.5], "method.atd_copies": [0],
+    "method.atd_shift": [0.6], "method.atd_scale": [-0.1], "method.atd_rotation_deg": [-5],
+    "method.adapter_channels": [-1], "method.batched": ["x"], "method.stack_size": [0], "method.pl_images": [0],
+    "refine.enabled": ["x"], "refine.scale": [0], "refine.crop": [100, 32], "refine.steps_per_epoch": [0],
+    "eval.batch_size": [0], "eval.subpixel": ["x"], "eval.radii_mm": [(), (2.0, 2.0), (-1.0,)], "eval.figures": [-1],
+    "eval.track_every": [-1], "eval.track_images": [0],
+}
+
+
+def test_the_table_covers_every_field():
+    assert set(BAD) == set(preset("smoke").flat())
+
+
+@pytest.mark.parametrize("key,value", [(k, v) for k, vs in BAD.items() for v in vs])
+def test_every_field_is_checked_when_built_naming_the_key(key, value):
+    with pytest.raises(ValueError) as err:
+        preset("smoke").replace(**{key: value})
+    message = str(err.value)
+    assert key in message and "\n" not in message, message
+
+
+def test_cross_field_checks():
+    with pytest.raises(ValueError, match="train.patch_frac=0.2 on data.grid=128"):
+        preset("smoke").replace(**{"train.patch_frac": 0.2})
+    with pytest.raises(ValueError, match="refine.crop=512"):
+        preset("smoke").replace(**{"refine.enabled": True, "refine.scale": 2, "refine.crop": 512})
+
+
+def test_old_config_files_still_read():
+    """cc2dkit 0.1 wrote train.seed (never used; the top-level seed is) and had no refine section."""
+    d = preset("cpu").to_dict()
+    d["train"]["seed"] = 0
+    del d["refine"]
+    assert Config.from_dict(d) == preset("cpu")
+
+
+def test_config_diff_names_the_changed_keys():
+    from cc2dkit.config import config_diff
+
+    a = preset("smoke")
+    b = a.replace(**{"data.grid": 64, "train.epochs": 9, "eval.batch_size": 2})
+    assert config_diff(a, b) == ["data.grid", "train.epochs", "eval.batch_size"]
+    assert config_diff(a, b, ("train.epochs", "eval.*")) == ["data.grid"]

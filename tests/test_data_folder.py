@@ -133,3 +133,54 @@ def test_build_phantom_and_unknown_source():
     assert test.ids == ["test_000", "test_001"]
     with pytest.raises(ValueError, match="'dicom'"):
         build_datasets(DataConfig(source="dicom"), seed=0)
+
+
+def test_symlinked_split_keeps_its_labels(tmp_path):
+    """train/ and test/ of links to the images (a split without copies): rows are matched by the
+    link's own path, never its target."""
+    store = tmp_path / "all"
+    for name, value in (("a", 10), ("b", 20), ("c", 30)):
+        _image(store / f"{name}.png", value)
+    for split, names in (("train", "ab"), ("test", "c")):
+        (tmp_path / split).mkdir()
+        for n in names:
+            (tmp_path / split / f"{n}.png").symlink_to(store / f"{n}.png")
+    _csv(tmp_path / "landmarks.csv", ["train/a.png,p,1,2", "train/b.png,p,3,4", "test/c.png,p,5,6"])
+    train = FolderDataset(tmp_path / "train", tmp_path / "landmarks.csv", 1.0)
+    test = FolderDataset(tmp_path / "test", tmp_path / "landmarks.csv", 1.0)
+    assert train.labelled_ids == ["a", "b"] and test.labelled_ids == ["c"]
+    np.testing.assert_allclose(test[0].landmarks, [[5, 6]])
+    assert test.image_ref(0) == "test/c.png"  # predictions name the file as the CSV does
+
+
+@pytest.mark.parametrize("x,y", [(5000, 3), (2, -300), (W - 0.4, 3), (2, H)])
+def test_landmark_outside_its_image_is_refused(tmp_path, x, y):
+    message = _error(tmp_path, ["a.png,tip,1,2", f"a.png,base,{x},{y}", "b.jpg,base,5,6", "b.jpg,tip,7,8"])
+    assert "'a.png'" in message and "'base'" in message and f"{W} x {H}" in message and "outside" in message
+
+
+def test_image_edges_are_inside(tmp_path):
+    root = make_folder(tmp_path)
+    _csv(root / "landmarks.csv", ["a.png,tip,-0.5,-0.5", f"a.png,base,{W - 0.5},{H - 0.5}"])
+    assert FolderDataset(root, None, 1.0).labelled_ids == ["a"]
+
+
+def test_names_differing_only_in_case_are_refused(tmp_path):
+    message = _error(tmp_path, ["a.png,Tip,1,2", "a.png,tip,3,4"])
+    assert "'tip' differs from 'Tip' only in case" in message
+
+
+def test_latin1_and_header_only_csvs_name_the_file(tmp_path):
+    root = make_folder(tmp_path)
+    (root / "landmarks.csv").write_bytes("image,landmark,x,y\na.png,naso\xe9,1,2\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="landmarks.csv: not UTF-8"):
+        FolderDataset(root, None, 1.0)
+    assert "no landmark rows" in _error(tmp_path, [])
+
+
+def test_twelve_bit_data_in_sixteen_bit_files_is_scaled_with_a_warning(tmp_path):
+    path = tmp_path / "xray.png"
+    Image.fromarray(np.full((H, W), 4095 // 2, np.uint16)).save(path)
+    with pytest.warns(UserWarning, match="xray.png: 16-bit values reach only 2047; read as 12-bit"):
+        img = read_grayscale(path)
+    assert abs(float(img[0, 0]) - 0.5) < 1e-3

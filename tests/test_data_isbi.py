@@ -139,10 +139,8 @@ def test_unreadable_image_names_file(tmp_path):
     root = make_isbi(tmp_path, ids=("001", "002"))
     broken = root / "RawImage" / "TrainingData" / "002.bmp"
     broken.write_bytes(b"this is not a bitmap")
-    ds = ISBIDataset(root, "train")  # images load lazily
-    ds[0]
-    with pytest.raises(OSError, match="002.bmp"):
-        ds[1]
+    with pytest.raises(OSError, match="002.bmp"):  # found when the dataset is built, before any training
+        ISBIDataset(root, "train")
 
 
 def test_resolve_root(tmp_path, monkeypatch):
@@ -171,3 +169,18 @@ def test_real_isbi_train_split():
     junior = read_isbi_annotation(REAL_ISBI / "AnnotationsByMD" / "400_junior" / "001.txt")
     np.testing.assert_allclose(s.landmarks, (senior + junior) / 2.0)
     np.testing.assert_allclose(s.landmarks[0], [(835 + 829) / 2, (996 + 991) / 2])
+
+
+def test_annotation_outside_the_image_is_refused(tmp_path):
+    root = make_isbi(tmp_path, ids=("001", "002"))
+    coords = _coords(2)
+    coords[3] = (W + 500, 2)
+    _write_annotation(root / "AnnotationsByMD" / "400_senior" / "002.txt", coords, True)
+    _write_annotation(root / "AnnotationsByMD" / "400_junior" / "002.txt", coords, True)
+    with pytest.raises(ValueError, match=r"002\.txt: landmark 'porion' .* outside the image"):
+        ISBIDataset(root, "train")
+
+
+def test_image_refs_are_paths_under_the_root(tmp_path):
+    ds = ISBIDataset(make_isbi(tmp_path, ids=("001",)), "train")
+    assert ds.image_ref(0) == "RawImage/TrainingData/001.bmp"

@@ -99,5 +99,5 @@ def test_refined_runs_save_load_and_resume(tmp_path):
     run_method(cfg.replace(**{"train.epochs": 1}), tmp_path / "cut", data, progress=False)
     resumed = run_method(cfg, tmp_path / "cut", data, progress=False, resume=True)
     np.testing.assert_allclose(resumed.metrics["loss_fine"], full.metrics["loss_fine"], rtol=1e-4)
-    with pytest.raises(ValueError, match="layout"):  # a checkpoint without the fine stage does not resume into one
+    with pytest.raises(ValueError, match="refine.enabled: True -> False"):  # the checkpoint has a fine stage
         run_method(cfg.replace(**{"refine.enabled": False}), tmp_path / "cut", data, progress=False, resume=True)

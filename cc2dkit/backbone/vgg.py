@@ -57,7 +57,7 @@ class FrozenVGG(nn.Module):
             raise ValueError(f"unknown backbone arch {cfg.arch!r}; choose one of {sorted(FEATURE_INFO)}")
         self.arch = cfg.arch
         self.taps = FEATURE_INFO[cfg.arch]
-        features = build_vgg_features(cfg.arch, cfg.weights)
+        features = build_vgg_features(cfg.arch, cfg.weights, cfg.weights_sha256)
         self.features = features[: self.taps[-1].module_index + 1]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

@@ -1,6 +1,7 @@
 """Where the frozen VGG's weights come from: ImageNet download, a local file, or none."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -20,11 +21,12 @@ _IMAGENET = {
 }
 
 
-def build_vgg_features(arch: str, weights: str) -> nn.Sequential:
+def build_vgg_features(arch: str, weights: str, sha256: str | None = None) -> nn.Sequential:
     """``vgg.features`` of ``arch`` with weights ``"imagenet"``, ``"none"``, ``"env"`` or a file path.
 
     ``"env"`` reads the path from ``$CC2DKIT_WEIGHTS``. A file holds a torchvision state dict,
-    keys with or without the ``features.`` prefix; classifier keys are ignored.
+    keys with or without the ``features.`` prefix; classifier keys are ignored. ``sha256``: the
+    file's recorded checksum (a run's); a file with another one is refused, naming both.
     """
     if arch not in _BUILDERS:
         raise ValueError(f"unknown backbone arch {arch!r}; choose one of {sorted(_BUILDERS)}")
@@ -33,12 +35,37 @@ def build_vgg_features(arch: str, weights: str) -> nn.Sequential:
     features = _random_features(arch)
     if weights == "none":
         return features
+    path = weights_file(weights)
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise ValueError(f"backbone weights {path} are not the run's (sha256 {file_sha256(path)[:12]}... against "
+                         f"{sha256[:12]}...): pass the file it was trained with (--set backbone.weights=PATH)")
+    load_features_state(features, path)
+    return features
+
+
+def weights_file(weights: str) -> Path:
+    """The file of ``backbone.weights`` (a path, or ``"env"``: ``$CC2DKIT_WEIGHTS``), which must exist."""
     if weights == "env":
         if not os.environ.get(WEIGHTS_ENV):
             raise ValueError(f"backbone.weights='env' but ${WEIGHTS_ENV} is not set")
         weights = os.environ[WEIGHTS_ENV]
-    load_features_state(features, resolve_path(weights, what="backbone weights file"))
-    return features
+    return resolve_path(weights, what="backbone weights file")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recorded_weights(weights: str) -> tuple[str, str | None]:
+    """What a run records of ``backbone.weights``: the absolute file and its sha256 (or the word and None)."""
+    if weights in ("imagenet", "none"):
+        return weights, None
+    path = weights_file(weights)
+    return str(path), file_sha256(path)
 
 
 RANDOM_SEED = 0  # the "none" backbone is always the same random VGG (it is never saved in checkpoints)

@@ -47,6 +47,10 @@ class LandmarkDataset:
             shown = ", ".join(self.ids[:5]) + (", ..." if len(self.ids) > 5 else "")
             raise KeyError(f"image id {image_id!r} is not in this dataset (ids: {shown})") from None
 
+    def image_ref(self, i: int) -> str:
+        """How a landmark CSV names image ``i`` (the folder format's ``image`` column); the id here."""
+        return self.ids[i]
+
     def landmark_index(self, name: str | int) -> int:
         """Landmark index from a name (case-insensitive) or a 0-based index (see ``landmarks.py``)."""
         return landmark_index(self.landmark_names, name)
@@ -67,3 +71,6 @@ class SubsetDataset(LandmarkDataset):
 
     def _load(self, i: int) -> Sample:
         return self.base[self._indices[i]]
+
+    def image_ref(self, i: int) -> str:
+        return self.base.image_ref(self._indices[i])

@@ -19,7 +19,10 @@ CSV format (long format, one row per image per landmark)::
 
 Further columns are ignored, as are blank lines. Rows naming images outside this dataset's
 folder are checked (the file must exist) and then ignored, so one CSV can serve a ``train/`` and
-a ``test/`` folder. Images in the folder with no CSV row are unlabelled (``landmarks`` is None).
+a ``test/`` folder. Paths are compared as written, never through a symbolic link's target (a split
+of links to the images works). Images in the folder with no CSV row are unlabelled
+(``landmarks`` is None). Landmark names are matched case-insensitively (two names that differ
+only in case are refused); a landmark outside its image is refused. The CSV is UTF-8.
 
 Supported image files: ``.png .jpg .jpeg .bmp .tif .tiff`` (8- or 16-bit, gray or colour, read
 as grayscale float32 in [0, 1]); the image id is the file stem.
@@ -27,14 +30,17 @@ as grayscale float32 in [0, 1]); the image id is the file stem.
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .base import LandmarkDataset, Sample
-from .imageio import IMAGE_EXTENSIONS, list_images, read_grayscale
+from .imageio import IMAGE_EXTENSIONS, image_size, list_images, read_grayscale
+from .landmarks import case_clash, check_inside
 
 CSV_COLUMNS = ("image", "landmark", "x", "y")
 DEFAULT_CSV_NAME = "landmarks.csv"
@@ -66,12 +72,18 @@ class FolderDataset(LandmarkDataset):
 
         names, table = _read_landmark_csv(self.csv_path)
         self.landmark_names = tuple(names)
-        root_resolved = self.root.resolve()
-        by_file = {p.resolve(): i for i, p in self.image_paths.items()}
+        by_file = {absolute(p): i for i, p in self.image_paths.items()}  # as given: a symlink stays itself
         self._landmarks: dict[str, np.ndarray] = {}
         for file, coords in table.items():
-            if file.parent == root_resolved and file in by_file:
-                self._landmarks[by_file[file]] = coords
+            if file in by_file:
+                image_id = by_file[file]
+                check_inside(coords, image_size(self.image_paths[image_id]), names,
+                             f"{self.csv_path}: image {self.image_paths[image_id].name!r}")
+                self._landmarks[image_id] = coords
+
+    def image_ref(self, i: int) -> str:
+        """The image's path relative to the CSV's folder, as this module reads it (e.g. ``test/005.png``)."""
+        return Path(os.path.relpath(absolute(self.image_paths[self.ids[i]]), absolute(self.csv_path.parent))).as_posix()
 
     @property
     def labelled_ids(self) -> list[str]:
@@ -95,61 +107,70 @@ def _read_landmark_csv(csv_path: Path) -> tuple[list[str], dict[Path, np.ndarray
     """
     if not csv_path.is_file():
         raise FileNotFoundError(f"landmark CSV not found: {csv_path}")
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{csv_path}: not UTF-8 text (byte {e.start}); save the CSV as UTF-8") from None
     base = csv_path.parent
     names: list[str] = []
     rows: dict[Path, dict[str, tuple[float, float, int]]] = {}
     first_line: dict[Path, int] = {}
     resolved_cache: dict[str, Path] = {}
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = None
-        data_row = 0
-        for record in reader:
-            line = reader.line_num
-            if not record or all(not f.strip() for f in record):
-                continue
-            if header is None:
-                header = [f.strip().lower() for f in record]
-                missing = [c for c in CSV_COLUMNS if c not in header]
-                if missing:
-                    raise ValueError(
-                        f"{csv_path}, line {line}: header {record} lacks column(s) {missing}; "
-                        f"expected the columns {','.join(CSV_COLUMNS)}")
-                col = {c: header.index(c) for c in CSV_COLUMNS}
-                continue
-            data_row += 1
-            where = f"{csv_path}, line {line} (data row {data_row})"
-            if len(record) < len(header):
-                raise ValueError(f"{where}: expected {len(header)} fields, got {len(record)}: "
-                                 f"{','.join(record)!r}")
-            image = record[col["image"]].strip()
-            landmark = record[col["landmark"]].strip()
-            if not image or not landmark:
-                raise ValueError(f"{where}: empty image or landmark name: {','.join(record)!r}")
-            xy = []
-            for c in ("x", "y"):
-                text = record[col[c]].strip()
-                try:
-                    v = float(text)
-                except ValueError:
-                    v = math.nan
-                if not math.isfinite(v):
-                    raise ValueError(f"{where}: {c}={text!r} is not a finite number")
-                xy.append(v)
-            if image not in resolved_cache:
-                resolved_cache[image] = _resolve_image(base, image, where)
-            file = resolved_cache[image]
-            if landmark not in names:
-                names.append(landmark)
-            entry = rows.setdefault(file, {})
-            first_line.setdefault(file, line)
-            if landmark in entry:
-                raise ValueError(f"{where}: duplicated row for image {image!r}, landmark "
-                                 f"{landmark!r} (first given on line {entry[landmark][2]})")
-            entry[landmark] = (xy[0], xy[1], line)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = None
+    data_row = 0
+    for record in reader:
+        line = reader.line_num
+        if not record or all(not f.strip() for f in record):
+            continue
         if header is None:
-            raise ValueError(f"{csv_path}, line 1: empty file; expected the header "
-                             f"{','.join(CSV_COLUMNS)}")
+            header = [f.strip().lower() for f in record]
+            missing = [c for c in CSV_COLUMNS if c not in header]
+            if missing:
+                raise ValueError(
+                    f"{csv_path}, line {line}: header {record} lacks column(s) {missing}; "
+                    f"expected the columns {','.join(CSV_COLUMNS)}")
+            col = {c: header.index(c) for c in CSV_COLUMNS}
+            continue
+        data_row += 1
+        where = f"{csv_path}, line {line} (data row {data_row})"
+        if len(record) < len(header):
+            raise ValueError(f"{where}: expected {len(header)} fields, got {len(record)}: "
+                             f"{','.join(record)!r}")
+        image = record[col["image"]].strip()
+        landmark = record[col["landmark"]].strip()
+        if not image or not landmark:
+            raise ValueError(f"{where}: empty image or landmark name: {','.join(record)!r}")
+        xy = []
+        for c in ("x", "y"):
+            text = record[col[c]].strip()
+            try:
+                v = float(text)
+            except ValueError:
+                v = math.nan
+            if not math.isfinite(v):
+                raise ValueError(f"{where}: {c}={text!r} is not a finite number")
+            xy.append(v)
+        if image not in resolved_cache:
+            resolved_cache[image] = _resolve_image(base, image, where)
+        file = resolved_cache[image]
+        if landmark not in names:
+            clash = case_clash(names + [landmark])
+            if clash:
+                raise ValueError(f"{where}: landmark {clash[1]!r} differs from {clash[0]!r} only in case; "
+                                 "landmark names are matched case-insensitively: use one spelling")
+            names.append(landmark)
+        entry = rows.setdefault(file, {})
+        first_line.setdefault(file, line)
+        if landmark in entry:
+            raise ValueError(f"{where}: duplicated row for image {image!r}, landmark "
+                             f"{landmark!r} (first given on line {entry[landmark][2]})")
+        entry[landmark] = (xy[0], xy[1], line)
+    if header is None:
+        raise ValueError(f"{csv_path}, line 1: empty file; expected the header "
+                         f"{','.join(CSV_COLUMNS)}")
+    if not names:
+        raise ValueError(f"{csv_path}: a header but no landmark rows")
 
     table: dict[Path, np.ndarray] = {}
     for file, entry in rows.items():
@@ -162,12 +183,17 @@ def _read_landmark_csv(csv_path: Path) -> tuple[list[str], dict[Path, np.ndarray
     return names, table
 
 
+def absolute(path: Path) -> Path:
+    """An absolute, normalised path, symbolic links left as they are (never their targets)."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
 def _resolve_image(base: Path, name: str, where: str) -> Path:
     """The image file a CSV ``image`` entry names (relative to the CSV's folder)."""
     path = base / name
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         if path.is_file():
-            return path.resolve()
+            return absolute(path)
         tried = [path]
     else:
         tried = [path.with_name(path.name + ext) for ext in IMAGE_EXTENSIONS]
@@ -175,7 +201,7 @@ def _resolve_image(base: Path, name: str, where: str) -> Path:
         if len(hits) > 1:
             raise ValueError(f"{where}: image {name!r} is ambiguous: {[str(h) for h in hits]}")
         if hits:
-            return hits[0].resolve()
+            return absolute(hits[0])
     raise FileNotFoundError(
         f"{where}: image {name!r} not found (looked for {tried[0]}"
         + (f" with extensions {', '.join(IMAGE_EXTENSIONS)}" if len(tried) > 1 else "")

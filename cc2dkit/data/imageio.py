@@ -1,6 +1,7 @@
 """Finding and reading image files as grayscale float arrays (shared by every file-based dataset)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,22 @@ def read_grayscale(path: str | Path) -> np.ndarray:
     """Read an image file as a (H, W) float32 grayscale array in [0, 1].
 
     8-bit images (gray, RGB, palette, with or without alpha) go through PIL's ``convert("L")``;
-    16-bit gray images are divided by 65535. Any failure raises ``OSError`` naming the file.
+    16-bit gray images are divided by the largest value of their bit depth: 65535, or, when no
+    value exceeds 4095 (10- or 12-bit data stored in 16 bits, common for X-rays), 1023 or 4095,
+    with a warning naming the file (else such an image would look nearly black). Any failure
+    raises ``OSError`` naming the file.
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
             if img.mode in _SIXTEEN_BIT_MODES:
-                arr = np.asarray(img, dtype=np.float64)
-                return (np.clip(arr, 0.0, 65535.0) / 65535.0).astype(np.float32)
+                arr = np.clip(np.asarray(img, dtype=np.float64), 0.0, 65535.0)
+                top = next(2 ** b - 1 for b in (10, 12, 16) if arr.max() <= 2 ** b - 1)
+                if top < 65535:
+                    warnings.warn(f"image {path}: 16-bit values reach only {int(arr.max())}; read as "
+                                  f"{top.bit_length()}-bit data (divided by {top})", stacklevel=2)
+                return (arr / top).astype(np.float32)
             if img.mode == "F":
                 raise OSError(f"floating-point images are not supported (mode {img.mode!r}); "
                               "save it as 8- or 16-bit")
@@ -47,3 +55,12 @@ def list_images(folder: Path) -> dict[str, Path]:
             raise ValueError(f"two images share the id {p.stem!r}: {found[p.stem]} and {p}")
         found[p.stem] = p
     return dict(sorted(found.items()))
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(H, W) of an image file, from its header (the pixels are not read)."""
+    try:
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except (OSError, ValueError, SyntaxError) as e:
+        raise OSError(f"cannot read image {path}: {e}") from e

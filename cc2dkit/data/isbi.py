@@ -23,7 +23,8 @@ import numpy as np
 from ..config import ISBI_ROOT_ENV
 from ..paths import candidates
 from .base import LandmarkDataset, Sample
-from .imageio import IMAGE_EXTENSIONS, list_images, read_grayscale
+from .imageio import IMAGE_EXTENSIONS, image_size, list_images, read_grayscale
+from .landmarks import check_inside
 
 ISBI_LANDMARKS: tuple[str, ...] = (
     "sella",
@@ -145,6 +146,9 @@ class ISBIDataset(LandmarkDataset):
         self.landmark_names = ISBI_LANDMARKS
         self.spacing_mm = ISBI_SPACING_MM
         self._landmarks = {i: self._read_ground_truth(i) for i in self.ids}
+        for i, marks in self._landmarks.items():
+            check_inside(marks, image_size(self.image_paths[i]), ISBI_LANDMARKS,
+                         f"{self.annotation_path(i, ISBI_ANNOTATORS[0]).parent.parent}/*/{i}.txt")
 
     def _list_split_images(self, first: int, last: int) -> dict[str, Path]:
         found = list_images(self.image_dir)
@@ -153,6 +157,10 @@ class ISBIDataset(LandmarkDataset):
                 raise ValueError(f"unexpected image {p} in the ISBI {self.split!r} folder: "
                                  f"expected names NNN{p.suffix} with NNN in {first:03d}-{last:03d}")
         return found
+
+    def image_ref(self, i: int) -> str:
+        """The image's path under the dataset root, e.g. ``RawImage/Test1Data/151.bmp``."""
+        return self.image_paths[self.ids[i]].relative_to(self.root).as_posix()
 
     def annotation_path(self, image_id: str, annotator: str) -> Path:
         """``AnnotationsByMD/<annotator>/<id>.txt`` (annotator: ``400_senior`` or ``400_junior``)."""

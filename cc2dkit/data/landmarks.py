@@ -55,3 +55,12 @@ def case_clash(names: Iterable[str]) -> tuple[str, str] | None:
             return seen[n.lower()], n
         seen.setdefault(n.lower(), n)
     return None
+
+
+def check_inside(points: np.ndarray, size_hw: tuple[int, int], names, where: str) -> None:
+    """Refuse landmarks outside the image (pixel centres at integers: [-0.5, W - 0.5] x [-0.5, H - 0.5])."""
+    h, w = size_hw
+    for name, (x, y) in zip(names, points):
+        if not (-0.5 <= x <= w - 0.5 and -0.5 <= y <= h - 0.5):
+            raise ValueError(f"{where}: landmark {name!r} at ({x:g}, {y:g}) lies outside the image "
+                             f"({w} x {h} pixels)")

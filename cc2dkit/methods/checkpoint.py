@@ -1,6 +1,6 @@
 """Resumable runs: everything an interrupted run needs, saved after every ``train.save_every`` epochs.
 
-``checkpoint.pt`` holds the epoch, the trainable weights of every model, the optimizers, the
+``checkpoint.pt`` holds the config it was trained with, the epoch, the trainable weights of every model, the optimizers, the
 run's generator state, the pseudo-labels with their history, the per-epoch log rows and the
 *layout* (how models are grouped for training: one model, K models one by one, or stacks). A run
 resumed from it continues at the next epoch; with the same config it ends with the same numbers
@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
+from ..config import Config
 from .runfolder import CHECKPOINT, CHECKPOINT_FORMAT, LEGACY, load_saved, save_atomic
 
 
-def save_checkpoint(out: Path, epoch: int, models: list, optimizers: list, generator: torch.Generator, pl_state,
-                    log_rows: list[dict], layout: str) -> Path:
-    state = {"format": CHECKPOINT_FORMAT, "epoch": epoch,
+def save_checkpoint(out: Path, cfg: Config, epoch: int, models: list, optimizers: list, generator: torch.Generator,
+                    pl_state, log_rows: list[dict], layout: str) -> Path:
+    state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch,
              "models": [m.trainable_state_dict() for m in models],
              "optimizers": [o.state_dict() for o in optimizers],
              "generator": generator.get_state(),

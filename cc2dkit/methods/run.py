@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..config import Config
+from ..backbone import recorded_weights
+from ..config import RESUME_MAY_CHANGE, Config, config_diff
 from ..data.template_aug import TemplateCopies, augment_template
 from ..data.grid import GridImages
 from ..inference import ModelPredictor, ModelSetPredictor, Predictor, RefinedPredictor, fine_template
@@ -28,8 +30,8 @@ from .checkpoint import load_checkpoint, restore, restore_optimizers, save_check
 from .context import EpochLog, RunContext, prepare_context
 from .loop import Trainee, layout, make_trainees, run_epochs, training_groups
 from .registry import MethodSpec, method_config, method_spec
-from .runfolder import CONFIG, METRICS, PL_HISTORY, evaluation, save_model, write_csv_atomic, write_results, \
-    write_text_atomic
+from .runfolder import (CHECKPOINT, CONFIG, LEGACY, METRICS, MODEL, PL_HISTORY, evaluation, save_model,
+                        write_csv_atomic, write_results, write_text_atomic)
 
 
 @dataclass
@@ -76,14 +78,18 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     ``data``: (train, test) GridImages to reuse (built from ``cfg.data`` when None). ``resume``:
     continue from ``out_dir/checkpoint.pt``.
     """
-    cfg = method_config(cfg)
+    cfg = record_backbone(method_config(cfg))
     spec = method_spec(cfg)
     if resume and out_dir is None:
         raise ValueError("resume needs a run folder (out_dir)")
+    state = load_checkpoint(Path(out_dir)) if resume else None
+    if state is not None:
+        check_resume(state, cfg)
+    elif out_dir is not None:
+        refuse_to_overwrite(Path(out_dir))
     ctx = prepare_context(cfg, out_dir, data, progress)
     if spec.uses_pl and not ctx.unlabelled:
         raise ValueError("the training split holds only the template; PL methods need unlabelled images")
-    state = load_checkpoint(ctx.out) if resume else None
     k = len(ctx.landmarks)
     models = [m.to(ctx.device) for m in spec.build_models(cfg, k)]
     fine = CC2D(cfg.net, cfg.backbone).to(ctx.device) if cfg.refine.enabled else None  # the fine stage's network
@@ -118,8 +124,8 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     def save(epoch: int) -> None:
         every = max(cfg.train.save_every, 1)
         if ctx.out is not None and (epoch % every == 0 or epoch == cfg.train.epochs):
-            save_checkpoint(ctx.out, epoch, trained, [t.optimizer for t in trainees], ctx.generator, pl, log.rows,
-                            grouping)
+            save_checkpoint(ctx.out, cfg, epoch, trained, [t.optimizer for t in trainees], ctx.generator, pl,
+                            log.rows, grouping)
 
     run_epochs(ctx, stages, trainees, predictor, pl, log, start, save, spec.name, progress)
     if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
@@ -130,6 +136,38 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     result = finish(ctx, predictor, pl, log, progress)
     result.extra["template_copies"] = copies
     return result
+
+
+def record_backbone(cfg: Config) -> Config:
+    """``cfg`` with its backbone weights file recorded: the absolute path and the file's sha256 (a
+    run predicts later only with the same weights), unless already recorded."""
+    if cfg.backbone.weights_sha256 is not None:
+        return cfg
+    weights, sha = recorded_weights(cfg.backbone.weights)
+    return cfg.replace(**{"backbone.weights": weights, "backbone.weights_sha256": sha})
+
+
+def check_resume(state: dict, cfg: Config) -> None:
+    """Refuse a resume whose config changes what the checkpoint's weights mean (``RESUME_MAY_CHANGE``
+    lists what may change), or that would end before the epoch the checkpoint already holds."""
+    saved = Config.from_dict(state["config"])
+    changed = config_diff(saved, cfg, RESUME_MAY_CHANGE)
+    if changed:
+        was, now = saved.flat(), cfg.flat()
+        diffs = "; ".join(f"{k}: {was[k]!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(f"cannot resume {state['path']} with another config ({diffs}); on resume only "
+                         f"{', '.join(RESUME_MAY_CHANGE)} may change")
+    if state["epoch"] > cfg.train.epochs:
+        raise ValueError(f"cannot resume {state['path']}: it holds epoch {state['epoch']}, more than "
+                         f"train.epochs={cfg.train.epochs}; resume with train.epochs >= {state['epoch']}")
+
+
+def refuse_to_overwrite(out: Path) -> None:
+    """A new run never writes into a folder holding another run's model or checkpoint."""
+    held = [f for f in (CHECKPOINT, MODEL, *LEGACY) if (out / f).exists()]
+    if held:
+        raise ValueError(f"{out} already holds a run ({', '.join(held)}): resume it (--resume) or choose "
+                         "another run folder")
 
 
 def fine_trainee(ctx: RunContext, fine: CC2D, progress: bool) -> Trainee:

@@ -7,7 +7,8 @@
                             (grid image and landmarks), the config; what predict/evaluate load
     metrics.csv             per epoch and landmark: stage losses, tracked test MRE, seconds
     pl_history.csv          PL methods: per epoch and landmark, PL movement and (analysis) PL error
-    predictions_<split>.csv image, landmark, x, y in original pixels (the folder-CSV format)
+    predictions_<split>.csv image, landmark, x, y in original pixels (the folder-CSV format; image: the file
+                            as the dataset names it, e.g. test/005.png)
     evaluation_<split>.csv  per-landmark MRE, SD, SDR and the "all" row (labelled splits)
     errors_<split>.csv      image, landmark, error_mm (labelled splits)
 
@@ -18,7 +19,6 @@ be resumed.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from .. import __version__
-from ..config import Config, EvalConfig
+from ..config import PREDICTION_KEEPS, Config, config_diff, matches
 from ..data.folder import landmarks_frame
 from ..data.grid import GridImages
 from ..inference import ModelPredictor, ModelSetPredictor, Predictor, RefinedPredictor, Template
@@ -122,21 +122,28 @@ def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Pat
     return save_atomic(state, out / MODEL)
 
 
-def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", train: GridImages | None = None,
-                   eval_cfg: EvalConfig | None = None) -> Predictor:
+def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Config | None = None,
+                   train: GridImages | None = None) -> Predictor:
     """The trained predictor of a finished run folder (its own template; ``with_template`` for another).
 
-    ``eval_cfg``: inference settings (batch size, sub-pixel peaks) instead of the run's own.
-    ``train``: the run's training images, needed only by one-model folders of cc2dkit 0.1 (their
-    template was not saved; built from the config when None).
+    ``cfg``: the config to predict with (inference settings such as ``eval.*``, another data
+    folder, where the backbone weights file is now); it must keep what the weights mean
+    (``PREDICTION_KEEPS``), else a ValueError names the fields. ``train``: the run's training
+    images, needed only by one-model folders of cc2dkit 0.1 (built from the config when None).
     """
     run_dir = Path(run_dir)
-    cfg = method_config(run_config(run_dir))
-    if eval_cfg is not None:
-        cfg = dataclasses.replace(cfg, eval=eval_cfg)
+    state = load_saved(run_dir / MODEL, MODEL_FORMAT, "cc2dkit model file") if (run_dir / MODEL).exists() else None
+    run_cfg = method_config(Config.from_dict(state["config"]) if state is not None else run_config(run_dir))
+    if cfg is not None:
+        changed = [k for k in config_diff(run_cfg, method_config(cfg)) if matches(k, PREDICTION_KEEPS)]
+        if changed:
+            was, now = run_cfg.flat(), method_config(cfg).flat()
+            raise ValueError(f"{run_dir} was trained with {', '.join(f'{k}={was[k]!r}' for k in changed)}; "
+                             f"predicting with {', '.join(f'{k}={now[k]!r}' for k in changed)} would misuse "
+                             "its weights")
+    cfg = method_config(cfg) if cfg is not None else run_cfg
     device = torch.device(device)
-    if (run_dir / MODEL).exists():
-        state = load_saved(run_dir / MODEL, MODEL_FORMAT, "cc2dkit model file")
+    if state is not None:
         template = Template(state["template_image"], np.asarray(state["template_points"], dtype=np.float64))
         predictor = _predictor(cfg, state["models"], state["landmark_indices"], template, device, run_dir / MODEL)
         if state.get("fine") is None:
@@ -206,7 +213,8 @@ def write_results(out: Path, split: str, data: GridImages, pred: np.ndarray, lan
     """``predictions_<split>.csv`` and, with ``evaluate`` on a labelled split, ``evaluation_<split>.csv``
     and ``errors_<split>.csv``; returns the evaluation table (None when not evaluated)."""
     names = [data.landmark_names[l] for l in landmarks]
-    write_csv_atomic(landmarks_frame(pred[:, landmarks], data.ids, names), out / predictions_csv(split), index=False)
+    refs = [data.dataset.image_ref(i) for i in range(len(data))]  # file names, not bare ids ("005" stays "005.png")
+    write_csv_atomic(landmarks_frame(pred[:, landmarks], refs, names), out / predictions_csv(split), index=False)
     if not evaluate or not data.labelled.all():
         return None
     errors, table = evaluation(data, pred, landmarks, radii)

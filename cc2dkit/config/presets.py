@@ -1,0 +1,52 @@
+"""The named configurations: ``smoke`` (tests, seconds), ``cpu`` (2 CPU cores), ``paper`` (a CUDA GPU)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .sections import BackboneConfig, Config, DataConfig, NetConfig, TrainConfig, apply_overrides
+
+
+def _smoke() -> Config:
+    return Config(
+        name="smoke",
+        data=DataConfig(source="phantom", grid=128, template="train_000", phantom_train=12,
+                        phantom_test=6, phantom_landmarks=5, phantom_size=256),
+        backbone=BackboneConfig(arch="vgg16", weights="none", cache_max_mb=512),
+        net=NetConfig(embed_dim=32, decoder_widths=(64, 64, 32, 32, 16)),
+        train=TrainConfig(epochs=3, batch_size=4, lr=1e-3, steps_per_epoch=3),
+        device="cpu",
+    )
+
+
+def _cpu() -> Config:
+    return Config(
+        name="cpu",
+        data=DataConfig(source="isbi", grid=192, template="125"),
+        backbone=BackboneConfig(arch="vgg16", weights="env",
+                                cache_max_mb=4096),
+        net=NetConfig(embed_dim=64, decoder_widths=(256, 128, 128, 64, 64)),
+        train=TrainConfig(epochs=30, batch_size=8, lr=3e-4, steps_per_epoch=30),
+        device="cpu",
+    )
+
+
+def _paper() -> Config:
+    return Config(
+        name="paper",
+        data=DataConfig(source="isbi", grid=384, template="125"),
+        backbone=BackboneConfig(arch="vgg19", weights="imagenet", cache_max_mb=8192),
+        net=NetConfig(embed_dim=64, decoder_widths=(256, 256, 128, 64, 64)),
+        train=TrainConfig(epochs=300, batch_size=8, lr=1e-4),
+        device="auto",
+    )
+
+
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    """A named preset, optionally with dotted overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    cfg = PRESETS[name]()
+    return apply_overrides(cfg, overrides) if overrides else cfg
