@@ -256,3 +256,12 @@ def test_ctrl_c_says_how_to_resume(capsys, tmp_path, trained, monkeypatch):
     err = capsys.readouterr().err
     assert f"the last checkpoint is {run / 'checkpoint.pt'} (epoch 1)" in err
     assert f"python -m cc2dkit train --run {run} --resume" in err and "Traceback" not in err
+
+
+def test_an_unlabelled_test_split_trains_and_predicts(capsys, tmp_path, data):
+    """Labels only for the template: training, then predictions of the test split, no evaluation."""
+    root = _broken(data, tmp_path, _rewrite_csv(lambda ls: [ln for ln in ls if not ln.startswith("test/")]))
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "smoke", "--out", str(run), *folder_args(root)]) == 0
+    assert (run / "predictions_test.csv").exists() and not (run / "evaluation_test.csv").exists()
+    assert "test/test_000.png" in (run / "predictions_test.csv").read_text()

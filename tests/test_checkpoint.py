@@ -62,3 +62,9 @@ def test_saved_files_give_errors_naming_the_file(tmp_path):
     (run / CHECKPOINT).unlink()
     with pytest.raises(FileNotFoundError, match=f"no {MODEL} in .*has not finished"):
         load_predictor(run)
+
+
+def test_a_save_killed_mid_write_leaves_nothing_behind_after_the_next(tmp_path):
+    (tmp_path / "checkpoint.pt.tmp").write_bytes(b"")  # what a kill during torch.save leaves
+    save_atomic({"format": CHECKPOINT_FORMAT}, tmp_path / "checkpoint.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
