@@ -121,7 +121,7 @@ def test_build_folder_source(tmp_path):
     cfg = DataConfig(source="folder", root=str(tmp_path), test_limit=2)
     train, test = build_datasets(cfg, seed=0)
     assert train.ids == ["t0", "t1"] and train.landmark_names == ("p", "q")
-    assert train[1].landmarks is None and train[0].spacing_mm == 1.0
+    assert train[1].landmarks is None and train[0].spacing_mm is None  # unknown: errors in px
     assert isinstance(test, SubsetDataset) and test.ids == ["s0", "s1"]
     np.testing.assert_allclose(test[1].landmarks, [[1, 1], [1, 1]])
 
@@ -184,3 +184,23 @@ def test_twelve_bit_data_in_sixteen_bit_files_is_scaled_with_a_warning(tmp_path)
     with pytest.warns(UserWarning, match="xray.png: 16-bit values reach only 2047; read as 12-bit"):
         img = read_grayscale(path)
     assert abs(float(img[0, 0]) - 0.5) < 1e-3
+
+
+def test_spacing_from_the_config_or_a_csv_column_else_pixels(tmp_path):
+    from cc2dkit.data.grid import GridImages
+
+    root = make_folder(tmp_path)
+    assert FolderDataset(root, None).spacing_of(0) is None
+    grid = GridImages(FolderDataset(root, None), 32, "x", progress=False)
+    assert grid.unit == "px" and (grid.scale == 1).all()
+    assert GridImages(FolderDataset(root, None, 0.1), 32, "x", progress=False).unit == "mm"
+    _csv(root / "landmarks.csv", ["a.png,tip,1,2,0.2", "a.png,base,3.5,4,0.2", "b.jpg,base,5,6,0.3",
+                                  "b.jpg,tip,7,8,0.3"], header="image,landmark,x,y,spacing_mm")
+    ds = FolderDataset(root, None)
+    assert [ds.spacing_of(i) for i in range(3)] == [0.2, 0.3, None] and ds[1].spacing_mm == 0.3
+    grid = GridImages(SubsetDataset(ds, ["a", "b"]), 32, "x", progress=False)
+    assert grid.unit == "mm" and list(grid.scale) == [0.2, 0.3]
+    with pytest.raises(ValueError, match="spacing_mm=0.4 .* differs"):
+        _csv(root / "landmarks.csv", ["a.png,tip,1,2,0.2", "a.png,base,3.5,4,0.4"],
+             header="image,landmark,x,y,spacing_mm")
+        FolderDataset(root, None)

@@ -80,7 +80,7 @@ def test_plot_pl_trajectory_artists():
 
 
 def test_plot_pl_history_and_gallery():
-    rows = [{"epoch": e, "landmark": n, "landmark_index": i, "movement_px": np.nan if e == 0 else 1.0 / e,
+    rows = [{"epoch": e, "landmark": n, "landmark_index": i, "movement_grid": np.nan if e == 0 else 1.0 / e,
              "movement_mm": np.nan if e == 0 else 0.1 / e, "pl_error_mm": 10.0 - e - i}
             for e in range(3) for i, n in enumerate(["a", "b"])]
     fig = plot_pl_history(pd.DataFrame(rows))

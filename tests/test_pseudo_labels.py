@@ -28,17 +28,17 @@ def test_history_records_movement_and_error(tiny):
     rows, lms = [1, 2, 3], [0, 2]
     pl = PLState(data.landmarks[np.ix_(rows, lms)], rows, lms, ["a", "b"])
     pl.record(0, data)
-    assert np.allclose(pl.history[0]["pl_error_mm"], 0.0, atol=1e-9)
-    assert np.isnan(pl.history[0]["movement_mm"]).all()
+    assert np.allclose(pl.history[0]["pl_error"], 0.0, atol=1e-9)
+    assert np.isnan(pl.history[0]["movement"]).all()
     pl.pls = pl.pls + np.array([3.0, 4.0])  # 5 grid px; the phantom is square: 128 / 64 = 2 px per cell
     pl.record(1, data)
     h = pl.history[1]
-    assert h["movement_px"] == pytest.approx([5.0, 5.0])
-    mm = 5.0 * 2 * data.spacing_mm
-    assert h["movement_mm"] == pytest.approx([mm, mm]) and h["pl_error_mm"] == pytest.approx([mm, mm])
+    assert h["movement_grid"] == pytest.approx([5.0, 5.0])
+    mm = 5.0 * 2 * data.dataset.spacing_mm
+    assert h["movement"] == pytest.approx([mm, mm]) and h["pl_error"] == pytest.approx([mm, mm])
     assert not np.shares_memory(h["pls"], pl.pls)
     frame = pl.history_frame()
-    assert list(frame.columns) == ["epoch", "landmark", "landmark_index", "movement_px", "movement_mm", "pl_error_mm"]
+    assert list(frame.columns) == ["epoch", "landmark", "landmark_index", "movement_grid", "movement_mm", "pl_error_mm"]
     assert len(frame) == 4 and frame["epoch"].tolist() == [0, 0, 1, 1] and frame["landmark"].tolist() == ["a", "b"] * 2
 
 
@@ -48,7 +48,7 @@ def test_pl_error_is_nan_without_ground_truth(tiny):
     saved = data.original_landmarks.copy()
     try:
         data.original_landmarks[[1, 2]] = np.nan
-        assert np.isnan(pl.record(0, data)["pl_error_mm"]).all()
+        assert np.isnan(pl.record(0, data)["pl_error"]).all()
     finally:
         data.original_landmarks[:] = saved
 

@@ -13,7 +13,13 @@ import pandas as pd
 from ..data.coords import from_grid
 from ..data.landmarks import landmark_index
 
-HISTORY_COLUMNS = ("epoch", "landmark", "pl_error_mm", "movement_mm")
+def history_unit(history_frame: pd.DataFrame) -> str:
+    """``"mm"``, or ``"px"`` for a PL history of images whose spacing is unknown; ValueError otherwise."""
+    for unit in ("mm", "px"):
+        if {"epoch", "landmark", f"pl_error_{unit}", f"movement_{unit}"} <= set(history_frame.columns):
+            return unit
+    raise ValueError(f"history frame lacks column(s) epoch, landmark, pl_error_mm, movement_mm (or _px); "
+                     f"has {list(history_frame.columns)}: pass pl_state.history_frame()")
 
 
 def pl_trajectory(pl_state, data, image_row: int, landmark_col: int | str) -> np.ndarray:
@@ -44,17 +50,15 @@ def pl_trajectories(pl_state, data, image_rows: Sequence[int]) -> np.ndarray:
 def pl_summary(history_frame: pd.DataFrame) -> pd.DataFrame:
     """Per landmark (index ``landmark``, training order): ``initial_pl_error_mm`` (random PLs),
     ``best_pl_error_mm``, ``final_pl_error_mm``, ``final_movement_mm`` (last epoch's mean move;
-    near 0: the PLs have settled)."""
-    missing = [c for c in HISTORY_COLUMNS if c not in history_frame.columns]
-    if missing:
-        raise ValueError(f"history frame lacks column(s) {missing}; pass pl_state.history_frame()")
+    near 0: the PLs have settled); ``_px`` for images of unknown spacing."""
+    u = history_unit(history_frame)
     if history_frame.empty:
         raise ValueError("empty PL history")
     rows = []
     for name in dict.fromkeys(history_frame["landmark"]):
         h = history_frame[history_frame["landmark"] == name].sort_values("epoch")
-        err = h["pl_error_mm"].to_numpy(float)
-        rows.append({"landmark": name, "initial_pl_error_mm": err[0],
-                     "best_pl_error_mm": float(np.nanmin(err)) if np.isfinite(err).any() else float("nan"),
-                     "final_pl_error_mm": err[-1], "final_movement_mm": float(h["movement_mm"].iloc[-1])})
+        err = h[f"pl_error_{u}"].to_numpy(float)
+        rows.append({"landmark": name, f"initial_pl_error_{u}": err[0],
+                     f"best_pl_error_{u}": float(np.nanmin(err)) if np.isfinite(err).any() else float("nan"),
+                     f"final_pl_error_{u}": err[-1], f"final_movement_{u}": float(h[f"movement_{u}"].iloc[-1])})
     return pd.DataFrame(rows).set_index("landmark")

@@ -26,8 +26,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
-VALUE = "test_mre_mm"
-_LABELS = {"test_mre_mm": "test MRE (mm)", "pl_error_mm": "PL error (mm)"}
+VALUE = "test_mre_mm"  # a run on images of unknown spacing has test_mre_px: the default falls back to it
+_LABELS = {"test_mre_mm": "test MRE (mm)", "pl_error_mm": "PL error (mm)", "test_mre_px": "test MRE (px)",
+           "pl_error_px": "PL error (px)"}
 
 
 def error_table(frame: pd.DataFrame, value: str = VALUE) -> pd.DataFrame:
@@ -38,6 +39,8 @@ def error_table(frame: pd.DataFrame, value: str = VALUE) -> pd.DataFrame:
     """
     if not isinstance(frame, pd.DataFrame):
         raise ValueError(f"expected a pandas DataFrame, got {type(frame).__name__}")
+    if value == VALUE and VALUE not in frame.columns and "test_mre_px" in frame.columns:
+        value = "test_mre_px"
     missing = [c for c in ("epoch", "landmark", value) if c not in frame.columns]
     if missing:
         raise ValueError(f"error frame lacks column(s) {missing}; has {list(frame.columns)}")

@@ -46,6 +46,7 @@ class DataConfig(_Checked):
     template: str = rule("125", nonempty=True)  # id of the one labelled image
     test_limit: int | None = rule(None, lo=1)  # evaluate on the first N test images only (None: all)
     csv: str | None = rule(None, nonempty=True)  # "folder" source: landmark CSV (default <root>/landmarks.csv)
+    spacing_mm: float | None = rule(None, lo=0, lo_open=True)  # "folder": mm per pixel (None: a CSV column, else px)
     # phantom (procedural, embedded default data)
     phantom_train: int = rule(24, lo=2)
     phantom_test: int = rule(8, lo=1)

@@ -16,7 +16,6 @@ from .isbi import ISBI_LANDMARKS, ISBIDataset, resolve_isbi_root
 from .landmarks import LandmarkNotFound, landmark_index, resolve_landmarks
 from .phantom import PhantomDataset, make_phantom_splits
 
-FOLDER_SPACING_MM = 1.0  # "folder" source: no physical spacing known, so errors are in pixels
 FOLDER_TRAIN = "train"
 FOLDER_TEST = "test"
 
@@ -49,8 +48,8 @@ def build_datasets(cfg: DataConfig, seed: int) -> tuple[LandmarkDataset, Landmar
       :func:`resolve_isbi_root` ``(cfg.root)``.
     - ``"folder"``: ``cfg.root`` holds ``train/`` and ``test/`` image folders and one CSV covering
       both (``cfg.csv``, default ``<root>/landmarks.csv``; its image names are relative to the
-      CSV's folder, e.g. ``train/001.png``). Spacing is taken as 1.0 mm per pixel, so reported
-      "mm" errors of a folder dataset are really pixels.
+      CSV's folder, e.g. ``train/001.png``). The pixel spacing is ``cfg.spacing_mm`` or a
+      ``spacing_mm`` column of the CSV; without either, errors are in pixels (labelled px).
 
     When ``cfg.test_limit`` is set, the test set is restricted to its first ``test_limit`` ids.
     """
@@ -68,8 +67,8 @@ def build_datasets(cfg: DataConfig, seed: int) -> tuple[LandmarkDataset, Landmar
         if not root.is_dir():
             raise FileNotFoundError(f"data folder not found: {root} (data.root)")
         csv_path = Path(cfg.csv).expanduser() if cfg.csv is not None else root / DEFAULT_CSV_NAME
-        train = FolderDataset(root / FOLDER_TRAIN, csv_path, FOLDER_SPACING_MM)
-        test = FolderDataset(root / FOLDER_TEST, csv_path, FOLDER_SPACING_MM)
+        train = FolderDataset(root / FOLDER_TRAIN, csv_path, cfg.spacing_mm)
+        test = FolderDataset(root / FOLDER_TEST, csv_path, cfg.spacing_mm)
     else:
         raise ValueError(f"unknown data source {cfg.source!r}; choose 'phantom', 'isbi' or 'folder'")
     if cfg.test_limit is not None:

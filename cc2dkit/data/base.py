@@ -21,15 +21,16 @@ class Sample:
     id: str  # e.g. "125" or "train_003"
     image: np.ndarray  # (H, W) float32 in [0, 1], grayscale
     landmarks: np.ndarray | None  # (L, 2) float64 (x, y) in original pixels; None if unlabelled
-    spacing_mm: float  # millimetres per pixel (isotropic)
+    spacing_mm: float | None  # millimetres per pixel (isotropic); None: unknown (errors in pixels)
 
 
 class LandmarkDataset:
-    """Base class: subclasses fill ``ids``, ``landmark_names``, ``spacing_mm`` and ``_load``."""
+    """Base class: subclasses fill ``ids``, ``landmark_names``, ``spacing_mm`` (the images' pixel
+    size in mm, None when unknown; ``spacing_of(i)`` may differ per image) and ``_load``."""
 
     ids: list[str]
     landmark_names: tuple[str, ...]
-    spacing_mm: float
+    spacing_mm: float | None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -50,6 +51,10 @@ class LandmarkDataset:
     def image_ref(self, i: int) -> str:
         """How a landmark CSV names image ``i`` (the folder format's ``image`` column); the id here."""
         return self.ids[i]
+
+    def spacing_of(self, i: int) -> float | None:
+        """Image ``i``'s pixel size in mm (None: unknown)."""
+        return self.spacing_mm
 
     def landmark_index(self, name: str | int) -> int:
         """Landmark index from a name (case-insensitive) or a 0-based index (see ``landmarks.py``)."""
@@ -74,3 +79,6 @@ class SubsetDataset(LandmarkDataset):
 
     def image_ref(self, i: int) -> str:
         return self.base.image_ref(self._indices[i])
+
+    def spacing_of(self, i: int) -> float | None:
+        return self.base.spacing_of(self._indices[i])

@@ -28,7 +28,9 @@ class GridImages:
     """All images of ``dataset`` at the model grid.
 
     Attributes: ``images`` (N, 1, G, G) float32; ``sizes`` (N, 2) original (H, W);
-    ``keys`` feature-cache keys ``"<split>/<id>"``; ``landmarks`` (N, L, 2) float64 grid coordinates, NaN for unlabelled images; ``labelled`` (N,).
+    ``keys`` feature-cache keys ``"<split>/<id>"``; ``landmarks`` (N, L, 2) float64 grid coordinates, NaN for unlabelled images; ``labelled`` (N,);
+    ``unit`` ``"mm"`` when every image's pixel spacing is known, else ``"px"``; ``scale`` (N,)
+    what one original pixel is in that unit (the spacing, or 1).
     """
 
     def __init__(self, dataset: LandmarkDataset, grid: int, split: str, progress: bool = True):
@@ -40,7 +42,10 @@ class GridImages:
         self.ids = list(dataset.ids)
         self.keys = [f"{split}/{i}" for i in self.ids]  # feature-cache keys, unique across splits
         self.landmark_names = tuple(dataset.landmark_names)
-        self.spacing_mm = dataset.spacing_mm
+        spacing = np.array([np.nan if dataset.spacing_of(i) is None else dataset.spacing_of(i)
+                            for i in range(len(dataset))], dtype=np.float64)
+        self.unit = "mm" if np.isfinite(spacing).all() else "px"
+        self.scale = spacing if self.unit == "mm" else np.ones(len(dataset))
         n, n_lm = len(dataset), len(dataset.landmark_names)
         self.images = torch.empty(n, 1, grid, grid)
         self.sizes = np.zeros((n, 2), dtype=np.int64)

@@ -72,13 +72,14 @@ def tracked_test_grid(ctx: RunContext, predictor: Predictor, epoch: int) -> tupl
 
 
 def test_errors(ctx: RunContext, rows: list[int], pred_grid: np.ndarray) -> np.ndarray | None:
-    """(n, K) errors in mm of (n, K, 2) grid predictions on test ``rows``; None when unlabelled."""
+    """(n, K) errors (mm, or px when the spacing is unknown) of (n, K, 2) grid predictions on test
+    ``rows``; None when unlabelled."""
     if ctx.test is None or not ctx.test.labelled[rows].all():
         return None
     full = np.full((len(ctx.test), len(ctx.test.landmark_names), 2), np.nan)
     full[np.ix_(rows, ctx.landmarks)] = pred_grid
     pred = ctx.test.to_original(full)[np.ix_(rows, ctx.landmarks)]
-    return radial_errors_mm(pred, ctx.test.original_landmarks[np.ix_(rows, ctx.landmarks)], ctx.test.spacing_mm)
+    return radial_errors_mm(pred, ctx.test.original_landmarks[np.ix_(rows, ctx.landmarks)], ctx.test.scale[rows])
 
 
 class EpochLog:
@@ -93,10 +94,11 @@ class EpochLog:
         """``losses``: stage name -> (K,) mean losses; ``tracked``: :func:`tracked_test_grid`'s result;
         ``seconds`` the whole epoch, ``train_seconds`` its training stages (without Infer-PL, tracking)."""
         errs = None if tracked is None else test_errors(self.ctx, *tracked)
+        unit = self.ctx.test.unit if self.ctx.test is not None else "mm"
         for k, (l, name) in enumerate(zip(self.ctx.landmarks, self.ctx.landmark_names)):
             row = {"epoch": epoch, "landmark": name, "landmark_index": l}
             row.update({f"loss_{s}": float(v[k]) for s, v in losses.items()})
-            row["test_mre_mm"] = float(errs[:, k].mean()) if errs is not None else float("nan")
+            row[f"test_mre_{unit}"] = float(errs[:, k].mean()) if errs is not None else float("nan")
             row["seconds"] = seconds
             row["train_seconds"] = train_seconds
             self.rows.append(row)

@@ -200,12 +200,13 @@ def _predictor(cfg: Config, weights: list, landmarks: list[int], template: Templ
 # -- results of a split -------------------------------------------------------------------------
 
 def evaluation(data: GridImages, pred: np.ndarray, landmarks: list[int], radii) -> tuple[np.ndarray, pd.DataFrame]:
-    """(N, K) errors (mm) and the per-landmark table of original-pixel predictions (N, L, 2) on a labelled split."""
+    """(N, K) errors and the per-landmark table of original-pixel predictions (N, L, 2) on a labelled
+    split, in mm (or px, labelled so, when the images' spacing is unknown)."""
     if not data.labelled.all():
         missing = [data.ids[i] for i in np.flatnonzero(~data.labelled)][:5]
         raise ValueError(f"cannot evaluate: images without ground truth, e.g. {missing}")
-    errors = radial_errors_mm(pred[:, landmarks], data.original_landmarks[:, landmarks], data.spacing_mm)
-    return errors, per_landmark_table(errors, [data.landmark_names[l] for l in landmarks], radii)
+    errors = radial_errors_mm(pred[:, landmarks], data.original_landmarks[:, landmarks], data.scale)
+    return errors, per_landmark_table(errors, [data.landmark_names[l] for l in landmarks], radii, data.unit)
 
 
 def write_results(out: Path, split: str, data: GridImages, pred: np.ndarray, landmarks: list[int], radii,
@@ -219,5 +220,5 @@ def write_results(out: Path, split: str, data: GridImages, pred: np.ndarray, lan
         return None
     errors, table = evaluation(data, pred, landmarks, radii)
     write_csv_atomic(table, out / evaluation_csv(split))
-    write_csv_atomic(errors_long(errors, names, data.ids), out / errors_csv(split), index=False)
+    write_csv_atomic(errors_long(errors, names, refs, data.unit), out / errors_csv(split), index=False)
     return table

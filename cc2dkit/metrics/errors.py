@@ -26,9 +26,9 @@ def as_numpy(x, dtype=np.float64) -> np.ndarray:
     return np.asarray(x, dtype=dtype)
 
 
-def sdr_key(radius: float) -> str:
-    """Column / dict key of the SDR at ``radius`` mm, e.g. ``2 -> "SDR_2.0mm"``."""
-    return f"SDR_{float(radius)}mm"
+def sdr_key(radius: float, unit: str = "mm") -> str:
+    """Column / dict key of the SDR at ``radius`` (in ``unit``), e.g. ``2 -> "SDR_2.0mm"``."""
+    return f"SDR_{float(radius)}{unit}"
 
 
 def radial_errors_mm(pred, gt, spacing_mm) -> np.ndarray:
@@ -106,14 +106,15 @@ def sdr(errors_mm, radii: Iterable[float] = DEFAULT_RADII) -> dict[float, float]
     return {r: float(100.0 * np.mean(errors <= r)) for r in _check_radii(radii)}
 
 
-def summarize(errors_mm, radii: Iterable[float]) -> dict[str, float]:
+def summarize(errors_mm, radii: Iterable[float], unit: str = "mm") -> dict[str, float]:
     """Overall scores of a set of errors (any shape, all entries pooled).
 
     Returns ``{"MRE_mm": mean, "SD_mm": population std (ddof=0), "SDR_<r>mm": percentage, ...}``
-    with one SDR key per radius (see :func:`sdr_key`), all plain Python floats.
+    with one SDR key per radius (see :func:`sdr_key`), all plain Python floats. ``unit``: what the
+    errors are in, written into the keys (``"px"`` for images of unknown pixel spacing).
     """
     errors = _check_errors(errors_mm)
-    out = {"MRE_mm": float(errors.mean()), "SD_mm": float(errors.std(ddof=0))}
+    out = {f"MRE_{unit}": float(errors.mean()), f"SD_{unit}": float(errors.std(ddof=0))}
     for r, rate in sdr(errors, radii).items():
-        out[sdr_key(r)] = rate
+        out[sdr_key(r, unit)] = rate
     return out

@@ -5,8 +5,6 @@ Conventions: ``errors_mm`` is an (N, L) array (images x landmarks) from
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -34,11 +32,13 @@ def _check_names(names: Sequence, expected: int, what: str, axis: str) -> list:
     return names
 
 
-def per_landmark_table(errors_mm, landmark_names: Sequence[str], radii: Iterable[float]) -> pd.DataFrame:
+def per_landmark_table(errors_mm, landmark_names: Sequence[str], radii: Iterable[float],
+                       unit: str = "mm") -> pd.DataFrame:
     """One row per landmark plus a final ``"all"`` row with the overall scores.
 
     Index (named ``"landmark"``): the landmark names, then ``"all"``. Columns: ``MRE_mm``,
-    ``SD_mm`` and ``SDR_<r>mm`` for each radius (e.g. ``SDR_2.0mm``), in that order.
+    ``SD_mm`` and ``SDR_<r>mm`` for each radius (e.g. ``SDR_2.0mm``), in that order; with
+    ``unit="px"`` (pixel spacing unknown) ``MRE_px``, ``SD_px``, ``SDR_<r>px``.
 
     Raises:
         ValueError: names of the wrong length, duplicated, empty / non-string, or named ``"all"``.
@@ -51,14 +51,14 @@ def per_landmark_table(errors_mm, landmark_names: Sequence[str], radii: Iterable
         if n == ALL_ROW:
             raise ValueError(f"{ALL_ROW!r} is reserved for the overall row and cannot be a landmark name")
     radii = _check_radii(radii)
-    rows = [summarize(errors[:, j], radii) for j in range(errors.shape[1])]
-    rows.append(summarize(errors, radii))
+    rows = [summarize(errors[:, j], radii, unit) for j in range(errors.shape[1])]
+    rows.append(summarize(errors, radii, unit))
     table = pd.DataFrame(rows, index=pd.Index(names + [ALL_ROW], name="landmark"))
     return table
 
 
-def errors_long(errors_mm, landmark_names: Sequence[str], image_ids: Sequence) -> pd.DataFrame:
-    """Long-format errors: one row per (image, landmark) with columns image, landmark, error_mm."""
+def errors_long(errors_mm, landmark_names: Sequence[str], image_ids: Sequence, unit: str = "mm") -> pd.DataFrame:
+    """Long-format errors: one row per (image, landmark) with columns image, landmark, error_mm (or error_px)."""
     errors = _check_2d(errors_mm)
     names = _check_names(landmark_names, errors.shape[1], "landmark names", "landmarks")
     ids = _check_names(image_ids, errors.shape[0], "image ids", "images")
@@ -67,43 +67,6 @@ def errors_long(errors_mm, landmark_names: Sequence[str], image_ids: Sequence) -
         {
             "image": np.repeat(np.asarray(ids, dtype=object), l),
             "landmark": np.tile(np.asarray(names, dtype=object), n),
-            "error_mm": errors.reshape(-1),
+            f"error_{unit}": errors.reshape(-1),
         }
     )
-
-
-def save_evaluation(errors_mm, landmark_names: Sequence[str], image_ids: Sequence,
-                    radii: Iterable[float], out_dir) -> dict[str, float]:
-    """Write an evaluation to ``out_dir`` (created if needed) and return the overall summary.
-
-    Files:
-        - ``evaluation.csv``: :func:`per_landmark_table` (index column ``landmark``, last row ``all``).
-        - ``errors.csv``: long format, columns ``image, landmark, error_mm``.
-        - ``evaluation.json``: ``{"summary": {...}, "per_landmark": {name: {...}}, "radii_mm": [...],
-          "n_images": N, "n_landmarks": L}``; ``summary`` is the returned dict.
-
-    Image ids are written as given; read ``errors.csv`` back with ``dtype={"image": str}`` to keep
-    ids such as ``"001"`` intact.
-    """
-    errors = _check_2d(errors_mm)
-    radii = _check_radii(radii)
-    table = per_landmark_table(errors, landmark_names, radii)
-    long = errors_long(errors, landmark_names, image_ids)
-    summary = summarize(errors, radii)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "evaluation.csv")
-    long.to_csv(out / "errors.csv", index=False)
-    per_landmark = {
-        str(name): {k: float(v) for k, v in row.items()}
-        for name, row in table.drop(index=ALL_ROW).to_dict(orient="index").items()
-    }
-    payload = {
-        "summary": summary,
-        "per_landmark": per_landmark,
-        "radii_mm": list(radii),
-        "n_images": int(errors.shape[0]),
-        "n_landmarks": int(errors.shape[1]),
-    }
-    (out / "evaluation.json").write_text(json.dumps(payload, indent=2))
-    return summary

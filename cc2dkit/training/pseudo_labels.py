@@ -30,9 +30,10 @@ class PLState:
     ``image_indices`` (N,) are the rows of ``data`` the PLs belong to (the unlabelled training
     images), ``landmark_indices`` (K,) the dataset landmarks of the K columns. ``history`` holds
     one entry per :meth:`record` (epoch 0: the initial PLs): ``epoch``, ``pls`` (a copy),
-    ``movement_px`` / ``movement_mm`` (K,) mean distance to the previous PLs (NaN at the first
-    entry), ``pl_error_mm`` (K,) mean distance to ground truth where it is known (NaN otherwise;
-    analysis only).
+    ``movement_grid`` / ``movement`` (K,) mean distance to the previous PLs in grid pixels / in
+    ``unit`` (NaN at the first entry), ``pl_error`` (K,) mean distance to ground truth in ``unit``
+    where it is known (NaN otherwise; analysis only). ``unit``: ``"mm"``, or ``"px"`` (original
+    pixels) when the images' spacing is unknown.
     """
 
     def __init__(self, pls: np.ndarray, image_indices: Sequence[int], landmark_indices: Sequence[int],
@@ -45,6 +46,7 @@ class PLState:
         self.landmark_indices = [int(i) for i in landmark_indices]
         self.landmark_names = [str(n) for n in landmark_names]
         self.history: list[dict] = []
+        self.unit = "mm"
 
     @classmethod
     def random(cls, data: GridImages, image_indices: Sequence[int], landmark_indices: Sequence[int],
@@ -63,37 +65,39 @@ class PLState:
         return data.to_original(full)[self.image_indices]
 
     def record(self, epoch: int, data: GridImages) -> dict:
-        """Append the current PLs to the history with their movement and (analysis) error."""
+        """Append the current PLs to the history with their movement and (analysis) error, in
+        ``data.unit`` (mm, or original pixels when the spacing is unknown)."""
+        self.unit = data.unit
         orig = self.original(data)
+        scale = data.scale[self.image_indices][:, None]  # (N, 1)
         if self.history:
             prev = self.history[-1]
-            movement_px = np.linalg.norm(self.pls - prev["pls"], axis=-1).mean(axis=0)
-            movement_mm = (np.linalg.norm(orig - self.original(data, prev["pls"]), axis=-1)
-                           * data.spacing_mm).mean(axis=0)
+            movement_grid = np.linalg.norm(self.pls - prev["pls"], axis=-1).mean(axis=0)
+            movement = (np.linalg.norm(orig - self.original(data, prev["pls"]), axis=-1) * scale).mean(axis=0)
         else:
-            movement_px = movement_mm = np.full(len(self.landmark_indices), np.nan)
+            movement_grid = movement = np.full(len(self.landmark_indices), np.nan)
         gt = data.original_landmarks[np.ix_(self.image_indices, self.landmark_indices)]  # analysis only
-        err = np.linalg.norm(orig - gt, axis=-1) * data.spacing_mm  # (N, K), NaN where unknown
+        err = np.linalg.norm(orig - gt, axis=-1) * scale  # (N, K), NaN where unknown
         known = np.isfinite(err)
         sums = np.where(known, err, 0.0).sum(axis=0)
         counts = known.sum(axis=0)
-        error_mm = np.divide(sums, counts, out=np.full(len(counts), np.nan), where=counts > 0)
-        entry = {"epoch": int(epoch), "pls": self.pls.copy(), "movement_px": movement_px,
-                 "movement_mm": movement_mm, "pl_error_mm": error_mm}
+        error = np.divide(sums, counts, out=np.full(len(counts), np.nan), where=counts > 0)
+        entry = {"epoch": int(epoch), "pls": self.pls.copy(), "movement_grid": movement_grid,
+                 "movement": movement, "pl_error": error}
         self.history.append(entry)
         return entry
 
     def history_frame(self) -> pd.DataFrame:
-        """One row per (epoch, landmark): epoch, landmark (name), landmark_index, movement_px,
-        movement_mm, pl_error_mm."""
+        """One row per (epoch, landmark): epoch, landmark (name), landmark_index, movement_grid (grid
+        pixels), movement_mm and pl_error_mm (``_px`` instead of ``_mm`` when the spacing is unknown)."""
+        u = self.unit
+        columns = ["epoch", "landmark", "landmark_index", "movement_grid", f"movement_{u}", f"pl_error_{u}"]
         rows = []
         for h in self.history:
             for j, (li, name) in enumerate(zip(self.landmark_indices, self.landmark_names)):
-                rows.append({"epoch": h["epoch"], "landmark": name, "landmark_index": li,
-                             "movement_px": float(h["movement_px"][j]), "movement_mm": float(h["movement_mm"][j]),
-                             "pl_error_mm": float(h["pl_error_mm"][j])})
-        return pd.DataFrame(rows, columns=["epoch", "landmark", "landmark_index", "movement_px", "movement_mm",
-                                           "pl_error_mm"])
+                rows.append([h["epoch"], name, li, float(h["movement_grid"][j]), float(h["movement"][j]),
+                             float(h["pl_error"][j])])
+        return pd.DataFrame(rows, columns=columns)
 
 
 # -- patches ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..analysis.pl import HISTORY_COLUMNS, pl_trajectory
+from ..analysis.pl import history_unit, pl_trajectory
 from ..data.landmarks import landmark_index
 from .plots import _gray
 
@@ -22,17 +22,15 @@ GT_LABEL = "ground truth"
 
 
 def plot_pl_history(history_frame: pd.DataFrame, title: str | None = None) -> Figure:
-    """Two panels, one line per landmark: PL error (mm, against the ground truth that training
-    never reads) and PL movement (mm, mean distance the PLs moved since the previous epoch)."""
-    missing = [c for c in HISTORY_COLUMNS if c not in history_frame.columns]
-    if missing:
-        raise ValueError(f"history frame lacks column(s) {missing}; pass pl_state.history_frame()")
+    """Two panels, one line per landmark: PL error (mm, or px, against the ground truth that
+    training never reads) and PL movement (the mean distance the PLs moved since the previous epoch)."""
+    u = history_unit(history_frame)
     if history_frame.empty:
         raise ValueError("empty PL history")
     names = list(dict.fromkeys(history_frame["landmark"]))
-    fig = Figure(figsize=(10.0, 3.6), layout="constrained")
+    fig = Figure(figsize=(9.6, 3.4), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, col, label in zip(axes, ("pl_error_mm", "movement_mm"), ("PL error (mm)", "PL movement (mm)")):
+    for ax, col, label in zip(axes, (f"pl_error_{u}", f"movement_{u}"), (f"PL error ({u})", f"PL movement ({u})")):
         for name in names:
             rows = history_frame[history_frame["landmark"] == name].sort_values("epoch")
             ax.plot(rows["epoch"].to_numpy(), rows[col].to_numpy(float), "o-", ms=3, lw=1.2, label=str(name))
