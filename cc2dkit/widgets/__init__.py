@@ -1,8 +1,9 @@
 """Notebook widgets: the landmark picker and the figures that follow it."""
 from .picker import LandmarkPicker
+from .annotator import TemplateAnnotator
 from .views import FigureView, PredictionsView, SimilarityMapsView
 
-__all__ = ["FigureView", "LandmarkPicker", "PredictionsView", "SimilarityMapsView"]
+__all__ = ["FigureView", "LandmarkPicker", "PredictionsView", "SimilarityMapsView", "TemplateAnnotator"]
 from .explorer import Explorer, landmark_explorer
 
 __all__ += ["Explorer", "landmark_explorer"]
