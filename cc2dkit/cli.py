@@ -6,6 +6,7 @@ Examples::
     python -m cc2dkit train --preset cpu --out runs/cpu --set data.root=../shared/data/isbi2015
     python -m cc2dkit train --run runs/cpu --resume          # continue an interrupted run
     python -m cc2dkit predict --run runs/cpu --split train
+    python -m cc2dkit predict --run runs/cpu --images my_xrays/ --template my_xrays/t.png   # your own images
     python -m cc2dkit evaluate --run runs/cpu
     python -m cc2dkit train --method atd --preset cpu --out runs/cpu-atd   # a method of He et al.
 
@@ -14,7 +15,10 @@ every preset; multi, wide, sla, atd, adapter), predicts the test split and evalu
 labelled. Every method writes the same run folder (``cc2dkit/methods/runfolder.py``): config.json,
 checkpoint.pt, model.pt, metrics.csv, pl_history.csv, predictions_test.csv, evaluation_test.csv,
 errors_test.csv, predictions_test.png. ``predict`` / ``evaluate`` write the ``_<split>`` files of
-the split they are given, never another split's.
+the split they are given, never another split's. ``predict --images FOLDER`` applies a run to a
+folder of your own (any image size; ``--template IMAGE`` with its landmarks in ``--template-csv``
+to match against your own template instead of the run's) and writes ``predictions.csv`` (the
+folder format, to correct in the annotator) and one overlay per image.
 """
 from __future__ import annotations
 
@@ -24,14 +28,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import PRESETS, Config, apply_overrides, parse_sets, preset
-from .data import build_datasets
+from .config import PRESETS, Config, apply_overrides, config_diff, parse_sets, preset
+from .data import build_datasets, landmarks_frame
 from .data.grid import GridImages
+from .inference import Template
 from .methods import METHODS, load_predictor, run_config, run_method, write_results
+from .methods.apply import predict_folder, user_template
 from .methods.checkpoint import load_checkpoint
-from .methods.runfolder import CHECKPOINT
+from .methods.runfolder import CHECKPOINT, write_csv_atomic
 from .runtime import setup
-from .viz import prediction_gallery
+from .viz import plot_landmarks, prediction_gallery
 
 
 class UsageError(Exception):
@@ -91,10 +97,16 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> int:
     return 0
 
 
+TEMPLATE_KEYS = ("data.source", "data.root", "data.csv", "data.template", "data.train_split")
+
+
 def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool) -> int:
     device, _ = setup(cfg)
     predictor = load_predictor(out, device, cfg)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
+    if any(k in TEMPLATE_KEYS for k in config_diff(run_config(out), cfg)):  # another dataset: its own template
+        train = GridImages(train_set, cfg.data.grid, "train", progress)
+        predictor = predictor.with_template(Template.from_data(train, cfg.data.template))
     data = GridImages(train_set if split == "train" else test_set, cfg.data.grid, split, progress)
     if command == "evaluate" and not data.labelled.all():
         raise ValueError(f"cannot evaluate split {split!r}: it has images without ground truth (use predict)")
@@ -106,6 +118,26 @@ def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool) -
         return 0
     _figure(out, split, data, pred, landmarks, cfg.eval.figures)
     _print_table(table)
+    return 0
+
+
+def _predict_images(args, cfg: Config, progress: bool) -> int:
+    """``predict --images FOLDER``: every image of the folder; predictions and overlays in ``--output``."""
+    device, _ = setup(cfg)
+    run, folder = Path(args.out), Path(args.images)
+    template = None
+    if args.template is not None:
+        csv = Path(args.template_csv) if args.template_csv else Path(args.template).parent / "landmarks.csv"
+        template = user_template(args.template, csv, cfg.data.grid)
+    data, pred, predictor = predict_folder(run, folder, template, device, cfg, progress)
+    target = Path(args.output) if args.output else run / f"predictions_{folder.resolve().name}"
+    target.mkdir(parents=True, exist_ok=True)
+    refs = [data.dataset.image_ref(i) for i in range(len(data))]
+    write_csv_atomic(landmarks_frame(pred, refs, predictor.landmark_names), target / "predictions.csv", index=False)
+    for i in range(len(data)):
+        fig = plot_landmarks(data.dataset[i].image, pred[i], predictor.landmark_names, title=refs[i])
+        fig.savefig(target / f"{data.ids[i]}.png", dpi=80)
+    print(f"{len(data)} images, {len(predictor.landmark_names)} landmarks: {target}/predictions.csv and overlays")
     return 0
 
 
@@ -121,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=list(METHODS), default=None,
                         help="method to train (default: the config's method.name, cc2d in every preset)")
     parser.add_argument("--split", default="test", choices=["test", "train"])
+    parser.add_argument("--images", default=None, help="predict: every image of this folder (no labels needed)")
+    parser.add_argument("--template", default=None,
+                        help="predict --images: your own template image (default: the run's template)")
+    parser.add_argument("--template-csv", default=None,
+                        help="its landmarks (the folder CSV format; default: landmarks.csv beside it)")
+    parser.add_argument("--output", default=None, help="predict --images: where to write (default: RUN/predictions_<folder>)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return parser
@@ -135,6 +173,12 @@ def _run(args) -> int:
         return 0
     if args.command in ("train", "run"):
         return _train(cfg, out, args.resume, progress)
+    if args.images is not None:
+        if args.command != "predict":
+            raise UsageError("--images goes with predict (a folder has no labels to evaluate)")
+        return _predict_images(args, cfg, progress)
+    if args.template is not None:
+        raise UsageError("--template goes with predict --images (for a dataset: --set data.template=ID)")
     return _predict(args.command, cfg, out, args.split, progress)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import DataConfig
 from .base import LandmarkDataset, Sample, SubsetDataset
-from .folder import DEFAULT_CSV_NAME, FolderDataset, landmarks_frame
+from .folder import DEFAULT_CSV_NAME, FolderDataset, ImageFolder, landmarks_frame
 from .imageio import list_images, read_grayscale
 from .isbi import ISBI_LANDMARKS, ISBIDataset, resolve_isbi_root
 from .landmarks import LandmarkNotFound, landmark_index, resolve_landmarks
@@ -27,6 +27,7 @@ __all__ = [
     "ISBI_LANDMARKS",
     "resolve_isbi_root",
     "FolderDataset",
+    "ImageFolder",
     "LandmarkNotFound",
     "landmark_index",
     "landmarks_frame",

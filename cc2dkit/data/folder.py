@@ -109,6 +109,30 @@ class FolderDataset(LandmarkDataset):
                       spacing_mm=self.spacing_of(i))
 
 
+class ImageFolder(LandmarkDataset):
+    """The images of a folder, unlabelled: what a trained run is applied to. ``landmark_names``:
+    the landmarks that will be predicted; ``spacing_mm`` (None: unknown) for reports in mm."""
+
+    def __init__(self, root: str | Path, landmark_names, spacing_mm: float | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"image folder not found: {self.root}")
+        self.image_paths = list_images(self.root)
+        if not self.image_paths:
+            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {self.root}")
+        for path in self.image_paths.values():
+            image_size(path)  # an unreadable file fails now, naming it, not after the first images
+        self.ids = list(self.image_paths)
+        self.landmark_names = tuple(landmark_names)
+        self.spacing_mm = spacing_mm
+
+    def image_ref(self, i: int) -> str:
+        return self.image_paths[self.ids[i]].name
+
+    def _load(self, i: int) -> Sample:
+        return Sample(self.ids[i], read_grayscale(self.image_paths[self.ids[i]]), None, self.spacing_mm)
+
+
 def _read_landmark_csv(csv_path: Path) -> tuple[list[str], dict[Path, np.ndarray], dict[Path, float]]:
     """Parse and validate a landmark CSV.
 

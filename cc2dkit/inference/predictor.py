@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.grid import GridImages
+from ..data.coords import to_grid
+from ..data.grid import GridImages, resize_to_grid
 from ..network import CC2D, StackedModels
 from .cascade import cascade_argmax, similarity_maps, template_vectors
 from .explain import ImageMaps
@@ -38,18 +39,38 @@ Matcher = Callable[[torch.Tensor, list | None], torch.Tensor]  # (B, 1, G, G), k
 @dataclasses.dataclass(frozen=True, eq=False)
 class Template:
     """The one labelled image at the model grid and its landmarks (grid pixels, every dataset landmark);
-    ``original``: the image at its own resolution (H, W), which a fine stage needs."""
+    ``original``: the image at its own resolution (H, W), which a fine stage needs; ``names``: the
+    landmarks' names."""
 
     image: torch.Tensor  # (1, G, G)
     points: np.ndarray  # (L, 2)
     original: np.ndarray | None = None  # (H, W)
+    names: tuple[str, ...] = ()
 
     @classmethod
     def from_data(cls, data: GridImages, image_id: str) -> "Template":
         i = data.index(image_id)
         if not data.labelled[i]:
             raise ValueError(f"template image {image_id!r} has no (or incomplete) landmark annotation")
-        return cls(data.images[i], np.asarray(data.landmarks[i], dtype=np.float64), data.dataset[i].image)
+        return cls(data.images[i], np.asarray(data.landmarks[i], dtype=np.float64), data.dataset[i].image,
+                   tuple(data.landmark_names))
+
+    @classmethod
+    def from_image(cls, image: np.ndarray, points: np.ndarray, names: Sequence[str], grid: int) -> "Template":
+        """A template from an image (H, W) at its own resolution and its (L, 2) landmarks in its pixels."""
+        points = np.asarray(points, dtype=np.float64)
+        if points.shape != (len(names), 2) or np.isnan(points).any():
+            raise ValueError(f"the template needs all of its {len(names)} landmarks, got {points.shape}")
+        return cls(resize_to_grid(image, grid), to_grid(points, image.shape[:2], grid), image, tuple(names))
+
+    def subset(self, names: Sequence[str]) -> "Template":
+        """This template with only ``names`` (case-insensitive), in that order; an error names the missing."""
+        have = {n.lower(): i for i, n in enumerate(self.names)}
+        missing = [n for n in names if n.lower() not in have]
+        if missing:
+            raise ValueError(f"the template has no landmark(s) {missing}; it has {list(self.names)}")
+        rows = [have[n.lower()] for n in names]
+        return dataclasses.replace(self, points=self.points[rows], names=tuple(names))
 
     @property
     def grid(self) -> int:
@@ -82,10 +103,30 @@ class Predictor(ABC):
     def matcher(self) -> Matcher:
         """Embed the template with the current weights; returns ``maps(images, keys)``."""
 
+    @property
+    def landmark_specific(self) -> bool:
+        """Trained for particular landmarks (one adapter or model each): a new template must name them."""
+        return True
+
+    @property
+    def landmark_names(self) -> list[str]:
+        names = self.template.names
+        return [names[l] if names else str(l) for l in self.landmark_indices]
+
     def with_template(self, template: Template) -> "Predictor":
-        """The same model(s) matched against another template (e.g. one of the user's own images)."""
+        """The same model(s) matched against another template (e.g. one of the user's own images).
+
+        A landmark-specific predictor (C-Adapter, K single-landmark models) keeps its landmarks:
+        the template must name them all (case-insensitive). A plain model matches any landmarks:
+        it then predicts all of the template's.
+        """
         other = copy.copy(self)
-        other.template = template
+        if self.landmark_specific:
+            other.template = template.subset(self.landmark_names)
+            other.landmark_indices = list(range(len(self.landmark_indices)))
+        else:
+            other.template = template
+            other.landmark_indices = list(range(len(template.points)))
         return other
 
     @torch.no_grad()
@@ -137,6 +178,10 @@ class ModelPredictor(Predictor):
     @property
     def strides(self) -> tuple[int, ...]:
         return self.model.strides
+
+    @property
+    def landmark_specific(self) -> bool:
+        return bool(self.model.n_landmarks)
 
     def matcher(self) -> Matcher:
         model, grid = self.model.eval(), self.template.grid

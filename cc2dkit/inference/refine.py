@@ -64,6 +64,10 @@ class RefinedPredictor(Predictor):
     def matcher(self) -> Matcher:
         return self.coarse.matcher()
 
+    @property
+    def landmark_specific(self) -> bool:
+        return self.coarse.landmark_specific
+
     def with_template(self, template: Template) -> "RefinedPredictor":
         """Both stages matched against another template; it needs its original image (``Template.original``)."""
         if template.original is None:

@@ -117,6 +117,7 @@ def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Pat
              "models": [m.trainable_state_dict() for m in models],
              "template_image": predictor.template.image.detach().cpu(),
              "template_points": np.asarray(predictor.template.points),
+             "template_names": list(predictor.template.names),
              "fine": None if refined is None else refined.fine.trainable_state_dict(),
              "template_fine": None if refined is None else refined.template_fine.detach().cpu()}
     return save_atomic(state, out / MODEL)
@@ -144,7 +145,8 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
     cfg = method_config(cfg) if cfg is not None else run_cfg
     device = torch.device(device)
     if state is not None:
-        template = Template(state["template_image"], np.asarray(state["template_points"], dtype=np.float64))
+        template = Template(state["template_image"], np.asarray(state["template_points"], dtype=np.float64),
+                            names=tuple(state.get("template_names", ())))
         predictor = _predictor(cfg, state["models"], state["landmark_indices"], template, device, run_dir / MODEL)
         if state.get("fine") is None:
             return predictor

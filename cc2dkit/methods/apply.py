@@ -1,0 +1,44 @@
+"""A finished run applied to new images: a folder of your own, another template, no retraining.
+
+:func:`user_template` reads one annotated image (the image file and a landmark CSV naming it, the
+folder format); :func:`predict_folder` predicts every image of a folder with a run's model(s),
+matched against the run's own template or the given one. Images may have any size: each answer
+is mapped back to its own image's pixels.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..data import ImageFolder, read_grayscale
+from ..data.folder import read_image_rows
+from ..data.grid import GridImages
+from ..inference import Predictor, Template
+from .runfolder import load_predictor
+
+
+def user_template(image: str | Path, csv: str | Path, grid: int) -> Template:
+    """The template of one image file and the landmark rows a CSV gives it (the folder format)."""
+    image = Path(image)
+    rows = read_image_rows(csv, image.name)
+    if not rows:
+        raise ValueError(f"{csv} has no landmark rows for {image.name!r} (expected rows image,landmark,x,y)")
+    return Template.from_image(read_grayscale(image), np.array(list(rows.values())), list(rows), grid)
+
+
+def predict_folder(run_dir: str | Path, images: str | Path, template: Template | None = None,
+                   device: torch.device | str = "cpu", cfg: Config | None = None,
+                   progress: bool = True) -> tuple[GridImages, np.ndarray, Predictor]:
+    """Predict every image of the folder ``images`` with the run ``run_dir``.
+
+    Returns the images (unlabelled GridImages), the predictions (N, K, 2) in each image's own
+    pixels (landmarks in ``predictor.landmark_names`` order) and the predictor used.
+    """
+    predictor = load_predictor(run_dir, device, cfg)
+    if template is not None:
+        predictor = predictor.with_template(template)
+    data = GridImages(ImageFolder(images, predictor.landmark_names), predictor.template.grid, "new", progress)
+    return data, data.to_original(predictor.predict_grid(data, progress=progress)), predictor

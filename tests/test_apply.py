@@ -1,0 +1,80 @@
+"""A finished run applied to your own images: a folder of any sizes, your own template, no retraining."""
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cc2dkit.cli import main
+from cc2dkit.data.folder import write_image_rows
+from cc2dkit.methods import predict_folder, run_method, user_template
+
+from .conftest import phantom_grids, tiny_cfg
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A plain (multi) and a C-Adapter run on the phantom, and a folder of test images as PNGs."""
+    root = tmp_path_factory.mktemp("apply")
+    cfg = tiny_cfg(**{"train.epochs": 1})
+    data = phantom_grids(cfg)
+    for name in ("multi", "adapter"):
+        run_method(cfg.replace(**{"method.name": name, "method.adapter_channels": 2}), root / name, data,
+                   progress=False)
+    images = root / "images"
+    images.mkdir()
+    for i in range(len(data[1])):
+        s = data[1].dataset[i]
+        pixels = Image.fromarray((s.image * 255).round().astype(np.uint8))
+        pixels.save(images / f"{s.id}.png")
+        pixels.resize((2 * s.image.shape[1], 2 * s.image.shape[0]), Image.BILINEAR).save(images / f"{s.id}_x2.png")
+    template = data[0].dataset[data[0].index(cfg.data.template)]
+    Image.fromarray((template.image * 255).round().astype(np.uint8)).save(root / "mine.png")
+    return root, data, template
+
+
+def test_images_of_another_size_are_answered_in_their_own_pixels(runs):
+    root, data, _ = runs
+    images, pred, predictor = predict_folder(root / "multi", root / "images", progress=False)
+    assert images.ids == ["test_000", "test_000_x2", "test_001", "test_001_x2"]
+    assert pred.shape == (4, 5, 2) and predictor.landmark_names == list(data[1].landmark_names)
+    assert not images.labelled.any()
+    # the x2 copy: the same answers in pixels twice as small (resampling may move an ambiguous one)
+    for small, big in ((0, 1), (2, 3)):
+        close = np.abs(pred[big] - (2 * pred[small] + 0.5)).max(axis=1) <= 2 * 128 / 64  # one grid cell
+        assert close.sum() >= 4, pred[[small, big]]
+
+
+def test_your_own_template_from_a_csv(runs, tmp_path):
+    root, data, template = runs
+    csv = tmp_path / "landmarks.csv"
+    names = list(data[0].landmark_names)
+    # the user's own annotation, names in another case and order, two landmarks only
+    write_image_rows(csv, "mine.png", {names[2].upper(): tuple(template.landmarks[2]),
+                                       names[0].lower(): tuple(template.landmarks[0])})
+    mine = user_template(root / "mine.png", csv, 64)
+    assert mine.names == (names[2].upper(), names[0].lower())
+    _, pred, predictor = predict_folder(root / "multi", root / "images", mine, progress=False)
+    assert predictor.landmark_names == list(mine.names) and pred.shape == (4, 2, 2)  # a plain model: any landmarks
+    _, own, _ = predict_folder(root / "multi", root / "images", progress=False)
+    assert np.abs(pred[:, 1] - own[:, 0]).max() <= 128 / 64  # the same landmark, the same place
+    with pytest.raises(ValueError, match="the template has no landmark.*'P2'"):  # adapters are per landmark
+        predict_folder(root / "adapter", root / "images", mine, progress=False)
+    write_image_rows(csv, "mine.png", {n: tuple(xy) for n, xy in zip(names, template.landmarks)})
+    _, pred, predictor = predict_folder(root / "adapter", root / "images", user_template(root / "mine.png", csv, 64),
+                                        progress=False)
+    assert predictor.landmark_names == names and np.isfinite(pred).all()
+
+
+def test_the_command_line_writes_predictions_and_overlays(runs, tmp_path, capsys):
+    root, data, template = runs
+    csv = tmp_path / "t.csv"
+    write_image_rows(csv, "mine.png", {n: tuple(xy) for n, xy in zip(data[0].landmark_names, template.landmarks)})
+    out = tmp_path / "out"
+    assert main(["predict", "--run", str(root / "adapter"), "--images", str(root / "images"), "--template",
+                 str(root / "mine.png"), "--template-csv", str(csv), "--output", str(out), "--no-progress"]) == 0
+    frame = pd.read_csv(out / "predictions.csv")
+    assert list(frame.columns) == ["image", "landmark", "x", "y"] and len(frame) == 4 * 5
+    assert set(frame["image"]) == {"test_000.png", "test_000_x2.png", "test_001.png", "test_001_x2.png"}
+    assert sorted(p.name for p in out.glob("*.png")) == ["test_000.png", "test_000_x2.png", "test_001.png",
+                                                         "test_001_x2.png"]
+    assert main(["evaluate", "--run", str(root / "adapter"), "--images", str(root / "images")]) == 2
