@@ -56,6 +56,21 @@ def notebook_config(quick: bool | None = None, isbi_root: str | None = None, wei
     return cfg.replace(**overrides) if overrides else cfg
 
 
+def own_data_config(root, template: str, quick: bool | None = None, spacing_mm: float | None = None,
+                    **overrides) -> Config:
+    """The config of notebook 07: a C-Adapter (C_A 4, the kit's best one-model method) on a folder
+    workspace (``data.workspace.make_workspace``); quick mode: grid 128, a few short epochs on one
+    CPU thread (a minute or two); else the ``cpu`` preset's network at grid 192 (``paper`` on a GPU)."""
+    common = {"data.source": "folder", "data.root": str(root), "data.template": template, "data.spacing_mm": spacing_mm,
+              "method.name": "adapter", "method.adapter_channels": 4, "eval.subpixel": True}
+    if quick_mode(quick):
+        cfg = preset("smoke", **common, **{"train.epochs": 4, "train.steps_per_epoch": 6, "method.atd_copies": 32,
+                                           "num_threads": 1})
+    else:
+        cfg = preset("paper" if torch.cuda.is_available() else "cpu", **common)
+    return cfg.replace(**overrides) if overrides else cfg
+
+
 def describe(cfg: Config) -> str:
     """A short, stable description of a config for a notebook's output."""
     return (f"preset={cfg.name} data={cfg.data.source} grid={cfg.data.grid} backbone={cfg.backbone.arch} "

@@ -6,12 +6,14 @@ convert exactly both ways. Resizing the 1935x2400 ISBI images is done once per r
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .base import LandmarkDataset
+from .base import LandmarkDataset, SubsetDataset
 from .coords import from_grid, to_grid
 
 
@@ -64,6 +66,16 @@ class GridImages:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def subset(self, rows) -> "GridImages":
+        """Some rows of this set as a set of their own (the images are not resized again)."""
+        rows = [int(r) for r in rows]
+        sub = copy.copy(self)
+        sub.dataset = SubsetDataset(self.dataset, [self.ids[r] for r in rows])
+        sub.ids, sub.keys = [self.ids[r] for r in rows], [self.keys[r] for r in rows]
+        for name in ("images", "sizes", "landmarks", "original_landmarks", "labelled", "scale"):
+            setattr(sub, name, getattr(self, name)[rows])
+        return sub
 
     def index(self, image_id: str) -> int:
         return self.dataset.index(image_id)

@@ -42,3 +42,17 @@ def predict_folder(run_dir: str | Path, images: str | Path, template: Template |
         predictor = predictor.with_template(template)
     data = GridImages(ImageFolder(images, predictor.landmark_names), predictor.template.grid, "new", progress)
     return data, data.to_original(predictor.predict_grid(data, progress=progress)), predictor
+
+
+def evaluate_predictor(predictor: Predictor, data: GridImages, rows: list[int] | None = None,
+                       radii=(2.0, 2.5, 3.0, 4.0)):
+    """The per-landmark table of ``predictor`` on ``data``'s labelled ``rows`` (default: all), e.g. to
+    compare templates. The predictor's landmarks are matched to ``data``'s by name."""
+    from .runfolder import evaluation
+
+    sub = data if rows is None else data.subset(rows)
+    names = [n.lower() for n in data.landmark_names]
+    cols = [names.index(n.lower()) for n in predictor.landmark_names]
+    full = np.full((len(sub), len(data.landmark_names), 2), np.nan)
+    full[:, cols] = sub.to_original(predictor.predict_grid(sub))
+    return evaluation(sub, full, cols, radii)[1]

@@ -159,3 +159,19 @@ def plot_history(metrics: pd.DataFrame) -> Figure:
     ax.set_ylabel("training loss")
     ax.legend(title="stage", fontsize=8)
     return fig
+
+
+def image_gallery(images: Sequence, titles: Sequence[str], columns: int = 4) -> Figure:
+    """Images side by side (a first look at a folder), ``columns`` per row."""
+    if not images:
+        raise ValueError("no images to show")
+    cols = min(columns, len(images))
+    rows = -(-len(images) // cols)
+    fig = Figure(figsize=(min(9.6, 2.4 * cols), 2.6 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).reshape(-1)
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, img, title in zip(axes, images, titles):
+        ax.imshow(_gray(img), cmap="gray")
+        ax.set_title(str(title), fontsize=9)
+    return fig
