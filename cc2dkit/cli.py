@@ -104,7 +104,9 @@ def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool) -
     device, _ = setup(cfg)
     predictor = load_predictor(out, device, cfg)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
-    if any(k in TEMPLATE_KEYS for k in config_diff(run_config(out), cfg)):  # another dataset: its own template
+    other_data = any(k in TEMPLATE_KEYS for k in config_diff(run_config(out), cfg))
+    if other_data or (cfg.eval.template_copies and predictor.template.original is None):
+        # another dataset: its own template; augmented template views need the template's own image
         train = GridImages(train_set, cfg.data.grid, "train", progress)
         predictor = predictor.with_template(Template.from_data(train, cfg.data.template))
     data = GridImages(train_set if split == "train" else test_set, cfg.data.grid, split, progress)

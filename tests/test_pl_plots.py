@@ -151,3 +151,7 @@ def test_pl_explorer_on_a_tiny_sla_run(smoke_cfg):
     assert np.allclose(ex.maps_view.truth_marker.get_xydata(), ctx.test.landmarks[0, 3][None])
     assert np.allclose(ex.maps_view.images[-1].get_array(), maps.product[1])
     assert pl_explorer(result, data, n_images=2, maps_image=None).maps_view is None
+    tab = ex.widget.children[1]  # the views as tabs under the picker: one on screen at a time
+    assert ex.widget.children[0] is ex.picker.widget and tab.titles == ("similarity maps", "pseudo-label paths",
+                                                                        "predictions")
+    assert list(tab.children) == [ex.maps_view.output, ex.trajectory_view.output, ex.predictions_view.output]

@@ -198,7 +198,7 @@ def test_table2_per_landmark(runs):
     atd = data[data["run"] == "atd run"].set_index("landmark")["MRE_mm"]
     ad = data[data["run"] == "adapter 16"].set_index("landmark")["MRE_mm"]
     np.testing.assert_allclose(t["C-ATD MRE_mm"], atd.loc[t.index])
-    np.testing.assert_allclose(t["difference_mm"], (ad - atd).loc[t.index])
+    np.testing.assert_allclose(t["C-Adapter - C-ATD MRE_mm"], (ad - atd).loc[t.index])
     assert t["paper C-ATD MRE_mm"].iloc[:-1].isna().all() and t.loc["all", "paper C-ATD MRE_mm"] == 1.79
     assert t.loc["all", "paper C-Adapter MRE_mm"] == 1.96
     assert NOT_RECORDED in t.loc["A", "note"]
@@ -240,9 +240,9 @@ def test_compare_tables():
     b = per_landmark_table(errs(3.0, n_lm=2, seed=3), NAMES[:2], RADII)
     t = compare_tables({"SLA": a, "C-ATD": b})
     assert list(t.index) == NAMES + ["all"]
-    assert list(t.columns) == ["SLA MRE_mm", "SLA SDR_2.0mm", "C-ATD MRE_mm", "C-ATD SDR_2.0mm", "difference MRE_mm"]
+    assert list(t.columns) == ["SLA MRE_mm", "SLA SDR_2.0mm", "C-ATD MRE_mm", "C-ATD SDR_2.0mm", "C-ATD - SLA MRE_mm"]
     assert math.isnan(t.loc["C", "C-ATD MRE_mm"])
-    assert t.loc["all", "difference MRE_mm"] == pytest.approx(3.0 - 2.0)
+    assert t.loc["all", "C-ATD - SLA MRE_mm"] == pytest.approx(3.0 - 2.0)
     with pytest.raises(ValueError, match="lacks"):
         compare_tables({"x": a[["MRE_mm"]]})
 

@@ -117,7 +117,7 @@ def table2(runs, atd: str | None = None, adapter: str | None = None) -> pd.DataF
     """The paper's Table 2: per-landmark MRE (mm) of C-ATD vs C-Adapter (C_A 16), then the "all" row.
 
     Rows: the landmarks of the runs (ISBI's 19 when neither was run). Columns: "C-ATD MRE_mm",
-    "C-Adapter MRE_mm", "difference_mm" (C-Adapter - C-ATD), the paper's figures (per landmark:
+    "C-Adapter MRE_mm", "C-Adapter - C-ATD MRE_mm" (> 0: the C-Adapter is worse), the paper's figures (per landmark:
     not recorded, NaN; the "all" row: the paper's overall MRE) and note.
     """
     data = _collected(runs)
@@ -136,7 +136,7 @@ def table2(runs, atd: str | None = None, adapter: str | None = None) -> pd.DataF
     t = pd.DataFrame(index=index)
     for name in picked:
         t[f"{name} MRE_mm"] = series[name].reindex(index).to_numpy(float) if name in series else np.nan
-    t["difference_mm"] = t["C-Adapter MRE_mm"] - t["C-ATD MRE_mm"]
+    t["C-Adapter - C-ATD MRE_mm"] = t["C-Adapter MRE_mm"] - t["C-ATD MRE_mm"]
     for name in picked:
         t[f"{PAPER_PREFIX}{name} MRE_mm"] = np.nan
         t.loc[ALL_ROW, f"{PAPER_PREFIX}{name} MRE_mm"] = PAPER.loc[name, "MRE_mm"]
@@ -175,7 +175,8 @@ def compare_tables(tables: Mapping[str, pd.DataFrame], columns=("MRE_mm", "SDR_2
     """Per-landmark tables (``per_landmark_table``, e.g. ``result.table``) side by side.
 
     Columns ``"<label> <column>"`` in the order of ``tables`` then ``columns``; rows the union of
-    the landmarks, ``"all"`` last; with two tables, ``"difference MRE_mm"`` (second - first).
+    the landmarks, ``"all"`` last; with two tables, ``"<second> - <first> MRE_mm"`` (the second's
+    MRE minus the first's: > 0 where the second is worse).
     """
     if not tables:
         raise ValueError("compare_tables needs at least one table")
@@ -193,5 +194,5 @@ def compare_tables(tables: Mapping[str, pd.DataFrame], columns=("MRE_mm", "SDR_2
             out[f"{label} {c}"] = tab[c].reindex(index).to_numpy(float)
     if len(tables) == 2 and "MRE_mm" in columns:
         a, b = list(tables)
-        out["difference MRE_mm"] = out[f"{b} MRE_mm"] - out[f"{a} MRE_mm"]
+        out[f"{b} - {a} MRE_mm"] = out[f"{b} MRE_mm"] - out[f"{a} MRE_mm"]
     return out

@@ -133,6 +133,7 @@ class EvalConfig(_Checked):
     _section = "eval"
     batch_size: int = rule(4, lo=1)  # query images per inference batch
     subpixel: bool = False  # sub-pixel peak (a parabola through the log-product), else the argmax pixel
+    template_copies: int = rule(0, lo=0)  # template vectors averaged over this many augmented copies too
     radii_mm: tuple[float, ...] = rule((2.0, 2.5, 3.0, 4.0), lo=0, lo_open=True, nonempty=True, distinct=True)
     figures: int = rule(4, lo=0)  # prediction figures written by ``evaluate``
     track_every: int = rule(1, lo=0)  # methods: per-landmark test error every N epochs (0: final only)

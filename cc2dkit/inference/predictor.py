@@ -27,8 +27,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.coords import to_grid
+from ..config import MethodConfig
+from ..data.coords import from_grid, to_grid
 from ..data.grid import GridImages, resize_to_grid
+from ..data.template_aug import augment_template
 from ..network import CC2D, StackedModels
 from .cascade import cascade_argmax, similarity_maps, template_vectors
 from .explain import ImageMaps
@@ -63,6 +65,16 @@ class Template:
             raise ValueError(f"the template needs all of its {len(names)} landmarks, got {points.shape}")
         return cls(resize_to_grid(image, grid), to_grid(points, image.shape[:2], grid), image, tuple(names))
 
+    def augmented(self, n: int, seed: int = 0) -> list["Template"]:
+        """``n`` copies of the template moved by random affine maps (the ATD ranges: shift 2%, scale
+        1%, rotation 5 degrees), landmarks moved exactly (``data.template_aug``); needs ``original``."""
+        if self.original is None:
+            raise ValueError("augmented templates need the template's original image (Template.original)")
+        points = from_grid(self.points, self.original.shape[:2], self.grid)
+        copies = augment_template(self.original, points, MethodConfig(atd_copies=n), self.grid,
+                                  torch.Generator().manual_seed(seed))
+        return [Template(copies.images[i], copies.landmarks[i], None, self.names) for i in range(n)]
+
     def subset(self, names: Sequence[str]) -> "Template":
         """This template with only ``names`` (case-insensitive), in that order; an error names the missing."""
         have = {n.lower(): i for i, n in enumerate(self.names)}
@@ -87,12 +99,20 @@ class Predictor(ABC):
     """K landmarks predicted by matching ``template`` with trained model(s) (see the module docstring)."""
 
     def __init__(self, template: Template, landmark_indices: Sequence[int], device: torch.device, batch_size: int,
-                 subpixel: bool = False):
+                 subpixel: bool = False, template_copies: int = 0):
         self.template = template
         self.landmark_indices = [int(l) for l in landmark_indices]
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.subpixel = subpixel  # sub-pixel peaks (cascade.peak_offset), else the argmax pixel
+        self.template_copies = template_copies  # template vectors averaged over this many augmented copies too
+
+    def template_views(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The template and its augmented copies: images (C, 1, G, G) and the K landmarks (C, K, 2) on
+        the device; C = 1 + ``template_copies``."""
+        views = [self.template] + (self.template.augmented(self.template_copies) if self.template_copies else [])
+        images = torch.stack([v.image for v in views]).to(self.device)
+        return images, torch.stack([v.points_of(self.landmark_indices) for v in views]).to(self.device)
 
     @property
     @abstractmethod
@@ -168,8 +188,8 @@ class ModelPredictor(Predictor):
     embeds the template and every query once per landmark k, with landmark id k."""
 
     def __init__(self, model: CC2D, template: Template, landmark_indices: Sequence[int], device: torch.device,
-                 batch_size: int, subpixel: bool = False):
-        super().__init__(template, landmark_indices, device, batch_size, subpixel)
+                 batch_size: int, subpixel: bool = False, template_copies: int = 0):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies)
         if model.n_landmarks and model.n_landmarks != len(self.landmark_indices):
             raise ValueError(f"a model with {model.n_landmarks} landmark adapters for "
                              f"{len(self.landmark_indices)} landmarks")
@@ -185,13 +205,12 @@ class ModelPredictor(Predictor):
 
     def matcher(self) -> Matcher:
         model, grid = self.model.eval(), self.template.grid
-        image = self.template.image[None].to(self.device)
-        points = self.template.points_of(self.landmark_indices).to(self.device)  # (K, 2)
+        images, points = self.template_views()  # (C, 1, G, G), (C, K, 2)
         if not model.n_landmarks:
-            vectors = template_vectors(model(image), points, grid)  # [(K, D)]
+            vectors = mean_vectors(model(images), points, grid)  # [(K, D)]
             return lambda images, keys: similarity_maps(model(images, keys), vectors, grid)
-        taps = model.taps(image)  # the backbone once; the decoder once per adapter
-        per_k = [template_vectors(model.decoder(taps, k), points[k:k + 1], grid)
+        taps = model.taps(images)  # the backbone once; the decoder once per adapter
+        per_k = [mean_vectors(model.decoder(taps, k), points[:, k:k + 1], grid)
                  for k in range(model.n_landmarks)]  # K x [(1, D)]
 
         def maps(images, keys):
@@ -205,8 +224,9 @@ class ModelSetPredictor(Predictor):
     ``stack_size`` models (None: all K): each image batch is embedded once per stack."""
 
     def __init__(self, models: Sequence[CC2D], template: Template, landmark_indices: Sequence[int],
-                 device: torch.device, batch_size: int, stack_size: int | None = None, subpixel: bool = False):
-        super().__init__(template, landmark_indices, device, batch_size, subpixel)
+                 device: torch.device, batch_size: int, stack_size: int | None = None, subpixel: bool = False,
+                 template_copies: int = 0):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies)
         if len(models) != len(self.landmark_indices):
             raise ValueError(f"{len(models)} models for {len(self.landmark_indices)} landmarks")
         self.models = list(models)
@@ -217,13 +237,13 @@ class ModelSetPredictor(Predictor):
         return self.models[0].strides
 
     def matcher(self) -> Matcher:
-        grid, image = self.template.grid, self.template.image[None].to(self.device)
-        points = self.template.points_of(self.landmark_indices).to(self.device)
+        grid = self.template.grid
+        images, points = self.template_views()  # (C, 1, G, G), (C, K, 2)
         stacks, vectors = [], []
         for chunk in self.chunks:
             stack = StackedModels([self.models[k] for k in chunk]).eval()
-            embs = stack(image)  # [(K_c, 1, D, h, w)]
-            vectors.append([template_vectors([e[j] for e in embs], points[k:k + 1], grid)
+            embs = stack(images)  # [(K_c, C, D, h, w)]
+            vectors.append([mean_vectors([e[j] for e in embs], points[:, k:k + 1], grid)
                             for j, k in enumerate(chunk)])  # K_c x [(1, D)]
             stacks.append(stack)
 
@@ -234,6 +254,15 @@ class ModelSetPredictor(Predictor):
                 out += [similarity_maps([e[j] for e in embs], v, grid) for j, v in enumerate(vecs)]
             return torch.cat(out, dim=2)  # (S, B, K, G, G)
         return maps
+
+
+def mean_vectors(embs: list[torch.Tensor], points: torch.Tensor, grid: int) -> list[torch.Tensor]:
+    """Template vectors of C views [(C, D, h, w)] at their points (C, K, 2), averaged over the views
+    and made unit length again: [(K, D)] (C = 1: the template's own vectors)."""
+    per_view = [template_vectors([e[c:c + 1] for e in embs], points[c], grid) for c in range(len(points))]
+    if len(per_view) == 1:
+        return per_view[0]
+    return [torch.nn.functional.normalize(torch.stack(level).mean(0), dim=1) for level in zip(*per_view)]
 
 
 def stack_chunks(k: int, stack_size: int | None) -> list[list[int]]:

@@ -118,6 +118,8 @@ def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Pat
              "template_image": predictor.template.image.detach().cpu(),
              "template_points": np.asarray(predictor.template.points),
              "template_names": list(predictor.template.names),
+             "template_original": None if predictor.template.original is None else  # for augmented template views
+             torch.as_tensor(predictor.template.original, dtype=torch.float16),
              "fine": None if refined is None else refined.fine.trainable_state_dict(),
              "template_fine": None if refined is None else refined.template_fine.detach().cpu()}
     return save_atomic(state, out / MODEL)
@@ -145,8 +147,10 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
     cfg = method_config(cfg) if cfg is not None else run_cfg
     device = torch.device(device)
     if state is not None:
+        original = state.get("template_original")
         template = Template(state["template_image"], np.asarray(state["template_points"], dtype=np.float64),
-                            names=tuple(state.get("template_names", ())))
+                            None if original is None else original.float().numpy(),
+                            tuple(state.get("template_names", ())))
         predictor = _predictor(cfg, state["models"], state["landmark_indices"], template, device, run_dir / MODEL)
         if state.get("fine") is None:
             return predictor
@@ -195,8 +199,9 @@ def _predictor(cfg: Config, weights: list, landmarks: list[int], template: Templ
     models = [m.to(device) for m in models]
     if spec.per_landmark:
         return ModelSetPredictor(models, template, landmarks, device, cfg.eval.batch_size, cfg.method.stack_size,
-                                 cfg.eval.subpixel)
-    return ModelPredictor(models[0], template, landmarks, device, cfg.eval.batch_size, cfg.eval.subpixel)
+                                 cfg.eval.subpixel, cfg.eval.template_copies)
+    return ModelPredictor(models[0], template, landmarks, device, cfg.eval.batch_size, cfg.eval.subpixel,
+                          cfg.eval.template_copies)
 
 
 # -- results of a split -------------------------------------------------------------------------

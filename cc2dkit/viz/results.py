@@ -44,15 +44,16 @@ def plot_method_comparison(table: pd.DataFrame, metrics=("MRE_mm", "SDR_2.0mm"))
 
 
 def plot_landmark_comparison(table: pd.DataFrame, columns: list[str] | None = None) -> Figure:
-    """Grouped bars per landmark of ``columns`` (default: every "... MRE_mm" column not from the paper)."""
+    """Grouped bars per landmark of ``columns`` (default: every "... MRE_mm" column, not the paper's
+    and not a difference "A - B MRE_mm")."""
     cols = columns or [c for c in table.columns if c.endswith("MRE_mm") and not c.startswith(PAPER_PREFIX)
-                       and not c.startswith("difference")]
+                       and " - " not in c]
     if not cols:
         raise ValueError(f"no MRE columns to plot in {list(table.columns)}")
     per = table.drop(index=ALL_ROW, errors="ignore")
     x = np.arange(len(per))
     width = 0.8 / len(cols)
-    fig = Figure(figsize=(max(5.0, 0.5 * len(per) + 2.0), 3.5), layout="constrained")
+    fig = Figure(figsize=(min(9.6, max(5.0, 0.45 * len(per) + 2.0)), 3.5), layout="constrained")
     ax = fig.add_subplot()
     for j, c in enumerate(cols):
         ax.bar(x + (j - (len(cols) - 1) / 2) * width, _floats(per[c]), width, label=c)

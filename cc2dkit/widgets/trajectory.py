@@ -104,7 +104,8 @@ def pl_explorer(result, data, image_rows: Sequence[int] | None = None, n_images:
     ``cc2d``); ``data``: the (train, test) GridImages it ran on. ``maps_image``: the test image
     whose 5 similarity maps are shown (None: no maps view). ``image_rows``: training rows for the
     paths (default: the first ``n_images`` with PLs); the first ``n_images`` test images show the
-    predictions (no predictions view when the result has none).
+    predictions (no predictions view when the result has none). The views are tabs under the
+    picker, so the picker and any one view fit a laptop screen together.
     """
     pl_state = result.pl_state
     if pl_state is None:
@@ -112,18 +113,19 @@ def pl_explorer(result, data, image_rows: Sequence[int] | None = None, n_images:
     train, test = data
     traj_view = PLTrajectoryView.from_state(pl_state, train, image_rows, n_images, zoom)
     picker = LandmarkPicker(pl_state.landmark_names, start)
-    views = [picker.widget]
+    tabs: dict[str, W.Widget] = {}
     maps_view = None
     if test is not None and maps_image is not None:
         maps_view = SimilarityMapsView(result.predictor.image_maps(test, maps_image), pl_state.landmark_names,
                                        test.ids[maps_image])
         picker.observe(maps_view)
-        views.append(maps_view.output)
+        tabs["similarity maps"] = maps_view.output
     picker.observe(traj_view)
-    views.append(traj_view.output)
+    tabs["pseudo-label paths"] = traj_view.output
     pred_view = None
     if test is not None and result.predictions is not None:
         pred_view = PredictionsView.of(test, result.predictions, pl_state.landmark_indices, n_images)
         picker.observe(pred_view)
-        views.append(pred_view.output)
-    return PLExplorer(picker, traj_view, pred_view, W.VBox(views), maps_view)
+        tabs["predictions"] = pred_view.output
+    tab = W.Tab(children=list(tabs.values()), titles=list(tabs))
+    return PLExplorer(picker, traj_view, pred_view, W.VBox([picker.widget, tab]), maps_view)
