@@ -78,3 +78,24 @@ def test_the_command_line_writes_predictions_and_overlays(runs, tmp_path, capsys
     assert sorted(p.name for p in out.glob("*.png")) == ["test_000.png", "test_000_x2.png", "test_001.png",
                                                          "test_001_x2.png"]
     assert main(["evaluate", "--run", str(root / "adapter"), "--images", str(root / "images")]) == 2
+
+
+def test_a_model_file_without_landmark_names_takes_another_template_by_position(runs, tmp_path):
+    root, data, template = runs
+    import shutil
+
+    import torch
+
+    old = tmp_path / "old"
+    shutil.copytree(root / "adapter", old)
+    state = torch.load(old / "model.pt", weights_only=False)
+    del state["template_names"], state["template_original"]  # as written before names were stored
+    torch.save(state, old / "model.pt")
+    csv = tmp_path / "t.csv"
+    write_image_rows(csv, "mine.png", {n: tuple(xy) for n, xy in zip(data[0].landmark_names, template.landmarks)})
+    mine = user_template(root / "mine.png", csv, 64)
+    _, pred, predictor = predict_folder(old, root / "images", mine, progress=False)
+    _, named, _ = predict_folder(root / "adapter", root / "images", mine, progress=False)
+    assert predictor.landmark_names == list(data[0].landmark_names) and np.array_equal(pred, named)
+    with pytest.raises(ValueError, match="the template has 2 landmarks; this model predicts landmark indices"):
+        predict_folder(old, root / "images", mine.subset(["P1", "P2"]), progress=False)

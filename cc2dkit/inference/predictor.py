@@ -137,11 +137,18 @@ class Predictor(ABC):
         """The same model(s) matched against another template (e.g. one of the user's own images).
 
         A landmark-specific predictor (C-Adapter, K single-landmark models) keeps its landmarks:
-        the template must name them all (case-insensitive). A plain model matches any landmarks:
+        the template must name them all (case-insensitive; by position when the model's own template
+        has no names, as in model files written before names were stored). A plain model matches any landmarks:
         it then predicts all of the template's.
         """
         other = copy.copy(self)
-        if self.landmark_specific:
+        if self.landmark_specific and not self.template.names:
+            # a model file from before names were stored: the template's landmarks in the training order
+            if len(template.points) <= max(self.landmark_indices):
+                raise ValueError(f"the template has {len(template.points)} landmarks; this model predicts landmark "
+                                 f"indices {self.landmark_indices} of its training data")
+            other.template = template
+        elif self.landmark_specific:
             other.template = template.subset(self.landmark_names)
             other.landmark_indices = list(range(len(self.landmark_indices)))
         else:
