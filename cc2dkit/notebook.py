@@ -80,7 +80,7 @@ def own_data_config(root, template: str, quick: bool | None = None, spacing_mm: 
                     **overrides) -> Config:
     """The config of notebook 07: a C-Adapter (C_A 4, the kit's best one-model method) on a folder
     workspace (``data.workspace.make_workspace``); quick mode: grid 128, a few short epochs on one
-    CPU thread (a minute or two); else the ``cpu`` preset's network at grid 192 (``paper`` on a GPU)."""
+    CPU thread (about a minute); else the ``cpu`` preset's network at grid 192 (``paper`` on a GPU)."""
     common = {"data.source": "folder", "data.root": str(root), "data.template": template, "data.spacing_mm": spacing_mm,
               "method.name": "adapter", "method.adapter_channels": 4, "eval.subpixel": True}
     if quick_mode(quick):
