@@ -6,7 +6,8 @@ from PIL import Image
 
 from cc2dkit.cli import main
 from cc2dkit.data.folder import write_image_rows
-from cc2dkit.methods import predict_folder, run_method, user_template
+from cc2dkit.methods import load_predictor, predict_folder, run_method, user_template
+from cc2dkit.methods.apply import evaluate_predictor
 
 from .conftest import phantom_grids, tiny_cfg
 
@@ -97,5 +98,10 @@ def test_a_model_file_without_landmark_names_takes_another_template_by_position(
     _, pred, predictor = predict_folder(old, root / "images", mine, progress=False)
     _, named, _ = predict_folder(root / "adapter", root / "images", mine, progress=False)
     assert predictor.landmark_names == list(data[0].landmark_names) and np.array_equal(pred, named)
+    scores = evaluate_predictor(load_predictor(old), data[1])  # matched by index, not by name
+    assert scores.equals(evaluate_predictor(load_predictor(root / "adapter"), data[1]))
+    with pytest.raises(ValueError, match="no ground truth for landmark.*'Q1'"):
+        evaluate_predictor(load_predictor(root / "multi").with_template(  # a plain model: any landmark names
+            type(mine)(mine.image, mine.points[:1], None, ("Q1",))), data[1])
     with pytest.raises(ValueError, match="the template has 2 landmarks; this model predicts landmark indices"):
         predict_folder(old, root / "images", mine.subset(["P1", "P2"]), progress=False)

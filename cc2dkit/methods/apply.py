@@ -47,12 +47,19 @@ def predict_folder(run_dir: str | Path, images: str | Path, template: Template |
 def evaluate_predictor(predictor: Predictor, data: GridImages, rows: list[int] | None = None,
                        radii=(2.0, 2.5, 3.0, 4.0)):
     """The per-landmark table of ``predictor`` on ``data``'s labelled ``rows`` (default: all), e.g. to
-    compare templates. The predictor's landmarks are matched to ``data``'s by name."""
+    compare templates. The predictor's landmarks are matched to ``data``'s by name (by index for a
+    model file without names)."""
     from .runfolder import evaluation
 
     sub = data if rows is None else data.subset(rows)
     names = [n.lower() for n in data.landmark_names]
-    cols = [names.index(n.lower()) for n in predictor.landmark_names]
+    if predictor.template.names:
+        missing = [n for n in predictor.landmark_names if n.lower() not in names]
+        if missing:
+            raise ValueError(f"the images have no ground truth for landmark(s) {missing}; they have {data.landmark_names}")
+        cols = [names.index(n.lower()) for n in predictor.landmark_names]
+    else:  # a model file from before names were stored: its landmark indices are the data's
+        cols = list(predictor.landmark_indices)
     full = np.full((len(sub), len(data.landmark_names), 2), np.nan)
     full[:, cols] = sub.to_original(predictor.predict_grid(sub))
     return evaluation(sub, full, cols, radii)[1]
