@@ -19,10 +19,20 @@ the split they are given, never another split's. ``predict --images FOLDER`` app
 folder of your own (any image size; ``--template IMAGE`` with its landmarks in ``--template-csv``
 to match against your own template instead of the run's) and writes ``predictions.csv`` (the
 folder format, to correct in the annotator) and one overlay per image.
+
+Several processes (``torch.distributed``)::
+
+    torchrun --standalone --nproc_per_node=4 -m cc2dkit train --method sla --preset paper --out runs/sla
+
+One model trains data parallel (``train.batch_size`` is the global batch, divided over the
+processes), K single-landmark models are shared out; rank 0 writes the run folder
+(``cc2dkit/distributed.py``). If one process dies, the others stop with a message naming the last
+checkpoint and the command that resumes it (with torchrun or without).
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -30,6 +40,7 @@ import pandas as pd
 
 from .config import PRESETS, Config, apply_overrides, config_diff, parse_sets, preset
 from .data import build_datasets, landmarks_frame
+from .distributed import current, env_dist, shutdown
 from .data.grid import GridImages
 from .inference import Template
 from .methods import METHODS, load_predictor, run_config, run_method, write_results
@@ -89,6 +100,8 @@ def _figure(out: Path, split: str, data: GridImages, pred, landmarks: list[int],
 
 def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> int:
     result = run_method(cfg, out, progress=progress, resume=resume)
+    if not current().main:  # rank 0 reports
+        return 0
     print(f"trained {cfg.method.name} for {cfg.train.epochs} epochs")
     if result.table is not None:
         _print_table(result.table)
@@ -184,17 +197,35 @@ def _run(args) -> int:
     return _predict(args.command, cfg, out, args.split, progress)
 
 
-def _interrupted(out: Path) -> str:
+def _interrupted(out: Path, what: str = "interrupted") -> str:
     """Where an interrupted training can continue from."""
     ckpt = out / CHECKPOINT
     if not ckpt.exists():
-        return f"interrupted; nothing was saved yet in {out}"
+        return f"{what}; nothing was saved yet in {out}"
     try:
         epoch = load_checkpoint(out)["epoch"]
     except (OSError, ValueError):
-        return f"interrupted; {ckpt} cannot be read"
-    return (f"interrupted; the last checkpoint is {ckpt} (epoch {epoch}). Continue with: "
-            f"python -m cc2dkit train --run {out} --resume")
+        return f"{what}; {ckpt} cannot be read"
+    d = env_dist()
+    again = f"torchrun --standalone --nproc_per_node={d.world} -m cc2dkit" if d.active else "python -m cc2dkit"
+    return f"{what}; the last checkpoint is {ckpt} (epoch {epoch}). Continue with: {again} train --run {out} --resume"
+
+
+class Stopped(BaseException):
+    """torchrun stopped this process (SIGTERM), e.g. because another process of the run failed. A
+    BaseException, like KeyboardInterrupt: no ``except Exception`` on the way may swallow it."""
+
+
+def _stop(signum, frame):
+    raise Stopped()
+
+
+def _peer_failure(e: BaseException) -> bool:
+    """An error of the process group: another rank died or the group timed out."""
+    import torch.distributed as dist
+
+    return env_dist().active and (isinstance(e, dist.DistError) or (
+        isinstance(e, RuntimeError) and any(w in str(e) for w in ("gloo", "NCCL", "Connection closed", "timed out"))))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,9 +233,18 @@ def main(argv: list[str] | None = None) -> int:
     error, 130 interrupted (Ctrl-C). Errors print one line; ``--debug`` shows the traceback."""
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    d = env_dist()
+    if d.active:  # torchrun stops the other processes with SIGTERM when one fails
+        signal.signal(signal.SIGTERM, _stop)
     try:
         args = _parser().parse_args(argv)
         return _run(args)
+    except Stopped:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the message short
+        out = Path(args.out) if "args" in locals() else Path(".")
+        print(f"rank {d.rank}: " + _interrupted(out, "stopped by torchrun (another process of the run failed?)"),
+              file=sys.stderr)
+        return 1
     except UsageError as e:
         if debug:
             raise
@@ -213,12 +253,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             raise
-        out = Path(args.out) if "args" in locals() else Path(".")
-        print(_interrupted(out) if args.command in ("train", "run") else "interrupted", file=sys.stderr)
+        training = "args" in locals() and args.command in ("train", "run")
+        print(_interrupted(Path(args.out)) if training else "interrupted", file=sys.stderr)
         return 130
     except (ValueError, KeyError, OSError) as e:
         if debug:
             raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+        prefix = f"rank {d.rank}: " if d.active else ""
+        print(f"{prefix}error: {' '.join(str(message).split())}", file=sys.stderr)
         return 1
+    except Exception as e:
+        if debug or not _peer_failure(e):
+            raise
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # torchrun's SIGTERM follows: finish the message first
+        out = Path(args.out) if "args" in locals() else Path(".")
+        reason = str(e).strip().splitlines()[0][:160]
+        print(f"rank {d.rank}: " + _interrupted(out, f"stopped: another process of the run failed ({reason})"),
+              file=sys.stderr)
+        return 1
+    finally:
+        shutdown()

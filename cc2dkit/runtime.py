@@ -1,4 +1,4 @@
-"""Seeding, device choice and thread settings, all taken from the config."""
+"""Seeding, device choice and thread settings, all taken from the config; per-trainee generators."""
 from __future__ import annotations
 
 import random
@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from .config import Config
+from .distributed import init_distributed
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -27,7 +28,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def setup(cfg: Config) -> tuple[torch.device, torch.Generator]:
-    """Apply the config's runtime settings; returns (device, seeded generator)."""
+    """Apply the config's runtime settings; returns (device, seeded generator). Under ``torchrun``
+    this process joins the run's process group (``distributed.py``); on CUDA, its rank's GPU."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    return resolve_device(cfg.device), seed_everything(cfg.seed)
+    _, device = init_distributed(resolve_device(cfg.device))
+    return device, seed_everything(cfg.seed)
+
+
+def trainee_generator(seed: int, index: int) -> torch.Generator:
+    """The generator of trainee ``index``'s batches: its own stream of the run's seed, so that what a
+    model is trained on does not depend on which other models a process trains (torchrun shares K
+    single-landmark models out over the ranks)."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))

@@ -38,6 +38,15 @@ def tiny_cfg(**overrides):
 
 
 @pytest.fixture
+def one_thread():
+    """For a test whose config sets num_threads=1 (exact equality of two runs): the next tests get
+    the suite's thread count back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def smoke_cfg():
     return preset("smoke")
 

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "cc2dkit"
 # Lowest first. A module may import from its own layer and the layers below, never above.
 LAYERS = [
     {"__init__", "config", "paths"},
-    {"runtime", "metrics"},
+    {"runtime", "distributed", "metrics"},
     {"data"},
     {"backbone"},
     {"network"},

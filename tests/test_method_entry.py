@@ -48,9 +48,11 @@ def test_every_method_writes_its_run_folder(cfg, data, tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["cc2d", "multi", "adapter", "sla", "atd", "atd-batched"])
-def test_resumed_run_equals_uninterrupted_run(cfg, data, tmp_path, name):
+def test_resumed_run_equals_uninterrupted_run(cfg, data, tmp_path, name, one_thread):
     name, _, batched = name.partition("-")
-    c = cfg.replace(**{"method.name": name, "train.epochs": 3, "method.batched": bool(batched) or None})
+    # one thread: with two, a CPU conv's reduction order may change from run to run (1e-7 apart)
+    c = cfg.replace(**{"method.name": name, "train.epochs": 3, "method.batched": bool(batched) or None,
+                       "num_threads": 1})
     full = run_method(c, tmp_path / "full", data, progress=False)
     run_method(c.replace(**{"train.epochs": 2}), tmp_path / "cut", data, progress=False)
     assert (tmp_path / "cut" / CHECKPOINT).exists()
@@ -59,10 +61,9 @@ def test_resumed_run_equals_uninterrupted_run(cfg, data, tmp_path, name):
     timing = ["seconds", "train_seconds"]
     a, b = full.metrics.drop(columns=timing), resumed.metrics.drop(columns=timing)
     assert a[["epoch", "landmark"]].equals(b[["epoch", "landmark"]])
-    # the resumed run refills its fp16 feature cache from other batches; with 2 threads the
-    # backbone's last bits may depend on the batch, so losses agree to float tolerance
-    np.testing.assert_allclose(a.select_dtypes("number").to_numpy(), b.select_dtypes("number").to_numpy(),
-                               rtol=1e-4)
+    # the feature cache computes each image alone: a refilled cache holds the same bits, and the
+    # resumed run's losses are the uninterrupted run's, exactly
+    assert np.array_equal(a.select_dtypes("number").to_numpy(), b.select_dtypes("number").to_numpy(), equal_nan=True)
     if full.pl_state is not None:
         for a, b in zip(full.pl_state.history, resumed.pl_state.history, strict=True):
             assert np.array_equal(a["pls"], b["pls"])

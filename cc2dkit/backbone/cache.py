@@ -3,8 +3,9 @@
 The backbone never changes during training, so the features of an un-augmented image are the
 same at every step: compute them once per image and reuse them. Entries are stored (optionally)
 as float16 on the CPU; once ``max_mb`` is reached new images are computed but not stored.
-Freshly computed features are rounded to the storage dtype too, so results do not depend on
-whether an image was already cached (a resumed run continues exactly).
+Freshly computed features are computed image by image and rounded to the storage dtype too, so
+results do not depend on whether an image was already cached, nor on its batch (a resumed run
+continues exactly).
 """
 from __future__ import annotations
 
@@ -44,8 +45,11 @@ class FeatureCache:
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         if missing:
-            # round to the storage dtype so a hit and a miss give identical numbers
-            fresh = [f.to(self.dtype).float() for f in self.backbone(images[missing])]
+            # one image at a time, so the bits of an image's features do not depend on which images
+            # share its batch (a resumed run, the ranks of a torchrun run); rounded to the storage
+            # dtype so a hit and a miss give identical numbers
+            alone = [self.backbone(images[i:i + 1]) for i in missing]
+            fresh = [torch.cat(level).to(self.dtype).float() for level in zip(*alone)]
             for j, i in enumerate(missing):
                 entry = [f[j].to("cpu", self.dtype) for f in fresh]
                 size = sum(t.numel() * t.element_size() for t in entry)

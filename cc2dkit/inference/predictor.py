@@ -174,8 +174,12 @@ class Predictor(ABC):
 
     def predict(self, data: GridImages, progress: bool = False) -> np.ndarray:
         """(N, L, 2) original pixels of every image; NaN for the landmarks this predictor does not predict."""
+        return self.to_original(data, self.predict_grid(data, progress=progress))
+
+    def to_original(self, data: GridImages, grid_points: np.ndarray) -> np.ndarray:
+        """(N, K, 2) grid points of every image of ``data`` -> (N, L, 2) original pixels, NaN elsewhere."""
         full = np.full((len(data), len(data.landmark_names), 2), np.nan)
-        full[:, self.landmark_indices] = self.predict_grid(data, progress=progress)
+        full[:, self.landmark_indices] = grid_points
         return data.to_original(full)
 
     @torch.no_grad()

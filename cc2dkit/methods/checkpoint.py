@@ -1,7 +1,7 @@
 """Resumable runs: everything an interrupted run needs, saved after every ``train.save_every`` epochs.
 
 ``checkpoint.pt`` holds the config it was trained with, the epoch, the trainable weights of every model, the optimizers, the
-run's generator state, the pseudo-labels with their history, the per-epoch log rows and the
+run's generator state and each trainee's, the pseudo-labels with their history, the per-epoch log rows and the
 *layout* (how models are grouped for training: one model, K models one by one, or stacks). A run
 resumed from it continues at the next epoch; with the same config it ends with the same numbers
 as an uninterrupted run (everything random is drawn from the saved generator; augmented templates
@@ -17,11 +17,13 @@ from ..config import Config
 from .runfolder import CHECKPOINT, CHECKPOINT_FORMAT, LEGACY, load_saved, save_atomic
 
 
-def save_checkpoint(out: Path, cfg: Config, epoch: int, models: list, optimizers: list, generator: torch.Generator,
-                    pl_state, log_rows: list[dict], layout: str) -> Path:
+def save_checkpoint(out: Path, cfg: Config, epoch: int, models: list, optimizers: list, generators: list,
+                    generator: torch.Generator, pl_state, log_rows: list[dict], layout: str) -> Path:
+    """``optimizers`` / ``generators``: the state dicts / states of the trainees (in their order)."""
     state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch,
              "models": [m.trainable_state_dict() for m in models],
-             "optimizers": [o.state_dict() for o in optimizers],
+             "optimizers": list(optimizers),
+             "trainee_generators": list(generators),
              "generator": generator.get_state(),
              "pls": None if pl_state is None else pl_state.pls,
              "pl_history": None if pl_state is None else pl_state.history,
@@ -62,8 +64,11 @@ def restore(state: dict, models: list, generator: torch.Generator, pl_state, lay
     return int(state["epoch"]), list(state["log"])
 
 
-def restore_optimizers(state: dict, optimizers: list) -> None:
+def restore_trainees(state: dict, optimizers: list, generators: list[torch.Generator]) -> None:
+    """The trainees' optimizers and generators as saved."""
     if len(state["optimizers"]) != len(optimizers):
         raise ValueError(f"{state['path']} holds {len(state['optimizers'])} optimizers, this run has {len(optimizers)}")
     for o, sd in zip(optimizers, state["optimizers"]):
         o.load_state_dict(sd)
+    for g, saved in zip(generators, state["trainee_generators"]):
+        g.set_state(saved)

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from ..config import Config
+from ..distributed import SINGLE, Dist, current, gather_objects
 from ..data import build_datasets
 from ..data.grid import GridImages
 from ..data.landmarks import resolve_landmarks
@@ -28,7 +29,8 @@ class RunContext:
     template_index: int  # its row in ``train``
     unlabelled: list[int]  # rows of ``train`` the PLs live on (non-template images; the first ``method.pl_images``)
     landmarks: list[int]  # the K trained dataset landmarks
-    out: Path | None
+    out: Path | None  # the run folder; None: nothing written (no folder given, or not rank 0)
+    dist: Dist = SINGLE  # the ranks of a torchrun run (methods/loop.py shares the work out)
 
     @property
     def landmark_names(self) -> list[str]:
@@ -53,8 +55,26 @@ def prepare_context(cfg: Config, out_dir, data=None, progress: bool = True) -> R
         if n < 1:
             raise ValueError(f"method.pl_images must be >= 1 or None, got {n}")
         unlabelled = unlabelled[:n]
-    out = None if out_dir is None else Path(out_dir)
-    return RunContext(cfg, device, gen, train, test, template, t, unlabelled, landmarks, out)
+    d = current()
+    out = None if out_dir is None or not d.main else Path(out_dir)  # rank 0 alone writes the run folder
+    return RunContext(cfg, device, gen, train, test, template, t, unlabelled, landmarks, out, d)
+
+
+def predict_rows(ctx: RunContext, predictor: Predictor, data: GridImages, rows: list[int],
+                 progress: bool = False) -> np.ndarray:
+    """(n, K, 2) grid predictions of ``data``'s ``rows``; in a torchrun run each rank predicts its
+    share of the rows and every rank gets them all."""
+    d = ctx.dist
+    if not d.active:
+        return predictor.predict_grid(data, rows, progress)
+    mine = d.rows(rows)
+    part = predictor.predict_grid(data, mine, progress) if mine else None
+    out = np.zeros((len(rows), len(predictor.landmark_indices), 2))
+    where = {r: i for i, r in enumerate(rows)}
+    for their_rows, their_part in gather_objects((mine, part), d):
+        if their_rows:
+            out[[where[r] for r in their_rows]] = their_part
+    return out
 
 
 def tracked_test_grid(ctx: RunContext, predictor: Predictor, epoch: int) -> tuple[list[int], np.ndarray] | None:
@@ -68,7 +88,7 @@ def tracked_test_grid(ctx: RunContext, predictor: Predictor, epoch: int) -> tupl
         return None
     limit = ctx.cfg.eval.track_images
     rows = list(range(len(ctx.test) if limit is None else min(limit, len(ctx.test))))
-    return rows, predictor.predict_grid(ctx.test, rows)
+    return rows, predict_rows(ctx, predictor, ctx.test, rows)
 
 
 def test_errors(ctx: RunContext, rows: list[int], pred_grid: np.ndarray) -> np.ndarray | None:

@@ -2,8 +2,12 @@
 
 An epoch: each *trainee* (one model, or a stack of single-landmark models trained as one network)
 runs the method's stages in order, each stage ``stage_steps`` SSL steps on batches of its patch
-sources; then, for PL methods, Infer-PL re-infers the pseudo-labels with the method's predictor;
-then the tracked test error, the log row and the checkpoint.
+sources, drawn from its own generator; then, for PL methods, Infer-PL re-infers the pseudo-labels
+with the method's predictor; then the tracked test error, the log row and the checkpoint.
+
+Under ``torchrun`` (:func:`distribute`): one model trains data parallel on every rank; K models
+(or stacks) are shared out, trainee i to rank ``i % N``, and after each epoch's training every rank
+receives the others' weights. Infer-PL and tracking split the images over the ranks.
 """
 from __future__ import annotations
 
@@ -15,10 +19,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..distributed import broadcast_tensors, gather_objects, sum_over_ranks
 from ..inference import Predictor, stack_chunks
 from ..network import CC2D, StackedModels
-from ..training import PLState, epoch_lr, make_optimizer, set_lr, train_stage
-from .context import EpochLog, RunContext, tracked_test_grid
+from ..runtime import trainee_generator
+from ..training import DataParallel, PLState, data_parallel, epoch_lr, make_optimizer, memory_format, set_lr, train_stage
+from .context import EpochLog, RunContext, predict_rows, tracked_test_grid
 
 
 @dataclass
@@ -31,11 +37,60 @@ class Trainee:
     columns: list[int]  # the trained landmarks (0..K-1) whose losses it reports
     sources: dict[str, list]  # stage -> one patch source per model of ``net`` (the stages it trains)
     steps: int | None = None  # steps per stage and epoch (None: the ``stage_steps`` rule)
+    generator: torch.Generator | None = None  # its batches' draws (set by :func:`distribute`)
+    owner: int | None = None  # the rank that trains it when trainees are shared out (None: every rank)
+    dp: DataParallel | None = None  # data-parallel training over the ranks (None: this process alone)
 
     def sync(self) -> None:
         """Make ``models`` hold the trained weights (a stack trains copies of them)."""
         if isinstance(self.net, StackedModels):
             self.net.to_models(self.models)
+
+
+def distribute(ctx: RunContext, trainees: list[Trainee], per_landmark: bool) -> None:
+    """Give trainee i its generator (:func:`~cc2dkit.runtime.trainee_generator`) and, under torchrun,
+    its rank (per-landmark methods: ``i % N``) or its data-parallel wrapper (one-model methods)."""
+    d = ctx.dist
+    for i, t in enumerate(trainees):
+        t.generator = trainee_generator(ctx.cfg.seed, i)
+        if d.active and per_landmark:
+            t.owner = i % d.world
+        elif d.active:
+            t.dp = data_parallel(t.net, d, ctx.device, memory_format(ctx.cfg.train, ctx.device))
+
+
+def owns(ctx: RunContext, t: Trainee) -> bool:
+    return t.owner is None or t.owner == ctx.dist.rank
+
+
+def share_models(ctx: RunContext, trainees: list[Trainee]) -> None:
+    """Every rank gets the weights of the trainees the other ranks trained (shared-out runs)."""
+    for t in trainees:
+        if t.owner is not None:
+            for m in t.models:
+                broadcast_tensors(list(m.decoder.state_dict().values()), t.owner, ctx.dist)
+
+
+def trainee_states(ctx: RunContext, trainees: list[Trainee]) -> tuple[list, list]:
+    """The trainees' optimizer state dicts and generator states for a checkpoint, each from the rank
+    that trains it (a collective in a shared-out torchrun run: every rank calls it)."""
+    optimizers = [_to_cpu(t.optimizer.state_dict()) if owns(ctx, t) else None for t in trainees]
+    generators = [t.generator.get_state() if owns(ctx, t) else None for t in trainees]
+    if any(t.owner is not None for t in trainees):
+        ranks = gather_objects((optimizers, generators), ctx.dist)
+        optimizers = [ranks[t.owner or 0][0][i] for i, t in enumerate(trainees)]
+        generators = [ranks[t.owner or 0][1][i] for i, t in enumerate(trainees)]
+    return optimizers, generators
+
+
+def _to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
 
 
 def training_groups(ctx: RunContext, per_landmark: bool, batched: bool) -> list[list[int]]:
@@ -72,22 +127,27 @@ def run_epochs(ctx: RunContext, stages: tuple[str, ...], trainees: list[Trainee]
                progress: bool) -> None:
     """Epochs ``start + 1`` .. ``train.epochs`` (see the module docstring); ``save(epoch)`` after each."""
     cfg, k = ctx.cfg, len(ctx.landmarks)
+    shared_out = any(t.owner is not None for t in trainees)
     bar = tqdm(total=(cfg.train.epochs - start) * len(trainees), desc=name, disable=not progress)
     for epoch in range(start + 1, cfg.train.epochs + 1):
         t0 = time.perf_counter()
         losses = {s: np.zeros(k) for s in stages}
         for t in trainees:
             set_lr(t.optimizer, epoch_lr(cfg, epoch))
-            for s in stages:
-                if s in t.sources:
-                    losses[s][t.columns] = train_stage(t.net, t.optimizer, t.sources[s], cfg, ctx.generator,
-                                                       ctx.device, t.steps)
-            t.sync()
+            if owns(ctx, t):
+                for s in stages:
+                    if s in t.sources:
+                        losses[s][t.columns] = train_stage(t.net, t.optimizer, t.sources[s], cfg, t.generator,
+                                                           ctx.device, t.steps, t.dp)
+                t.sync()
+                bar.set_postfix(epoch=epoch, loss=f"{float(np.mean([losses[s][t.columns] for s in t.sources])):.3f}")
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{float(np.mean([losses[s][t.columns] for s in t.sources])):.3f}")
+        if shared_out:  # the other ranks' models and losses (a loss is 0 where this rank did not train)
+            share_models(ctx, trainees)
+            losses = {s: sum_over_ranks(v, ctx.dist) for s, v in losses.items()}
         t_train = time.perf_counter() - t0
         if pl is not None:
-            pl.pls = predictor.predict_grid(ctx.train, ctx.unlabelled)
+            pl.pls = predict_rows(ctx, predictor, ctx.train, ctx.unlabelled)
             pl.record(epoch, ctx.train)
         log.add(epoch, losses, tracked_test_grid(ctx, predictor, epoch), time.perf_counter() - t0, t_train)
         save(epoch)

@@ -26,9 +26,10 @@ from ..inference import ModelPredictor, ModelSetPredictor, Predictor, RefinedPre
 from ..network import CC2D
 from ..training import (CropPatchSource, PLPatchSource, PLState, RandomPatchSource, TemplatePatchSource,
                         make_optimizer)
-from .checkpoint import load_checkpoint, restore, restore_optimizers, save_checkpoint
-from .context import EpochLog, RunContext, prepare_context
-from .loop import Trainee, layout, make_trainees, run_epochs, training_groups
+from ..distributed import env_dist
+from .checkpoint import load_checkpoint, restore, restore_trainees, save_checkpoint
+from .context import EpochLog, RunContext, predict_rows, prepare_context
+from .loop import Trainee, distribute, layout, make_trainees, run_epochs, trainee_states, training_groups
 from .registry import MethodSpec, method_config, method_spec
 from .runfolder import (CHECKPOINT, CONFIG, LEGACY, METRICS, MODEL, PL_HISTORY, evaluation, save_model,
                         write_csv_atomic, write_results, write_text_atomic)
@@ -77,10 +78,16 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     """Train ``cfg.method.name``, evaluate on the test split, write the run folder ``out_dir`` (if given).
 
     ``data``: (train, test) GridImages to reuse (built from ``cfg.data`` when None). ``resume``:
-    continue from ``out_dir/checkpoint.pt``.
+    continue from ``out_dir/checkpoint.pt``. Under ``torchrun`` every rank calls it; they share
+    the work (``loop.py``) and rank 0 writes the run folder and shows progress.
     """
+    d = env_dist()
+    progress = progress and d.main
     cfg = record_backbone(method_config(cfg))
     spec = method_spec(cfg)
+    if d.active and not spec.per_landmark and cfg.train.batch_size % d.world:
+        raise ValueError(f"train.batch_size={cfg.train.batch_size} must be divisible by the {d.world} processes "
+                         "of the run: each trains an equal share of every batch")
     if resume and out_dir is None:
         raise ValueError("resume needs a run folder (out_dir)")
     state = load_checkpoint(Path(out_dir)) if resume else None
@@ -116,17 +123,20 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     if fine is not None:
         trainees.append(fine_trainee(ctx, fine, progress))
         stages += ("fine",)
+    distribute(ctx, trainees, spec.per_landmark)
     if state is not None:
-        restore_optimizers(state, [t.optimizer for t in trainees])
+        restore_trainees(state, [t.optimizer for t in trainees], [t.generator for t in trainees])
     if ctx.out is not None:
         ctx.out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(ctx.out / CONFIG, cfg.to_json())
 
     def save(epoch: int) -> None:
         every = max(cfg.train.save_every, 1)
-        if ctx.out is not None and (epoch % every == 0 or epoch == cfg.train.epochs):
-            save_checkpoint(ctx.out, cfg, epoch, trained, [t.optimizer for t in trainees], ctx.generator, pl,
-                            log.rows, grouping)
+        if out_dir is not None and (epoch % every == 0 or epoch == cfg.train.epochs):
+            optimizers, generators = trainee_states(ctx, trainees)  # every rank: a collective when shared out
+            if ctx.out is not None:
+                save_checkpoint(ctx.out, cfg, epoch, trained, optimizers, generators, ctx.generator, pl, log.rows,
+                                grouping)
 
     run_epochs(ctx, stages, trainees, predictor, pl, log, start, save, spec.name, progress)
     if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
@@ -191,7 +201,8 @@ def finish(ctx: RunContext, predictor: Predictor, pl: PLState | None, log: Epoch
     metrics = log.frame()
     pred = table = None
     if ctx.test is not None:
-        pred = predictor.predict(ctx.test, progress=progress)
+        pred = predictor.to_original(ctx.test, predict_rows(ctx, predictor, ctx.test, list(range(len(ctx.test))),
+                                                            progress))
         if ctx.test.labelled.all():
             table = evaluation(ctx.test, pred, ctx.landmarks, ctx.cfg.eval.radii_mm)[1]
     if ctx.out is not None:

@@ -42,7 +42,7 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 METRICS = "metrics.csv"
 PL_HISTORY = "pl_history.csv"
-CHECKPOINT_FORMAT = "cc2dkit-checkpoint-2"
+CHECKPOINT_FORMAT = "cc2dkit-checkpoint-3"  # 3: each trainee's generator
 MODEL_FORMAT = "cc2dkit-model-2"
 LEGACY = {"checkpoint.pt": "cc2dkit-checkpoint-1", "sla_set.pt": "cc2dkit-sla-set-1",
           "method_state.pt": "cc2dkit-method-state-1"}

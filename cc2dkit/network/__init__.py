@@ -8,10 +8,10 @@
 - ``sampling.py``: embeddings read at grid points (the loss and the matcher use it).
 - ``accounting.py``: parameter counts and training memory; ``legacy.py``: format-1 weights.
 """
-from .blocks import RFB, AdapterBlocks, ConvBN, PlainBlocks, StackedBlocks
+from .blocks import RFB, AdapterBlocks, ConvBN, PlainBlocks, StackedBlocks, sync_batch_norm
 from .decoder import Decoder, check_landmark_ids
 from .model import CC2D
 from .stacked import StackedModels
 
 __all__ = ["CC2D", "AdapterBlocks", "ConvBN", "Decoder", "PlainBlocks", "RFB", "StackedBlocks", "StackedModels",
-           "check_landmark_ids"]
+           "check_landmark_ids", "sync_batch_norm"]

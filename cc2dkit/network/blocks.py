@@ -5,6 +5,9 @@ Primitives (every block is made of these):
 - :class:`ConvBN`: conv (no bias), batch norm, optional ReLU; ``groups`` > 1 runs K models at once.
 - :class:`LandmarkConvBN`: K convs and K batch norms stored stacked; sample b uses those of
   landmark ``ids[b]`` (one grouped conv, no Python loop over samples).
+- Both batch norms (:class:`BatchNorm2d`, :class:`LandmarkBatchNorm2d`) can be *synced*
+  (:func:`sync_batch_norm`): in data-parallel training their statistics are those of every rank's
+  batch together, so N ranks compute what one process computes on the global batch.
 
 Blocks (what the decoder is built from; every block is called as ``block(x, ids)``):
 
@@ -31,6 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..distributed import all_reduce_sum
+
 
 def _pair(kernel) -> tuple[int, int]:
     return (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
@@ -41,6 +46,37 @@ def _same_padding(kernel: tuple[int, int], dilation: int) -> tuple[int, int]:
 
 
 # -- primitives --------------------------------------------------------------------------------
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` (the same parameters, buffers and results) that, when ``synced``, trains on
+    the statistics of every rank's batch (two passes: the mean, then the variance about it)."""
+
+    synced = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.synced and self.training):
+            return super().forward(x)
+        x = x.float()  # as autocast runs batch norm
+        c = x.shape[1]
+        packed = all_reduce_sum(torch.cat([x.sum((0, 2, 3)), x.new_tensor([x.numel() / c])]))
+        count, mean = packed[-1], packed[:-1] / packed[-1]
+        var = all_reduce_sum((x - mean[None, :, None, None]).square().sum((0, 2, 3))) / count  # biased
+        with torch.no_grad():
+            m = self.momentum
+            self.running_mean.mul_(1 - m).add_(m * mean)
+            self.running_var.mul_(1 - m).add_(m * var * count / (count - 1))
+            self.num_batches_tracked.add_(1)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return x * scale[None, :, None, None] + (self.bias - mean * scale)[None, :, None, None]
+
+
+def sync_batch_norm(module: nn.Module, on: bool = True) -> nn.Module:
+    """Make every batch norm of ``module`` use (``on``) or not the statistics over all ranks."""
+    for m in module.modules():
+        if isinstance(m, (BatchNorm2d, LandmarkBatchNorm2d)):
+            m.synced = on
+    return module
+
 
 class ConvBN(nn.Module):
     """kh x kw conv (no bias), batch norm, optional ReLU; 'same' padding for any dilation.
@@ -54,7 +90,7 @@ class ConvBN(nn.Module):
         kernel = _pair(kernel)
         self.conv = nn.Conv2d(c_in, c_out, kernel, padding=_same_padding(kernel, dilation), dilation=dilation,
                               groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(c_out)
+        self.bn = BatchNorm2d(c_out)
         self.relu = relu
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,6 +134,8 @@ class LandmarkBatchNorm2d(nn.Module):
     running statistics, so its output does not depend on the rest of the batch.
     """
 
+    synced = False  # statistics over every rank's batch (sync_batch_norm)
+
     def __init__(self, n_landmarks: int, channels: int, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
         self.n_landmarks, self.channels, self.eps, self.momentum = n_landmarks, channels, eps, momentum
@@ -119,11 +157,14 @@ class LandmarkBatchNorm2d(nn.Module):
         return x * scale[:, :, None, None] + shift[:, :, None, None]
 
     def _batch_stats(self, x: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        reduce = all_reduce_sum if self.synced else (lambda t: t)
         onehot_t = F.one_hot(ids, self.n_landmarks).to(x.dtype).t()  # (K, B)
         count = onehot_t.sum(1) * x.shape[2] * x.shape[3]  # (K,) values per channel of each landmark
+        packed = reduce(torch.cat([onehot_t @ x.sum((2, 3)), count[:, None]], dim=1))  # (K, C + 1)
+        sums, count = packed[:, :-1], packed[:, -1]
         denom = count.clamp(min=1)[:, None]
-        mean = onehot_t @ x.sum((2, 3)) / denom  # (K, C)
-        var = onehot_t @ (x - mean[ids][:, :, None, None]).square().sum((2, 3)) / denom  # (K, C), biased
+        mean = sums / denom  # (K, C)
+        var = reduce(onehot_t @ (x - mean[ids][:, :, None, None]).square().sum((2, 3))) / denom  # (K, C), biased
         with torch.no_grad():
             present = (count > 0)[:, None]
             unbiased = var * (count / (count - 1).clamp(min=1))[:, None]

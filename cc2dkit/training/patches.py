@@ -37,6 +37,12 @@ class PatchBatch:
     image_points: torch.Tensor  # (B, 2) (x, y) of the same point in the full image
     landmark_ids: torch.Tensor | None = None  # (B,) landmark each sample trains (adapters); None: CC2D
 
+    def part(self, rows: slice) -> "PatchBatch":
+        """The samples ``rows`` of this batch (a rank's share in data-parallel training)."""
+        return PatchBatch(None if self.keys is None else self.keys[rows], self.images[rows], self.patches[rows],
+                          self.patch_points[rows], self.image_points[rows],
+                          None if self.landmark_ids is None else self.landmark_ids[rows])
+
 
 @dataclass(frozen=True)
 class Augment:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from .parallel import DataParallel
 from .step import ssl_step
 
 
@@ -44,13 +45,14 @@ def stage_steps(cfg: Config, pairs: int) -> int:
 
 
 def train_stage(net, optimizer: torch.optim.Optimizer, sources: Sequence, cfg: Config, generator: torch.Generator,
-                device: torch.device, steps: int | None = None) -> np.ndarray:
+                device: torch.device, steps: int | None = None, dp: DataParallel | None = None) -> np.ndarray:
     """``steps`` SSL steps (None: :func:`stage_steps`); source k feeds model k of ``net`` (one source for one model).
 
-    Returns the (K,) mean losses. Batches are drawn in source order from ``generator``.
+    Returns the (K,) mean losses. Batches are drawn in source order from ``generator`` (``dp``:
+    every rank draws the same global batches and trains its share).
     """
     losses = []
     for _ in range(steps or stage_steps(cfg, max(len(s) for s in sources))):
         batches = [s.sample(cfg.train.batch_size, generator) for s in sources]
-        losses.append(ssl_step(net, batches, optimizer, cfg.train, device))
+        losses.append(ssl_step(net, batches, optimizer, cfg.train, device, dp))
     return np.asarray(losses).mean(axis=0)

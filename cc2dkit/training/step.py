@@ -17,10 +17,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from ..config import TrainConfig
+from ..distributed import current, sum_over_ranks
 from .loss import cc2d_loss
+from .parallel import DataParallel
 from .patches import PatchBatch
 
 AMP_MODES = ("auto", "bf16", "off")
@@ -50,16 +53,21 @@ def use_memory_format(module: torch.nn.Module, fmt: torch.memory_format) -> None
 
 
 def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-             device: torch.device) -> list[float]:
+             device: torch.device, dp: DataParallel | None = None) -> list[float]:
     """One update of ``net`` on ``batches`` (batch k trains model k; one batch for one model).
 
     Returns the K losses. The batches must have the same size. Their ``landmark_ids`` reach the
-    network only when it has landmark-specific weights (the C-Adapter).
+    network only when it has landmark-specific weights (the C-Adapter). ``dp``: data-parallel
+    training; this rank trains its share of the global ``batches`` and the losses returned are
+    those of the global batch.
     """
     if len(batches) != net.n_models:
         raise ValueError(f"{len(batches)} batches for {net.n_models} model(s): one batch per model")
     if len({len(b.images) for b in batches}) != 1:
         raise ValueError("the stacked models' batches must have the same size")
+    if dp is not None:
+        share = dp.share(len(batches[0].images))
+        batches = [b.part(share) for b in batches]
     net.train()
     fmt = memory_format(cfg, device)
     use_memory_format(net.decoder, fmt)
@@ -69,8 +77,11 @@ def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimize
     keys = None if any(b.keys is None for b in batches) else [key for b in batches for key in b.keys]
     ids = torch.cat([b.landmark_ids for b in batches]).to(device) if net.n_landmarks else None
     with autocast(cfg, device):
-        img_embs = net.embed_groups(images, keys, ids)  # [(K, B, D, G/s, G/s)]
-        patch_embs = net.embed_groups(patches, None, ids)  # [(K, B, D, P/s, P/s)]
+        if dp is not None:  # through DDP: its backward sums the ranks' gradients
+            img_embs, patch_embs = dp.module(images, patches, keys, ids)
+        else:
+            img_embs = net.embed_groups(images, keys, ids)  # [(K, B, D, G/s, G/s)]
+            patch_embs = net.embed_groups(patches, None, ids)  # [(K, B, D, P/s, P/s)]
     img_embs, patch_embs = [e.float() for e in img_embs], [e.float() for e in patch_embs]
     total, losses = 0.0, []
     for k, b in enumerate(batches):
@@ -81,4 +92,6 @@ def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimize
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
+    if dp is not None:  # each rank's loss is the mean over its share: their mean is the global batch's
+        return list(sum_over_ranks(np.asarray(losses), current()) / dp.world)
     return losses
