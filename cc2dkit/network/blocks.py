@@ -1,5 +1,8 @@
 """The decoder's building blocks, and the three kinds of them.
 
+(One module of ~330 lines on purpose: a kind is a small table of these primitives and blocks, and
+the three kinds must stay interchangeable in the one decoder; they are read and changed together.)
+
 Primitives (every block is made of these):
 
 - :class:`ConvBN`: conv (no bias), batch norm, optional ReLU; ``groups`` > 1 runs K models at once.
