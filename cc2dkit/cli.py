@@ -207,8 +207,11 @@ def _interrupted(out: Path, what: str = "interrupted") -> str:
     except (OSError, ValueError):
         return f"{what}; {ckpt} cannot be read"
     d = env_dist()
-    again = f"torchrun --standalone --nproc_per_node={d.world} -m cc2dkit" if d.active else "python -m cc2dkit"
-    return f"{what}; the last checkpoint is {ckpt} (epoch {epoch}). Continue with: {again} train --run {out} --resume"
+    if d.active:  # --out, not --run: torchrun's own parser would take --run for its --run-path
+        again = f"torchrun --standalone --nproc_per_node={d.world} -m cc2dkit train --out {out} --resume"
+    else:
+        again = f"python -m cc2dkit train --run {out} --resume"
+    return f"{what}; the last checkpoint is {ckpt} (epoch {epoch}). Continue with: {again}"
 
 
 class Stopped(BaseException):

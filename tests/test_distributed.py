@@ -160,9 +160,13 @@ def test_killed_rank_stops_the_run_and_one_process_resumes(tmp_path):
     assert rc != 0
     assert "last checkpoint is" in text and "--resume" in text, text[-3000:]
     assert not _kit_traceback(text)
-    # the run folder is whole: one process resumes it (one more epoch, to keep the test short)
+    # the run folder is whole: torchrun resumes it for one more epoch, then one process for another
     epoch = load_checkpoint(out)["epoch"]
-    resumed = _single(["--run", str(out), "--resume", "--no-progress", "--set", f"train.epochs={epoch + 1}"])
+    assert f"train --out {out} --resume" in text  # the command printed (torchrun would take --run for itself)
+    rc, text = _done(_torchrun(["--out", str(out), "--resume", "--no-progress", "--set", f"train.epochs={epoch + 1}"]))
+    assert rc == 0, text
+    assert load_checkpoint(out)["epoch"] == epoch + 1
+    resumed = _single(["--run", str(out), "--resume", "--no-progress", "--set", f"train.epochs={epoch + 2}"])
     assert resumed.returncode == 0, resumed.stderr
     assert (out / "model.pt").exists()
-    assert pd.read_csv(out / "metrics.csv")["epoch"].max() == epoch + 1
+    assert list(pd.read_csv(out / "metrics.csv")["epoch"].unique()) == list(range(1, epoch + 3))
