@@ -180,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
+    if env_dist().active and args.command not in ("train", "run"):
+        raise UsageError(f"{args.command} runs in one process: start it with python -m cc2dkit, not torchrun "
+                         "(torchrun is for train)")
     cfg = _config(args)
     progress = not args.no_progress
     out = Path(args.out)
@@ -251,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         if debug:
             raise
-        print(f"error: {e} (python -m cc2dkit --help)", file=sys.stderr)
+        prefix = f"rank {d.rank}: " if d.active else ""
+        print(f"{prefix}error: {e} (python -m cc2dkit --help)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if debug:

@@ -108,9 +108,16 @@ def sum_over_ranks(values: np.ndarray, d: Dist) -> np.ndarray:
     """Element-wise sum of a float array over the ranks (not differentiable)."""
     if not d.active:
         return values
-    t = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    t = torch.as_tensor(np.asarray(values, dtype=np.float64), device=_collective_device())
     dist.all_reduce(t)
-    return t.numpy()
+    return t.cpu().numpy()
+
+
+def _collective_device() -> torch.device:
+    """Where a tensor made for a collective must live: nccl reduces CUDA tensors only."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def gather_objects(obj, d: Dist) -> list:

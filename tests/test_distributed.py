@@ -131,6 +131,15 @@ def test_batch_not_divisible_is_refused_before_training(tmp_path):
     assert not _kit_traceback(text)
 
 
+def test_predict_and_evaluate_refuse_torchrun(tmp_path):
+    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "cc2dkit", "evaluate", "--out", str(tmp_path)], cwd=ROOT, env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rc, text = _done(p)
+    assert rc != 0 and "evaluate runs in one process: start it with python -m cc2dkit, not torchrun" in text
+    assert not _kit_traceback(text) and not any(tmp_path.iterdir())
+
+
 def _rank_pid(out: Path, rank: int) -> int | None:
     """The pid of the worker process of rank ``rank`` training into ``out``."""
     for proc in Path("/proc").iterdir():
