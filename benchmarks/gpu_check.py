@@ -13,13 +13,14 @@ Prints one table and writes it, with the machine, as JSON. A row per measurement
 - ``infer``: ms per query image for every landmark: one CC2D, K stacked models, C-Adapter C_A 16,
   and one CC2D refined by the fine stage (``refine``);
 - ``method``: one epoch of every method (``run_method``: a few steps per stage, Infer-PL on a few
-  images), seconds: the methods run on the device;
+  images, every phantom landmark), seconds: the methods run on the device;
 - ``bf16``: one training step from the same weights and batch, fp32 vs bf16 autocast: relative
   difference of the loss and cosine of the gradients, against the tolerance stated in the row.
 
-Speed needs no labels: the data are phantom images (every landmark at the grid), the backbone VGG16,
-random unless ``--weights`` names a file (``env``: $CC2DKIT_WEIGHTS). The exit status is 1 when
-the bf16 check is out of tolerance or a method fails. Peak memory is CUDA's (NaN on the CPU).
+Speed needs no labels: the data are phantom images (12 landmarks; K = 19 cycles over them), the
+backbone VGG16, random unless ``--weights`` names a file (``env``: $CC2DKIT_WEIGHTS). The exit
+status is 1 when the bf16 check is out of tolerance or a method fails. Peak memory is CUDA's (NaN
+on the CPU). ``--steps`` / ``--queries`` shorten the timings (e.g. the full sizes on a CPU, once).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ import torch  # noqa: E402
 # bf16 keeps 8 bits of mantissa. Measured at the tiny sizes on CPU: loss 0.6% apart, gradient
 # cosine 0.90-0.96, while the fp32 gradients of two batches have cosine ~0: bf16's error is small
 # beside the noise of drawing a batch. Below these, something beyond rounding is wrong.
+PHANTOM_LANDMARKS = 12  # the phantom draws at most 12; K = 19 landmarks cycle over them
 BF16_LOSS_RTOL = 0.02
 BF16_GRAD_COSINE = 0.85
 
@@ -49,7 +51,7 @@ BF16_GRAD_COSINE = 0.85
 class Sizes:
     grid: int
     image: int  # phantom image side (original pixels)
-    landmarks: int  # K: the landmarks, and the SLA models
+    landmarks: int  # K: the SLA models, the adapter's landmarks, the landmarks inferred
     images: int  # training images (the cache holds them all)
     batch: int
     steps: int  # timed steps per row
@@ -70,7 +72,8 @@ def base_config(args, s: Sizes):
     from cc2dkit.config import preset
 
     over = {"data.source": "phantom", "data.grid": s.grid, "data.phantom_size": s.image,
-            "data.phantom_train": s.images, "data.phantom_test": 2, "data.phantom_landmarks": s.landmarks,
+            "data.phantom_train": s.images, "data.phantom_test": 2,
+            "data.phantom_landmarks": min(s.landmarks, PHANTOM_LANDMARKS),
             "data.template": "train_000", "backbone.arch": "vgg16", "backbone.weights": args.weights,
             "device": args.device, "train.batch_size": s.batch, "eval.batch_size": 4, "train.epochs": 1,
             "train.steps_per_epoch": 2, "method.atd_copies": 8, "method.pl_images": 2,
@@ -182,7 +185,8 @@ def check_train(b: Bench) -> list[dict]:
         model = b.model(cfg)
         b.warm_cache(model)
         rate, peak = b.steps_per_s([(model, make_optimizer(model, cfg), [0])], cfg.train)
-        name = f"{'bf16' if amp == 'bf16' else 'fp32'}, {'channels-last' if cl else 'NCHW'}, cache {'on' if cache else 'off'}"
+        layout = "channels-last" if cl else "NCHW"
+        name = f"{'bf16' if amp == 'bf16' else 'fp32'}, {layout}, cache {'on' if cache else 'off'}"
         rows.append(row("train", name, samples_per_s=rate, peak_mb=peak, params=trainable_parameter_count(model)))
     return rows
 
@@ -233,7 +237,8 @@ def check_infer(b: Bench) -> list[dict]:
     from cc2dkit.methods import METHODS
     from cc2dkit.network import CC2D
 
-    k, cfg, lms = b.s.landmarks, b.cfg, list(range(b.s.landmarks))
+    k, cfg = b.s.landmarks, b.cfg
+    lms = [i % len(b.test.landmark_names) for i in range(k)]  # K landmarks (repeating the phantom's)
     bs = cfg.eval.batch_size
     one = b.model()
     adapter_cfg = b.config(**{"method.name": "adapter", "method.adapter_channels": 16})
@@ -319,18 +324,27 @@ def run(argv: list[str] | None = None) -> tuple[dict, int, str | None]:
     ap.add_argument("--weights", default="env" if os.environ.get("CC2DKIT_WEIGHTS") else "none",
                     help='backbone weights: "none" (random: speed only), "env" ($CC2DKIT_WEIGHTS), a path')
     ap.add_argument("--checks", default=",".join(CHECKS), help=f"comma-separated subset of {','.join(CHECKS)}")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per row (default: 10; tiny: 2)")
+    ap.add_argument("--queries", type=int, default=None,
+                    help="timed query images per inference row (default: 8; tiny: 2)")
     ap.add_argument("--out", default=None, help="JSON file for the table (default: print only)")
     args = ap.parse_args(argv)
     unknown = [c for c in args.checks.split(",") if c not in CHECKS]
     if unknown:
         ap.error(f"unknown check(s) {unknown}; choose from {list(CHECKS)}")
     sizes = TINY if args.tiny else FULL
+    sizes = dataclasses.replace(sizes, steps=args.steps or sizes.steps, queries=args.queries or sizes.queries)
     t0 = time.perf_counter()
     bench = Bench(args, sizes)
     rows = []
     for name in args.checks.split(","):
         print(f"{name} ...", file=sys.stderr, flush=True)
-        rows += CHECKS[name](bench)
+        t1 = time.perf_counter()
+        rows += (done := CHECKS[name](bench))
+        for r in done:  # as they come: a long run cut short still shows what it measured
+            values = {k: v for k, v in r.items() if k not in ("check", "variant")}
+            print(f"  {r['variant']}: {values}", file=sys.stderr, flush=True)
+        print(f"{name}: {time.perf_counter() - t1:.0f} s", file=sys.stderr, flush=True)
     failed = [r["variant"] for r in rows if r.get("ok") is False]
     report = {"machine": machine(bench.device), "sizes": dataclasses.asdict(sizes), "rows": rows,
               "seconds": time.perf_counter() - t0, "failed": failed}
