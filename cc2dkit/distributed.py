@@ -144,8 +144,3 @@ def shutdown() -> None:
     """Leave the process group (at the end of a command run by torchrun)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def barrier(d: Dist) -> None:
-    if d.active:
-        dist.barrier()
