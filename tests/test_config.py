@@ -20,6 +20,10 @@ def test_preset_protocols():
     assert (paper.data.grid, paper.train.epochs, paper.backbone.arch, paper.backbone.weights) == (384, 300, "vgg19", "imagenet")
     assert paper.train.lr == 1e-4 and paper.train.batch_size == 8 and paper.net.embed_dim == 64
     assert cpu.data.source == "isbi" and cpu.data.grid == 192 and cpu.backbone.arch == "vgg16"
+    # the best one-model recipe measured on 2 CPU cores (RESULTS.md, E1)
+    assert (cpu.method.name, cpu.method.adapter_channels, cpu.method.pl_images) == ("adapter", 4, 60)
+    assert (cpu.train.epochs, cpu.train.steps_per_epoch, cpu.train.lr_schedule) == (30, 20, "cosine")
+    assert cpu.eval.subpixel and cpu.eval.template_copies == 8
     assert preset("smoke").data.source == "phantom"
 
 

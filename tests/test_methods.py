@@ -140,3 +140,21 @@ def test_pl_images_limits_the_pseudo_labelled_images(cfg, data):
     assert result.pl_state.pls.shape == (3, 1, 2)
     with pytest.raises(ValueError, match="pl_images"):
         prepare_context(cfg.replace(**{"method.pl_images": 0}), None, data, progress=False)
+
+
+def test_pseudo_labels_use_the_plain_argmax_and_the_answer_the_eval_settings(cfg, data):
+    """Infer-PL and tracking match at the grid argmax against the template alone, whatever
+    ``eval.*`` says; the trained model's final answers use ``eval.subpixel`` / ``template_copies``."""
+    base = cfg.replace(**{"method.name": "adapter", "method.adapter_channels": 2, "train.epochs": 1,
+                          "train.steps_per_epoch": 2, "method.landmarks": (0, 2), "method.pl_images": 4,
+                          "eval.track_every": 0})
+    plain = run_method(base, None, data, progress=False)
+    refined = run_method(base.replace(**{"eval.subpixel": True, "eval.template_copies": 2}), None, data,
+                         progress=False)
+    np.testing.assert_array_equal(plain.pl_state.pls, refined.pl_state.pls)
+    assert (plain.predictor.subpixel, plain.predictor.template_copies) == (False, 0)
+    assert (refined.predictor.subpixel, refined.predictor.template_copies) == (True, 2)
+    assert not np.array_equal(plain.predictions, refined.predictions)
+    again = refined.predictor.plain()
+    assert (again.subpixel, again.template_copies) == (False, 0) and again.model is refined.predictor.model
+    np.testing.assert_allclose(again.predict_grid(data[1], [0, 1]), plain.predictor.predict_grid(data[1], [0, 1]))

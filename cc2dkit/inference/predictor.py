@@ -107,6 +107,13 @@ class Predictor(ABC):
         self.subpixel = subpixel  # sub-pixel peaks (cascade.peak_offset), else the argmax pixel
         self.template_copies = template_copies  # template vectors averaged over this many augmented copies too
 
+    def plain(self) -> "Predictor":
+        """This predictor with the grid argmax against the template alone (no sub-pixel peak, no
+        template copies): what Infer-PL and per-epoch tracking use while training."""
+        other = copy.copy(self)
+        other.subpixel, other.template_copies = False, 0
+        return other
+
     def template_views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The template and its augmented copies: images (C, 1, G, G) and the K landmarks (C, K, 2) on
         the device; C = 1 + ``template_copies``."""

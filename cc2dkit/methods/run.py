@@ -108,7 +108,8 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
         pl = PLState.random(ctx.train, ctx.unlabelled, ctx.landmarks, ctx.generator)
         pl.record(0, ctx.train)
     sources = stage_sources(spec, ctx, copies, pl)
-    predictor = make_predictor(spec, ctx, models)
+    final = make_predictor(spec, ctx, models)  # the eval.* settings: how the trained model answers
+    predictor = final.plain()  # Infer-PL and tracking: the grid argmax against the template alone (cheap)
     log, start = EpochLog(ctx), 0
     batched = spec.per_landmark and batched_training(cfg, ctx.device)
     groups = training_groups(ctx, spec.per_landmark, batched)
@@ -139,6 +140,7 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
                                 grouping)
 
     run_epochs(ctx, stages, trainees, predictor, pl, log, start, save, spec.name, progress)
+    predictor = final
     if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
         predictor = RefinedPredictor(predictor, fine, fine_template(ctx.template, cfg.refine.scale), cfg.refine.scale,
                                      cfg.refine.crop)
