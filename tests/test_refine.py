@@ -8,7 +8,7 @@ from cc2dkit.config import BackboneConfig, NetConfig
 from cc2dkit.data.base import LandmarkDataset, Sample
 from cc2dkit.data.grid import GridImages
 from cc2dkit.inference import Predictor, RefinedPredictor, Template
-from cc2dkit.inference.refine import crop_origins, cut
+from cc2dkit.inference.refine import crop_origins, cut, window_gate
 from cc2dkit.methods import load_predictor, run_method
 from cc2dkit.network import CC2D
 
@@ -101,3 +101,48 @@ def test_refined_runs_save_load_and_resume(tmp_path):
     np.testing.assert_allclose(resumed.metrics["loss_fine"], full.metrics["loss_fine"], rtol=1e-4)
     with pytest.raises(ValueError, match="refine.enabled: True -> False"):  # the checkpoint has a fine stage
         run_method(cfg.replace(**{"refine.enabled": False}), tmp_path / "cut", data, progress=False, resume=True)
+
+
+def test_window_gate_samples_the_coarse_product_inside_each_window():
+    g, scale, crop = 16, 4, 32
+    ys, xs = np.mgrid[0:g, 0:g]
+    peak = (5.0, 9.0)  # grid (x, y)
+    product = torch.tensor(np.exp(-((xs - peak[0]) ** 2 + (ys - peak[1]) ** 2) / 4.0), dtype=torch.float32)[None]
+    fine_point = torch.tensor([[(peak[0] + 0.5) * scale - 0.5, (peak[1] + 0.5) * scale - 0.5]])
+    origins = crop_origins(fine_point, crop, g * scale)
+    gate = window_gate(product * 0.3, origins, crop, g * scale)  # any scale of the product: peak 1
+    assert gate.shape == (1, crop, crop) and 0.9 < float(gate.max()) <= 1  # pixels miss the node by 1/8
+    y, x = divmod(int(gate[0].argmax()), crop)
+    assert abs(x + origins[0, 0].item() - fine_point[0, 0].item()) <= 2  # within half a grid pixel
+    assert abs(y + origins[0, 1].item() - fine_point[0, 1].item()) <= 2
+    closed = window_gate(torch.zeros(1, g, g), origins, crop, g * scale)  # no basin: a flat gate
+    torch.testing.assert_close(closed, torch.full_like(closed, float(closed[0, 0, 0])))
+
+
+class Bumps(Fixed):
+    """A coarse stage whose maps are one bump per landmark at ``peaks`` (grid px) on every image."""
+
+    def __init__(self, template, peaks, n_images: int = 2):
+        self.peaks = np.asarray(peaks, dtype=np.float64)
+        super().__init__(template, np.repeat(self.peaks[None], n_images, axis=0))
+
+    def matcher(self):
+        ys, xs = np.mgrid[0:GRID, 0:GRID]
+        bumps = np.stack([np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 6.0) for x, y in self.peaks])  # (K, G, G)
+        maps = torch.tensor(bumps, dtype=torch.float32)[None, None]  # (S=1, 1, K, G, G)
+        return lambda images, keys: maps.expand(-1, len(images), -1, -1, -1)
+
+
+def test_coarse_gate_keeps_the_fine_answer_in_the_coarse_basin():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    peaks = [[12.0, 9.0], [20.0, 21.0], [6.0, 25.0]]
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    flat = _intensity_network()
+    flat.forward = lambda images, keys=None, landmark_ids=None: [torch.ones(len(images), 4, *images.shape[-2:])] * 5
+    loose = RefinedPredictor(Bumps(template, peaks), flat, fine_template, SCALE, CROP)
+    gated = RefinedPredictor(Bumps(template, peaks), flat, fine_template, SCALE, CROP, coarse_gate=True)
+    # a fine network without information: alone it answers its window's first pixel, gated the coarse peak
+    assert np.abs(loose.predict_grid(data, [1]) - peaks).max() > 3
+    np.testing.assert_allclose(gated.predict_grid(data, [1])[0], peaks, atol=0.5)
+    assert gated.with_template(template).coarse_gate

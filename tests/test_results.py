@@ -12,10 +12,11 @@ from cc2dkit.backbone import FEATURE_INFO
 from cc2dkit.config import preset
 from cc2dkit.data.isbi import ISBI_LANDMARKS
 from cc2dkit.metrics import per_landmark_table
-from cc2dkit.analysis.results import (NOT_RECORDED, NOT_RUN, PAPER, TABLE1_ROWS, TABLE3_ROWS, compare_tables, table1,
+from cc2dkit.analysis.results import (NOT_RECORDED, NOT_RUN, PAPER, TABLE1_ROWS, TABLE3_ROWS, budget_curve,
+                                      compare_tables, table1,
                                       table2, table3)
 from cc2dkit.analysis.runs import METRICS, collect_runs, finished_runs, read_run
-from cc2dkit.viz.results import plot_landmark_comparison, plot_method_comparison
+from cc2dkit.viz.results import plot_budget_curve, plot_landmark_comparison, plot_method_comparison
 
 from .test_adapter import decoder_parameter_formula  # the closed form, an oracle
 
@@ -261,3 +262,24 @@ def test_plots(runs):
     assert len(fig2.axes[0].patches) == 2 * 3
     with pytest.raises(ValueError, match="lacks"):
         plot_method_comparison(t1[["run"]])
+
+
+def test_budget_curve_orders_runs_by_training_minutes(tmp_path):
+    write_run(tmp_path / "long", "adapter", errs(2.0), epochs=3, seconds=(60.0, 60.0, 120.0))
+    write_run(tmp_path / "short", "adapter", errs(2.6), epochs=1, seconds=(90.0,))
+    write_run(tmp_path / "other", "cc2d", errs(3.0), epochs=1, seconds=(10.0,))
+    runs = {"long": tmp_path / "long", "short": tmp_path / "short", "other": tmp_path / "other"}
+    curve = budget_curve(runs, method="adapter")
+    assert list(curve["run"]) == ["short", "long"] and list(curve["epochs"]) == [1, 3]
+    np.testing.assert_allclose(curve["minutes"], [1.5, 4.0])
+    np.testing.assert_allclose(curve["MRE_mm"], [2.6, 2.0])
+    assert list(budget_curve(runs)["run"]) == ["other", "short", "long"]
+    with pytest.raises(ValueError, match="no finished run of method 'sla'"):
+        budget_curve(runs, method="sla")
+    fig = plot_budget_curve(curve, targets={"MRE_mm": 1.9})
+    assert len(fig.axes) == 3
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_xdata(), [1.5, 4.0])
+    assert [t.get_text() for t in fig.axes[0].texts] == ["short", "long"]
+    assert any(l.get_label() == "target 1.9" for l in fig.axes[0].lines)
+    with pytest.raises(ValueError, match="lacks"):
+        plot_budget_curve(curve[["run"]])

@@ -196,3 +196,17 @@ def compare_tables(tables: Mapping[str, pd.DataFrame], columns=("MRE_mm", "SDR_2
         a, b = list(tables)
         out[f"{b} - {a} MRE_mm"] = out[f"{b} MRE_mm"] - out[f"{a} MRE_mm"]
     return out
+
+
+def budget_curve(runs, method: str | None = None) -> pd.DataFrame:
+    """The "all" rows of runs as a curve of accuracy against training time: a row per run, sorted by
+    ``minutes`` (training, Infer-PL and tracking summed over epochs, from ``metrics.csv``), with
+    run, method, epochs, MRE_mm .. SDR_4.0mm. ``method``: only runs of that method."""
+    frame = _collected(runs)
+    rows = frame[frame["landmark"] == ALL_ROW]
+    if method is not None:
+        rows = rows[rows["method"] == method]
+    if rows.empty:
+        raise ValueError(f"no finished run{'' if method is None else f' of method {method!r}'} to draw a curve from")
+    out = rows.assign(minutes=rows["seconds"] / 60.0)[["run", "method", "epochs", "minutes", *METRICS]]
+    return out.sort_values("minutes").reset_index(drop=True)

@@ -126,6 +126,7 @@ class RefineConfig(_Checked):
     scale: int = rule(4, lo=1, hi=16)  # fine grid = scale x data.grid
     crop: int = rule(128, lo=64, multiple=32)  # side of the windows, fine-grid pixels
     steps_per_epoch: int = rule(10, lo=1)  # fine-network steps per epoch (batch train.batch_size)
+    coarse_gate: bool = False  # inference: the coarse product gates the fine maps (the answer stays in its basin)
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,8 @@ SECTIONS = {"data": DataConfig, "backbone": BackboneConfig, "net": NetConfig, "t
 REMOVED = {"train": ("seed",)}  # fields of older config.json files, read and dropped (the top-level seed is used)
 
 # What may differ between a run's config and the config it is resumed / used for prediction with:
-RESUME_MAY_CHANGE = ("name", "train.epochs", "train.save_every", "eval.*", "num_threads", "device",
-                     "backbone.weights", "backbone.cache_*")  # weights: the file may move, its sha256 may not
+RESUME_MAY_CHANGE = ("name", "train.epochs", "train.save_every", "eval.*", "refine.coarse_gate", "num_threads",
+                     "device", "backbone.weights", "backbone.cache_*")  # weights: the file may move, its sha256 may not
 PREDICTION_KEEPS = ("data.grid", "backbone.arch", "backbone.weights_sha256", "net.*", "method.name",
                     "method.landmarks", "method.adapter_channels", "refine.enabled", "refine.scale", "refine.crop")
 

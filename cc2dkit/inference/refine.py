@@ -8,6 +8,11 @@ matches it with a second network (trained by the same self-supervision on such w
 the fine network's maps inside the window, its argmax (sub-pixel with ``subpixel``) is the answer.
 The fine network is one plain CC2D for every landmark and every method (the coarse predictor may
 be any :class:`~cc2dkit.inference.Predictor`).
+
+``coarse_gate``: the coarse cascade's product, sampled at the window's pixels, joins the fine maps
+as one more factor of the product, so the fine argmax stays inside the coarse answer's basin (the
+cascade's own rule: a coarse scale gates the finer ones). Without it the fine network alone
+decides inside the window.
 """
 from __future__ import annotations
 
@@ -15,11 +20,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.grid import GridImages, resize_to_grid
 from ..network import CC2D
-from .cascade import cascade_argmax, similarity_maps, template_vectors
+from .cascade import CLOSED_GATE_FLOOR, cascade_argmax, similarity_maps, template_vectors
 from .predictor import Matcher, Predictor, Template
 
 
@@ -42,7 +48,8 @@ class RefinedPredictor(Predictor):
     ``data.dataset``).
     """
 
-    def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int):
+    def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int,
+                 coarse_gate: bool = False):
         super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel)
         if fine.n_landmarks:
             raise ValueError("the fine network is one plain CC2D for every landmark")
@@ -51,7 +58,7 @@ class RefinedPredictor(Predictor):
             raise ValueError(f"a fine stage at scale {scale} needs a {fine_grid}-pixel template and a crop that is a "
                              f"multiple of 32 inside it, got {tuple(template_fine.shape)} and crop {crop}")
         self.coarse, self.fine, self.template_fine = coarse, fine, template_fine
-        self.scale, self.crop = scale, crop
+        self.scale, self.crop, self.coarse_gate = scale, crop, coarse_gate
 
     @property
     def fine_grid(self) -> int:
@@ -73,7 +80,8 @@ class RefinedPredictor(Predictor):
         if template.original is None:
             raise ValueError("a refined predictor needs the template's original image (Template.original)")
         return RefinedPredictor(self.coarse.with_template(template), self.fine,
-                                resize_to_grid(template.original, self.fine_grid), self.scale, self.crop)
+                                resize_to_grid(template.original, self.fine_grid), self.scale, self.crop,
+                                self.coarse_gate)
 
     def to_fine(self, grid_points: np.ndarray) -> torch.Tensor:
         """Grid points -> fine-grid points (both span the same stretched image)."""
@@ -91,25 +99,51 @@ class RefinedPredictor(Predictor):
         return [torch.cat(level) for level in zip(*per_k)]
 
     @torch.no_grad()
-    def refine(self, image: np.ndarray, grid_points: np.ndarray, vectors: list[torch.Tensor]) -> np.ndarray:
-        """One image (H, W, original resolution) and its (K, 2) coarse grid points -> refined grid points."""
+    def refine(self, image: np.ndarray, grid_points: np.ndarray, vectors: list[torch.Tensor],
+               coarse_product: torch.Tensor | None = None) -> np.ndarray:
+        """One image (H, W, original resolution) and its (K, 2) coarse grid points -> refined grid points;
+        ``coarse_product`` (K, G, G): the coarse cascade's product on it, the gate (``coarse_gate``)."""
         fine_image = resize_to_grid(image, self.fine_grid)  # (1, G_f, G_f)
         origins = crop_origins(self.to_fine(grid_points), self.crop, self.fine_grid)  # (K, 2)
         embs = self.fine(cut(fine_image, origins, self.crop).to(self.device))  # [(K, D, h, w)]
         maps = torch.stack([similarity_maps([e[k:k + 1] for e in embs], [v[k:k + 1] for v in vectors], self.crop)
-                            for k in range(len(origins))], dim=2)[:, 0]  # (S, 1, K, C, C) -> (S, K, C, C)
+                            for k in range(len(origins))], dim=2)[:, 0]  # (S, 1, K, 1, C, C) -> (S, K, 1, C, C)
+        if coarse_product is not None:  # one more factor of the product: (S + 1, K, 1, C, C)
+            maps = torch.cat([maps, window_gate(coarse_product, origins, self.crop, self.fine_grid)[None, :, None]])
         local = cascade_argmax(maps[:, None], self.subpixel)[0].cpu()  # (K, 2) in the windows
         fine_points = (local + origins.float()).double().numpy()
         return (fine_points + 0.5) / self.scale - 0.5
 
+    @torch.no_grad()
     def predict_grid(self, data: GridImages, rows: Sequence[int] | None = None, progress: bool = False) -> np.ndarray:
         rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
-        coarse = self.coarse.predict_grid(data, rows, progress)
         vectors = self.fine_vectors()
-        out = np.empty_like(coarse)
-        for j, i in enumerate(tqdm(rows, desc="refine", disable=not progress, leave=False)):
-            out[j] = self.refine(data.dataset[i].image, coarse[j], vectors)
+        if not self.coarse_gate:
+            coarse = self.coarse.predict_grid(data, rows, progress)
+            return np.stack([self.refine(data.dataset[i].image, coarse[j], vectors) for j, i in
+                             enumerate(tqdm(rows, desc="refine", disable=not progress, leave=False))])
+        match, out = self.coarse.matcher(), np.empty((len(rows), len(self.landmark_indices), 2))
+        for start in tqdm(range(0, len(rows), self.batch_size), desc="refine", disable=not progress, leave=False):
+            chunk = rows[start:start + self.batch_size]
+            maps = match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])  # (S, B, K, G, G)
+            coarse = cascade_argmax(maps, self.coarse.subpixel).cpu().double().numpy()
+            for b, i in enumerate(chunk):
+                out[start + b] = self.refine(data.dataset[i].image, coarse[b], vectors, maps[:, b].prod(dim=0))
         return out
+
+
+def window_gate(product: torch.Tensor, origins: torch.Tensor, crop: int, fine_grid: int) -> torch.Tensor:
+    """(K, G, G) coarse products, (K, 2) fine-grid window origins -> (K, C, C): each product sampled
+    (bilinear) at the fine-grid pixels of its window, scaled to a maximum of 1 over the map, floored
+    at ``CLOSED_GATE_FLOOR`` (a product that is 0 everywhere leaves the fine maps to decide)."""
+    k = product.shape[0]
+    peak = product.flatten(1).amax(dim=1).clamp(min=1e-30)[:, None, None]
+    gate = (product / peak).clamp(min=CLOSED_GATE_FLOOR)[:, None]  # (K, 1, G, G)
+    steps = torch.arange(crop, dtype=torch.float32, device=product.device)
+    xs = (origins[:, 0:1].to(product.device).float() + steps + 0.5) / fine_grid * 2 - 1  # (K, C) in [-1, 1]
+    ys = (origins[:, 1:2].to(product.device).float() + steps + 0.5) / fine_grid * 2 - 1
+    where = torch.stack([xs[:, None, :].expand(k, crop, crop), ys[:, :, None].expand(k, crop, crop)], dim=-1)
+    return F.grid_sample(gate, where, mode="bilinear", padding_mode="border", align_corners=False)[:, 0]
 
 
 def fine_template(template: Template, scale: int) -> torch.Tensor:

@@ -143,7 +143,7 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     predictor = final
     if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
         predictor = RefinedPredictor(predictor, fine, fine_template(ctx.template, cfg.refine.scale), cfg.refine.scale,
-                                     cfg.refine.crop)
+                                     cfg.refine.crop, cfg.refine.coarse_gate)
     if ctx.out is not None:
         save_model(ctx.out, predictor, cfg, cfg.train.epochs)
     result = finish(ctx, predictor, pl, log, progress)

@@ -61,3 +61,26 @@ def plot_landmark_comparison(table: pd.DataFrame, columns: list[str] | None = No
     ax.set_ylabel("MRE (mm)")
     ax.legend(fontsize=7)
     return fig
+
+
+def plot_budget_curve(curve: pd.DataFrame, metrics=("MRE_mm", "SDR_2.0mm", "SDR_4.0mm"),
+                      targets: dict[str, float] | None = None) -> Figure:
+    """Accuracy against training minutes (:func:`cc2dkit.analysis.results.budget_curve`), one panel
+    per metric, each point labelled with its run; ``targets``: {metric: value} drawn as dashed lines."""
+    missing = {"minutes", *metrics} - set(curve.columns)
+    if missing:
+        raise ValueError(f"curve lacks column(s) {sorted(missing)}; has {list(curve.columns)}")
+    fig = Figure(figsize=(3.4 * len(metrics) + 0.6, 3.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    for ax, m in zip(axes, metrics):
+        ax.plot(curve["minutes"], _floats(curve[m]), "o-", color="tab:blue")
+        for _, row in curve.iterrows():
+            ax.annotate(str(row["run"]), (row["minutes"], float(row[m])), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        if targets and m in targets:
+            ax.axhline(targets[m], ls="--", color="gray", lw=1, label=f"target {targets[m]:g}")
+            ax.legend(fontsize=7)
+        ax.set_xlabel("training minutes")
+        ax.set_ylabel(m.replace("_", " "))
+        ax.grid(alpha=0.3)
+    return fig
