@@ -4,8 +4,9 @@ refinements (issue 14's target: <= 1.0 s per image for 19 landmarks on 2 CPU cor
     python benchmarks/bench_inference.py runs/cpu --images 20
     python benchmarks/bench_inference.py runs/cpu --images 20 --set num_threads=1
 
-Rows: the grid argmax against the template alone; + sub-pixel peaks; + template copies (8 unless
-``--copies``); and the fine stage when the run trained one. Features are computed for every
+Rows (``inference.refinement_variants``): the grid argmax against the template alone; sub-pixel
+peaks; + template copies (8 unless ``--copies``); the fine stage without and with the coarse gate
+when the run trained one. Features are computed for every
 image (no feature cache: what a user's new image costs, the frozen VGG included). ``fixed s``: the
 template's embedding (once per predictor and template: its copies' too); ``s/image``: the rest,
 per image. Needs the run's data ($CC2DKIT_ISBI_ROOT for ISBI runs); the images are the first
@@ -35,8 +36,7 @@ def main() -> None:
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.data import build_datasets
     from cc2dkit.data.grid import GridImages
-    from cc2dkit.inference import Template
-    from cc2dkit.inference.refine import RefinedPredictor
+    from cc2dkit.inference import Template, refinement_variants
     from cc2dkit.methods.runfolder import load_predictor, run_config
     from cc2dkit.runtime import setup
 
@@ -47,19 +47,11 @@ def main() -> None:
     train = GridImages(train_set, cfg.data.grid, "train", progress=False)
     test = GridImages(test_set, cfg.data.grid, "test", progress=False).subset(list(range(args.images)))
     loaded = load_predictor(args.run, device, cfg)
-    refined = isinstance(loaded, RefinedPredictor)
-    coarse = loaded.coarse if refined else loaded
-    coarse = coarse.with_template(Template.from_data(train, cfg.data.template))  # copies need its original
-    rows = [("grid argmax", coarse.plain()),
-            ("+ sub-pixel", _with(coarse, True, 0)),
-            (f"+ sub-pixel + {args.copies} template copies", _with(coarse, True, args.copies))]
-    if refined:
-        fine = RefinedPredictor(_with(coarse, True, 0), loaded.fine, loaded.template_fine, loaded.scale, loaded.crop,
-                                 loaded.coarse_gate)
-        rows.append((f"+ sub-pixel + fine stage x{loaded.scale}", fine))
+    template = Template.from_data(train, cfg.data.template)  # template copies need its original image
+    rows = refinement_variants(loaded.with_template(template), args.copies)
     table = []
     with torch.no_grad():
-        for label, predictor in rows:
+        for label, predictor in rows.items():
             t0 = time.perf_counter()
             predictor.matcher()
             fixed = time.perf_counter() - t0
@@ -70,12 +62,6 @@ def main() -> None:
                           "fixed s": fixed, "s/image": max(total - fixed, 0.0) / len(test),
                           "threads": torch.get_num_threads()})
     print(pd.DataFrame(table).round(3).to_string(index=False))
-
-
-def _with(predictor, subpixel: bool, copies: int):
-    other = predictor.plain()
-    other.subpixel, other.template_copies = subpixel, copies
-    return other
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from PIL import Image
 from cc2dkit.cli import main
 from cc2dkit.data.folder import write_image_rows
 from cc2dkit.methods import load_predictor, predict_folder, run_method, user_template
-from cc2dkit.methods.apply import evaluate_predictor
+from cc2dkit.methods.apply import evaluate_predictor, load_run
 
 from .conftest import phantom_grids, tiny_cfg
 
@@ -105,3 +105,13 @@ def test_a_model_file_without_landmark_names_takes_another_template_by_position(
             type(mine)(mine.image, mine.points[:1], None, ("Q1",))), data[1])
     with pytest.raises(ValueError, match="the template has 2 landmarks; this model predicts landmark indices"):
         predict_folder(old, root / "images", mine.subset(["P1", "P2"]), progress=False)
+
+
+def test_load_run_gives_the_predictor_with_its_template_original_and_the_test_split(runs):
+    root, data, template = runs
+    predictor, test = load_run(root / "adapter")
+    assert test.ids == data[1].ids and predictor.template.original is not None
+    np.testing.assert_array_equal(predictor.template.original, template.image)
+    np.testing.assert_allclose(predictor.predict_grid(test), load_predictor(root / "adapter").predict_grid(test))
+    copies = predictor.configured(True, 2)  # template copies need the original image: they run
+    assert copies.predict_grid(test).shape == (len(test), 5, 2)

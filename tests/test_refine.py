@@ -8,9 +8,11 @@ from cc2dkit.config import BackboneConfig, NetConfig
 from cc2dkit.data.base import LandmarkDataset, Sample
 from cc2dkit.data.grid import GridImages
 from cc2dkit.inference import Predictor, RefinedPredictor, Template
-from cc2dkit.inference.refine import crop_origins, cut, window_gate
+from cc2dkit.analysis import compare_predictors
+from cc2dkit.inference.refine import crop_origins, cut, refinement_variants, window_gate
 from cc2dkit.methods import load_predictor, run_method
 from cc2dkit.network import CC2D
+from cc2dkit.widgets import refinement_explorer
 
 from .conftest import phantom_grids, tiny_cfg
 
@@ -146,3 +148,50 @@ def test_coarse_gate_keeps_the_fine_answer_in_the_coarse_basin():
     assert np.abs(loose.predict_grid(data, [1]) - peaks).max() > 3
     np.testing.assert_allclose(gated.predict_grid(data, [1])[0], peaks, atol=0.5)
     assert gated.with_template(template).coarse_gate
+
+
+def test_refinement_variants_of_a_coarse_and_of_a_refined_predictor():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    coarse = Bumps(template, data.landmarks[1])
+    plain = refinement_variants(coarse, copies=4)
+    assert list(plain) == ["grid argmax", "sub-pixel", "sub-pixel + 4 template copies"]
+    assert [(p.subpixel, p.template_copies) for p in plain.values()] == [(False, 0), (True, 0), (True, 4)]
+    assert list(refinement_variants(coarse, copies=0)) == ["grid argmax", "sub-pixel"]
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    refined = RefinedPredictor(coarse.configured(False, 0), _intensity_network(), fine_template, SCALE, CROP)
+    variants = refinement_variants(refined, copies=4)
+    assert list(variants)[3:] == ["fine stage", "fine stage, coarse gate"]
+    assert [v.coarse_gate for v in list(variants.values())[3:]] == [False, True]
+    assert all(v.coarse.subpixel and v.fine is refined.fine for v in list(variants.values())[3:])
+    with pytest.raises(ValueError, match="template_copies"):
+        coarse.configured(True, -1)
+
+
+def test_compare_predictors_scores_each_and_the_explorer_follows_the_picker():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0), (-2.0, 4.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    exact, off = Bumps(template, data.landmarks[1], 3), Bumps(template, data.landmarks[1], 3)
+    exact.points, off.points = data.landmarks.copy(), data.landmarks + np.array([1.0, 0.0])  # one grid px in x
+    comparison = compare_predictors({"exact": exact, "off": off}, data)
+    mm_per_grid_x = 130 / GRID * 0.1  # the Dots images are 130 px wide, 0.1 mm per px
+    np.testing.assert_allclose(comparison.errors["exact"], 0, atol=1e-9)
+    np.testing.assert_allclose(comparison.errors["off"], mm_per_grid_x, rtol=1e-6)
+    assert comparison.table.loc["off", "MRE_mm"] == pytest.approx(mm_per_grid_x)
+    assert comparison.table.loc["exact", "SDR_2.0mm"] == 100 and comparison.table.loc["off", "> 10"] == 0
+    assert comparison.landmark_names == ["a", "b", "c"] and comparison.unit == "mm"
+    other = Bumps(template, data.landmarks[1], 3)
+    other.landmark_indices = [0, 1]
+    with pytest.raises(ValueError, match="predicts landmarks"):
+        compare_predictors({"exact": exact, "two": other}, data)
+    maps = {label: p.image_maps(data, 1) for label, p in {"exact": exact, "off": off}.items()}
+    explorer = refinement_explorer(comparison, maps, 1, "1", start="b")
+    assert explorer.peaks.updates == 1 and explorer.histograms.updates == 1
+    explorer.picker.select("c")
+    assert explorer.peaks.updates == 2 and explorer.histograms.updates == 2
+    off_mark = explorer.peaks.marks[0][1]  # panel 0, the marker of "off"
+    np.testing.assert_allclose([off_mark.get_xdata()[0], off_mark.get_ydata()[0]], off.points[1, 2])
+    legend = [t.get_text() for t in explorer.histograms.ax.get_legend().get_texts()]
+    assert legend[1].startswith(f"off: mean {mm_per_grid_x:.2f}")
+    with pytest.raises(IndexError):
+        refinement_explorer(comparison, maps, 5)

@@ -2,7 +2,8 @@
 from .cascade import cascade_argmax, similarity_maps, template_vectors
 from .explain import ImageMaps
 from .predictor import ModelPredictor, ModelSetPredictor, Predictor, Template, stack_chunks
-from .refine import RefinedPredictor, fine_template
+from .refine import RefinedPredictor, fine_template, refinement_variants
 
 __all__ = ["ImageMaps", "ModelPredictor", "ModelSetPredictor", "Predictor", "RefinedPredictor", "Template",
-           "cascade_argmax", "fine_template", "similarity_maps", "stack_chunks", "template_vectors"]
+           "cascade_argmax", "fine_template", "refinement_variants", "similarity_maps", "stack_chunks",
+           "template_vectors"]

@@ -107,12 +107,19 @@ class Predictor(ABC):
         self.subpixel = subpixel  # sub-pixel peaks (cascade.peak_offset), else the argmax pixel
         self.template_copies = template_copies  # template vectors averaged over this many augmented copies too
 
-    def plain(self) -> "Predictor":
-        """This predictor with the grid argmax against the template alone (no sub-pixel peak, no
-        template copies): what Infer-PL and per-epoch tracking use while training."""
+    def configured(self, subpixel: bool, template_copies: int) -> "Predictor":
+        """The same model(s) answering with these inference settings (``eval.subpixel``,
+        ``eval.template_copies``)."""
+        if template_copies < 0:
+            raise ValueError(f"template_copies must be >= 0, got {template_copies}")
         other = copy.copy(self)
-        other.subpixel, other.template_copies = False, 0
+        other.subpixel, other.template_copies = bool(subpixel), int(template_copies)
         return other
+
+    def plain(self) -> "Predictor":
+        """The grid argmax against the template alone (no sub-pixel peak, no template copies): what
+        Infer-PL and per-epoch tracking use while training."""
+        return self.configured(False, 0)
 
     def template_views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The template and its augmented copies: images (C, 1, G, G) and the K landmarks (C, K, 2) on

@@ -152,3 +152,20 @@ def fine_template(template: Template, scale: int) -> torch.Tensor:
         raise ValueError("the fine stage needs the template's original image (Template.original)")
     return resize_to_grid(template.original, scale * template.grid)
 
+
+def refinement_variants(predictor: Predictor, copies: int = 8) -> dict[str, Predictor]:
+    """The coarse answer and each refinement of a trained predictor, by label: the grid argmax, the
+    sub-pixel peak, sub-pixel + ``copies`` template copies; for a predictor with a fine stage also
+    the fine stage (on the sub-pixel coarse answer) without and with the coarse gate. Template
+    copies need the template's original image (``Template.original``)."""
+    refined = predictor if isinstance(predictor, RefinedPredictor) else None
+    coarse = refined.coarse if refined is not None else predictor
+    out = {"grid argmax": coarse.plain(), "sub-pixel": coarse.configured(True, 0)}
+    if copies:
+        out[f"sub-pixel + {copies} template copies"] = coarse.configured(True, copies)
+    if refined is not None:
+        for label, gate in (("fine stage", False), ("fine stage, coarse gate", True)):
+            out[label] = RefinedPredictor(coarse.configured(True, 0), refined.fine, refined.template_fine,
+                                          refined.scale, refined.crop, gate)
+    return out
+

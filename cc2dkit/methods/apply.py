@@ -1,7 +1,8 @@
 """A finished run applied to new images: a folder of your own, another template, no retraining.
 
-:func:`user_template` reads one annotated image (the image file and a landmark CSV naming it, the
-folder format); :func:`predict_folder` predicts every image of a folder with a run's model(s),
+:func:`load_run` reads a finished run back with its test split; :func:`user_template` reads one
+annotated image (the image file and a landmark CSV naming it, the folder format);
+:func:`predict_folder` predicts every image of a folder with a run's model(s),
 matched against the run's own template or the given one. Images may have any size: each answer
 is mapped back to its own image's pixels.
 """
@@ -13,11 +14,11 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..data import ImageFolder, read_grayscale
+from ..data import ImageFolder, build_datasets, read_grayscale
 from ..data.folder import read_image_rows
 from ..data.grid import GridImages
 from ..inference import Predictor, Template
-from .runfolder import load_predictor
+from .runfolder import load_predictor, run_config
 
 
 def user_template(image: str | Path, csv: str | Path, grid: int) -> Template:
@@ -27,6 +28,20 @@ def user_template(image: str | Path, csv: str | Path, grid: int) -> Template:
     if not rows:
         raise ValueError(f"{csv} has no landmark rows for {image.name!r} (expected rows image,landmark,x,y)")
     return Template.from_image(read_grayscale(image), np.array(list(rows.values())), list(rows), grid)
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Config | None = None,
+             progress: bool = False) -> tuple[Predictor, GridImages]:
+    """A finished run's predictor and its test split at the model grid (``cfg``: the run's config
+    with inference or path changes; None: the run's own). The predictor is matched against the
+    run's template read from its data, with the template's original image, which template copies
+    and the fine stage need (model files of older versions lack it)."""
+    cfg = run_config(run_dir) if cfg is None else cfg
+    predictor = load_predictor(run_dir, device, cfg)
+    train_set, test_set = build_datasets(cfg.data, cfg.seed)
+    sample = train_set[train_set.index(cfg.data.template)]
+    template = Template.from_image(sample.image, sample.landmarks, train_set.landmark_names, cfg.data.grid)
+    return predictor.with_template(template), GridImages(test_set, cfg.data.grid, "test", progress)
 
 
 def predict_folder(run_dir: str | Path, images: str | Path, template: Template | None = None,

@@ -10,3 +10,6 @@ __all__ += ["Explorer", "landmark_explorer"]
 from .trajectory import PLExplorer, PLTrajectoryView, pl_explorer
 
 __all__ += ["PLExplorer", "PLTrajectoryView", "pl_explorer"]
+from .refinement import ErrorHistogramView, PeakView, RefinementExplorer, refinement_explorer
+
+__all__ += ["ErrorHistogramView", "PeakView", "RefinementExplorer", "refinement_explorer"]

@@ -1,0 +1,45 @@
+"""Several predictors of one trained model on the same labelled images, side by side: the coarse
+answer against its refinements (sub-pixel peak, template copies, the fine stage)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data.grid import GridImages
+from ..inference import Predictor
+from ..methods.runfolder import evaluation
+from ..metrics.tables import ALL_ROW
+
+
+@dataclass
+class PredictorComparison:
+    """``errors[label]``: (N, K) errors of predictor ``label`` (mm, or px when ``unit`` says so);
+    ``grid[label]``: its (N, K, 2) grid answers; ``table``: a row per predictor (its "all" row)."""
+
+    errors: dict[str, np.ndarray]
+    grid: dict[str, np.ndarray]
+    table: pd.DataFrame
+    landmark_names: list[str]
+    unit: str
+
+
+def compare_predictors(predictors: Mapping[str, Predictor], data: GridImages,
+                       radii=(2.0, 2.5, 3.0, 4.0), progress: bool = False) -> PredictorComparison:
+    """Every predictor on every image of ``data`` (labelled); they must predict the same landmarks.
+    The table adds the median error and the count of errors over 10 mm (``> 10``)."""
+    if not predictors:
+        raise ValueError("compare_predictors needs at least one predictor")
+    first = next(iter(predictors.values())).landmark_indices
+    errors, grid, rows = {}, {}, {}
+    for label, predictor in predictors.items():
+        if predictor.landmark_indices != first:
+            raise ValueError(f"predictor {label!r} predicts landmarks {predictor.landmark_indices}, not {first}")
+        grid[label] = predictor.predict_grid(data, progress=progress)
+        errors[label], table = evaluation(data, predictor.to_original(data, grid[label]), first, radii)
+        rows[label] = {**table.loc[ALL_ROW].to_dict(), "median": float(np.median(errors[label])),
+                       "> 10": int((errors[label] > 10).sum())}
+    names = [data.landmark_names[l] for l in first]
+    return PredictorComparison(errors, grid, pd.DataFrame.from_dict(rows, orient="index"), names, data.unit)
