@@ -2,6 +2,7 @@
 
     python benchmarks/refine_run.py runs/budget/adapter_4 --steps 300 --out runs/refined_adapter_4
     python benchmarks/refine_run.py RUN --scale 2 --crop 96 --set eval.subpixel=true
+    python benchmarks/refine_run.py RUN --scale 2 --steps 600 --set refine.coarse_gate=true --set eval.subpixel=true
 
 The run's trained predictor stays as it is (its own config: data, grid, template); a fine network
 (``refine.scale``, ``refine.crop``, the run's decoder widths and backbone) is trained by the same
@@ -53,9 +54,8 @@ def main() -> None:
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     train = GridImages(train_set, cfg.data.grid, "train")
     test = GridImages(test_set, cfg.data.grid, "test")
-    coarse = load_predictor(args.run, device, cfg.replace(**{"refine.enabled": False}))
-    t = train.index(cfg.data.template)
-    template = Template(coarse.template.image, coarse.template.points, train.dataset[t].image)
+    template = Template.from_data(train, cfg.data.template)  # with its original image (template copies need it)
+    coarse = load_predictor(args.run, device, cfg.replace(**{"refine.enabled": False})).with_template(template)
 
     torch.manual_seed(cfg.seed)
     fine = CC2D(cfg.net, cfg.backbone).to(device)
@@ -65,7 +65,8 @@ def main() -> None:
     for _ in tqdm(range(args.steps), desc="fine network"):
         losses += ssl_step(fine, [source.sample(cfg.train.batch_size, gen)], opt, cfg.train, device)
     train_s = time.perf_counter() - t0
-    refined = RefinedPredictor(coarse, fine, fine_template(template, args.scale), args.scale, args.crop)
+    refined = RefinedPredictor(coarse, fine, fine_template(template, args.scale), args.scale, args.crop,
+                               cfg.refine.coarse_gate)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
