@@ -55,7 +55,9 @@ def main() -> None:
     train = GridImages(train_set, cfg.data.grid, "train")
     test = GridImages(test_set, cfg.data.grid, "test")
     template = Template.from_data(train, cfg.data.template)  # with its original image (template copies need it)
-    coarse = load_predictor(args.run, device, cfg.replace(**{"refine.enabled": False})).with_template(template)
+    own = run_config(args.run).refine  # the coarse run's own (unused) fine-stage fields
+    coarse = load_predictor(args.run, device, cfg.replace(**{"refine.enabled": False, "refine.scale": own.scale,
+                                                             "refine.crop": own.crop})).with_template(template)
 
     torch.manual_seed(cfg.seed)
     fine = CC2D(cfg.net, cfg.backbone).to(device)
