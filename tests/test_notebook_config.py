@@ -18,7 +18,8 @@ def test_configs_per_mode(monkeypatch):
     assert notebook_config(quick=True).data.source == "phantom"
     isbi = notebook_config(quick=True, isbi_root="/data/isbi")
     assert isbi.name == "cpu" and isbi.data.root == "/data/isbi" and isbi.data.test_limit == 10
-    assert isbi.method.pl_images == 12
+    assert isbi.method.pl_images == 12 and isbi.method.name == "cc2d"  # every mode starts from plain CC2D
+    assert notebook_config(quick=True).method.name == "cc2d"
     assert isbi.num_threads == 1 and notebook_config(quick=True).num_threads == 1
     full = notebook_config(quick=False, isbi_root="/data/isbi", weights="/w.pth")
     assert full.name == "paper" and full.backbone.weights == "/w.pth" and full.data.grid == 384 and full.method.pl_images is None
