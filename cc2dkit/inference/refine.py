@@ -118,11 +118,13 @@ class RefinedPredictor(Predictor):
     def predict_grid(self, data: GridImages, rows: Sequence[int] | None = None, progress: bool = False) -> np.ndarray:
         rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
         vectors = self.fine_vectors()
+        out = np.empty((len(rows), len(self.landmark_indices), 2))
         if not self.coarse_gate:
             coarse = self.coarse.predict_grid(data, rows, progress)
-            return np.stack([self.refine(data.dataset[i].image, coarse[j], vectors) for j, i in
-                             enumerate(tqdm(rows, desc="refine", disable=not progress, leave=False))])
-        match, out = self.coarse.matcher(), np.empty((len(rows), len(self.landmark_indices), 2))
+            for j, i in enumerate(tqdm(rows, desc="refine", disable=not progress, leave=False)):
+                out[j] = self.refine(data.dataset[i].image, coarse[j], vectors)
+            return out
+        match = self.coarse.matcher()
         for start in tqdm(range(0, len(rows), self.batch_size), desc="refine", disable=not progress, leave=False):
             chunk = rows[start:start + self.batch_size]
             maps = match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])  # (S, B, K, G, G)
