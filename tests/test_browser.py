@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SHOTS = Path(os.environ.get("CC2DKIT_SCREENSHOTS", ROOT / "runs" / "browser"))
-NOTEBOOKS = ("00_quickstart.ipynb", "07_your_own_data.ipynb")
+NOTEBOOKS = ("00_quickstart.ipynb", "07_your_own_data.ipynb", "08_refinement.ipynb")
 RUN_TIMEOUT_S = 600
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook shown (others may be open in hidden tabs)
 
@@ -180,6 +180,23 @@ def test_quickstart_runs_and_the_picker_changes_the_figures(browser, lab):
     assert len(after) == len(before) and sum(a != b for a, b in zip(after, before)) >= 2  # maps and predictions
     _shot(page, "00_quickstart_picked.png")
     _assert_clean(page, console, "00_quickstart after picking")
+    page.close()
+
+
+def test_refinement_runs_and_the_picker_changes_both_figures(browser, lab):
+    page, console = _open_and_run_all(browser, lab, "08_refinement.ipynb")
+    _assert_clean(page, console, "08_refinement")
+    select = page.query_selector_all(f"{PANEL} .jp-OutputArea-output select")[-1]  # the refinement explorer's picker
+    select.scroll_into_view_if_needed()
+    page.wait_for_timeout(1000)
+    before = [img.get_attribute("src") for img in page.query_selector_all(f"{PANEL} .jp-OutputArea-output img")]
+    options = [o.get_attribute("value") for o in select.query_selector_all("option")]
+    select.select_option(options[3])
+    page.wait_for_timeout(3000)
+    after = [img.get_attribute("src") for img in page.query_selector_all(f"{PANEL} .jp-OutputArea-output img")]
+    assert len(after) == len(before) and sum(a != b for a, b in zip(after, before)) >= 2  # close-up and histograms
+    _shot(page, "08_refinement_picked.png")
+    _assert_clean(page, console, "08_refinement after picking")
     page.close()
 
 
