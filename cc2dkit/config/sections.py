@@ -126,7 +126,7 @@ class RefineConfig(_Checked):
     scale: int = rule(4, lo=1, hi=16)  # fine grid = scale x data.grid
     crop: int = rule(128, lo=64, multiple=32)  # side of the windows, fine-grid pixels
     steps_per_epoch: int = rule(10, lo=1)  # fine-network steps per epoch (batch train.batch_size)
-    coarse_gate: bool = False  # inference: the coarse product gates the fine maps (the answer stays in its basin)
+    coarse_gate: bool = True  # inference: the coarse product gates the fine maps (ungated: 3.32 vs 2.15 mm, RESULTS)
 
 
 @dataclass(frozen=True)
