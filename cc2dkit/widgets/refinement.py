@@ -22,9 +22,10 @@ class PeakView(FigureView):
     pixels around the truth (or around the first answer without one), every predictor's answer
     marked, the truth as a green circle. Grid pixels: 1-1.25 mm on ISBI at grid 192."""
 
-    def __init__(self, maps: Mapping[str, ImageMaps], answers: Mapping[str, np.ndarray], landmark_names: Sequence[str],
-                 image_name: str = "", radius: int = 12):
-        self.maps, self.answers, self.names = dict(maps), {k: np.asarray(v) for k, v in answers.items()}, tuple(landmark_names)
+    def __init__(self, maps: Mapping[str, ImageMaps], answers: Mapping[str, np.ndarray],
+                 landmark_names: Sequence[str], image_name: str = "", radius: int = 12):
+        self.maps, self.names = dict(maps), tuple(landmark_names)
+        self.answers = {k: np.asarray(v) for k, v in answers.items()}  # (K, 2) grid points per predictor
         self.image_name, self.radius = image_name, radius
         first = next(iter(self.maps.values()))
         self.truth = first.truth
