@@ -34,21 +34,17 @@ def main() -> None:
     import torch
 
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.data import build_datasets
-    from cc2dkit.data.grid import GridImages
-    from cc2dkit.inference import Template, refinement_variants
-    from cc2dkit.methods.runfolder import load_predictor, run_config
+    from cc2dkit.inference import refinement_variants
+    from cc2dkit.methods.apply import load_run
+    from cc2dkit.methods.runfolder import run_config
     from cc2dkit.runtime import setup
 
     cfg = apply_overrides(run_config(args.run), {"backbone.cache_features": False, "eval.subpixel": False,
                                                  "eval.template_copies": 0, **parse_sets(args.set)})
     device, _ = setup(cfg)
-    train_set, test_set = build_datasets(cfg.data, cfg.seed)
-    train = GridImages(train_set, cfg.data.grid, "train", progress=False)
-    test = GridImages(test_set, cfg.data.grid, "test", progress=False).subset(list(range(args.images)))
-    loaded = load_predictor(args.run, device, cfg)
-    template = Template.from_data(train, cfg.data.template)  # template copies need its original image
-    rows = refinement_variants(loaded.with_template(template), args.copies)
+    loaded, test = load_run(args.run, device, cfg)  # its template with the original image (for the copies)
+    test = test.subset(list(range(args.images)))
+    rows = refinement_variants(loaded, args.copies)
     table = []
     with torch.no_grad():
         for label, predictor in rows.items():

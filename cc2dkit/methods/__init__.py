@@ -9,5 +9,5 @@ from .registry import METHODS, MethodSpec, method_config, method_spec
 from .run import MethodResult, batched_training, run_method
 from .runfolder import load_predictor, run_config, write_results
 
-__all__ = ["METHODS", "MethodResult", "MethodSpec", "batched_training", "load_predictor", "load_run", "method_config",
-           "method_spec", "predict_folder", "run_config", "run_method", "user_template", "write_results"]
+__all__ = ["METHODS", "MethodResult", "MethodSpec", "batched_training", "load_predictor", "load_run",
+           "method_config", "method_spec", "predict_folder", "run_config", "run_method", "user_template", "write_results"]
