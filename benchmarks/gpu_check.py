@@ -248,9 +248,9 @@ def check_infer(b: Bench) -> list[dict]:
         f"{k} models stacked": ModelSetPredictor([m.to(b.device) for m in METHODS["sla"].build_models(cfg, k)],
                                                  b.template, lms, b.device, bs),
         "C-Adapter C_A 16": ModelPredictor(b.model(adapter_cfg, "adapter"), b.template, lms, b.device, bs),
-        f"one CC2D + fine stage x{cfg.refine.scale}": RefinedPredictor(
+        f"one CC2D + fine stage x{cfg.refine.scale}": RefinedPredictor.build(
             ModelPredictor(one, b.template, lms, b.device, bs), fine, fine_template(b.template, cfg.refine.scale),
-            cfg.refine.scale, cfg.refine.crop),
+            cfg.refine),
     }
     queries = [i % len(b.test) for i in range(b.s.queries)]
     rows = []

@@ -67,8 +67,7 @@ def main() -> None:
     for _ in tqdm(range(args.steps), desc="fine network"):
         losses += ssl_step(fine, [source.sample(cfg.train.batch_size, gen)], opt, cfg.train, device)
     train_s = time.perf_counter() - t0
-    refined = RefinedPredictor(coarse, fine, fine_template(template, args.scale), args.scale, args.crop,
-                               cfg.refine.coarse_gate)
+    refined = RefinedPredictor.build(coarse, fine, fine_template(template, args.scale), cfg.refine)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

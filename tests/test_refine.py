@@ -8,7 +8,8 @@ from cc2dkit.config import BackboneConfig, NetConfig
 from cc2dkit.data.base import LandmarkDataset, Sample
 from cc2dkit.data.grid import GridImages
 from cc2dkit.inference import Predictor, RefinedPredictor, Template
-from cc2dkit.analysis import compare_predictors
+from cc2dkit.analysis import compare_answers, compare_predictors
+from cc2dkit.inference.cascade import cascade_argmax
 from cc2dkit.inference.refine import crop_origins, cut, refinement_variants, window_gate
 from cc2dkit.methods import load_predictor, run_method
 from cc2dkit.network import CC2D
@@ -195,3 +196,60 @@ def test_compare_predictors_scores_each_and_the_explorer_follows_the_picker():
     assert legend[1].startswith(f"off: mean {mm_per_grid_x:.2f}")
     with pytest.raises(IndexError):
         refinement_explorer(comparison, maps, 5)
+
+
+def test_max_move_keeps_the_fine_answer_near_the_coarse_one():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    peaks = np.array([[12.0, 9.0], [20.0, 21.0], [6.0, 25.0]])
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    flat = _intensity_network()
+    flat.forward = lambda images, keys=None, landmark_ids=None: [torch.ones(len(images), 4, *images.shape[-2:])] * 5
+    free = RefinedPredictor(Bumps(template, peaks), flat, fine_template, SCALE, CROP)
+    capped = free.variant(max_move=2.0)
+    # uninformative fine maps: free, the window's first pixel wins (far); capped, the first pixel of the disk
+    far = np.linalg.norm(free.predict_grid(data, [1])[0] - peaks, axis=1)
+    near = np.linalg.norm(capped.predict_grid(data, [1])[0] - peaks, axis=1)
+    assert far.min() > 3 and near.max() <= 2.0 + 1e-6
+    assert capped.with_template(template).max_move == 2.0 and capped.variant(max_move=None).max_move is None
+    with pytest.raises(ValueError, match="max_move=0"):
+        free.variant(max_move=0)
+    # the mask also bounds a closed product (0 everywhere allowed): the floored product inside the disk
+    maps = torch.zeros(2, 1, 1, 8, 8)
+    maps[:, 0, 0, 0, 0] = 1.0  # the only open location lies outside
+    allowed = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    allowed[..., 5:7, 5:7] = True
+    xy = cascade_argmax(maps, allowed=allowed)[0, 0]
+    assert 5 <= xy[0] <= 6 and 5 <= xy[1] <= 6
+    assert cascade_argmax(maps)[0, 0].tolist() == [0.0, 0.0]
+
+
+def test_refinement_variants_add_the_capped_fine_stage():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    refined = RefinedPredictor(Bumps(template, data.landmarks[1]), _intensity_network(), fine_template, SCALE, CROP,
+                               coarse_gate=True, max_move=3)
+    variants = refinement_variants(refined, copies=0)
+    assert list(variants)[2:] == ["fine stage", "fine stage, coarse gate", "fine stage, coarse gate, moves <= 3 grid px"]
+    assert [v.max_move for v in list(variants.values())[2:]] == [None, None, 3]
+
+
+def test_predict_grid_moves_matches_each_capped_predictor_and_compare_answers_its_table():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0), (-2.0, 4.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    start = data.landmarks + np.array([2.0, -1.5])  # a coarse stage off by 2.5 grid px
+    coarse = Bumps(template, start[1], 3)
+    coarse.points = start
+    refined = RefinedPredictor(coarse, _intensity_network(), fine_template, SCALE, CROP, coarse_gate=False)
+    answers = refined.predict_grid_moves(data, [1.0, None])
+    np.testing.assert_allclose(answers[0], start)
+    for m in (1.0, None):
+        np.testing.assert_allclose(answers[m], refined.variant(max_move=m).predict_grid(data), atol=1e-9)
+    moved = np.linalg.norm(answers[1.0] - start, axis=-1)
+    assert moved.max() <= 1.0 + 1e-6 and moved.min() > 0.5  # the cap binds: the fine stage wants to move 2.5
+    table = compare_answers({"coarse": answers[0], "fine": answers[None]}, data, [0, 1, 2]).table
+    assert table.loc["fine", "MRE_mm"] < table.loc["coarse", "MRE_mm"]
+    by_predictor = compare_predictors({"fine": refined}, data).table
+    assert by_predictor.loc["fine", "MRE_mm"] == pytest.approx(table.loc["fine", "MRE_mm"])

@@ -33,13 +33,23 @@ def compare_predictors(predictors: Mapping[str, Predictor], data: GridImages,
     if not predictors:
         raise ValueError("compare_predictors needs at least one predictor")
     first = next(iter(predictors.values())).landmark_indices
-    errors, grid, rows = {}, {}, {}
     for label, predictor in predictors.items():
         if predictor.landmark_indices != first:
             raise ValueError(f"predictor {label!r} predicts landmarks {predictor.landmark_indices}, not {first}")
-        grid[label] = predictor.predict_grid(data, progress=progress)
-        errors[label], table = evaluation(data, predictor.to_original(data, grid[label]), first, radii)
+    return compare_answers({label: p.predict_grid(data, progress=progress) for label, p in predictors.items()},
+                           data, first, radii)
+
+
+def compare_answers(grid: Mapping[str, np.ndarray], data: GridImages, landmark_indices: list[int],
+                    radii=(2.0, 2.5, 3.0, 4.0)) -> PredictorComparison:
+    """``compare_predictors`` from answers already computed: {label: (N, K, 2) grid points of the
+    ``landmark_indices`` on every image of ``data``}."""
+    errors, rows = {}, {}
+    for label, points in grid.items():
+        full = np.full((len(data), len(data.landmark_names), 2), np.nan)
+        full[:, landmark_indices] = points
+        errors[label], table = evaluation(data, data.to_original(full), landmark_indices, radii)
         rows[label] = {**table.loc[ALL_ROW].to_dict(), "median": float(np.median(errors[label])),
                        "> 10": int((errors[label] > 10).sum())}
-    names = [data.landmark_names[l] for l in first]
-    return PredictorComparison(errors, grid, pd.DataFrame.from_dict(rows, orient="index"), names, data.unit)
+    names = [data.landmark_names[l] for l in landmark_indices]
+    return PredictorComparison(errors, dict(grid), pd.DataFrame.from_dict(rows, orient="index"), names, data.unit)

@@ -41,15 +41,17 @@ def similarity_maps(embs: list[torch.Tensor], vectors: list[torch.Tensor], grid:
     return torch.stack(maps)
 
 
-def cascade_argmax(maps: torch.Tensor, subpixel: bool = False) -> torch.Tensor:
-    """(S, B, L, G, G) per-scale maps -> (B, L, 2) grid (x, y) of the product's maximum.
+def cascade_argmax(maps: torch.Tensor, subpixel: bool = False, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """(S, B, L, G, G) per-scale maps -> (B, L, 2) grid (x, y) of the product's maximum; with
+    ``allowed`` (a bool mask broadcasting to (B, L, G, G)), the maximum over its True pixels.
 
-    Pairs whose product is 0 everywhere use the floored product instead (see the module doc).
+    Pairs whose product is 0 everywhere (allowed) use the floored product instead (see the module doc).
     """
-    prod = maps.prod(dim=0)  # (B, L, G, G)
+    keep = (lambda p: p) if allowed is None else (lambda p: p * allowed)
+    prod = keep(maps.prod(dim=0))  # (B, L, G, G)
     closed = prod.flatten(2).amax(dim=2) <= 0  # (B, L): no location passes every scale
     if closed.any():
-        floored = maps.clamp(min=CLOSED_GATE_FLOOR).prod(dim=0)  # (B, L, G, G)
+        floored = keep(maps.clamp(min=CLOSED_GATE_FLOOR).prod(dim=0))  # (B, L, G, G)
         prod = torch.where(closed[..., None, None], floored, prod)
     g = prod.shape[-1]
     flat = prod.flatten(2).argmax(dim=2)  # (B, L)

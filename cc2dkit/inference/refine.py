@@ -13,6 +13,10 @@ be any :class:`~cc2dkit.inference.Predictor`).
 as one more factor of the product, so the fine argmax stays inside the coarse answer's basin (the
 cascade's own rule: a coarse scale gates the finer ones). Without it the fine network alone
 decides inside the window.
+
+``max_move``: the fine answer stays within this many grid pixels of the coarse answer (a disk in
+the window; None: anywhere in it). The fine stage is for the last few millimetres: a look-alike
+further away (the other side's gonion, a neighbouring tooth) is the coarse stage's question.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..config import RefineConfig
 from ..data.grid import GridImages, resize_to_grid
 from ..network import CC2D
 from .cascade import CLOSED_GATE_FLOOR, cascade_argmax, similarity_maps, template_vectors
@@ -49,7 +54,7 @@ class RefinedPredictor(Predictor):
     """
 
     def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int,
-                 coarse_gate: bool = False):
+                 coarse_gate: bool = False, max_move: float | None = None):
         super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel)
         if fine.n_landmarks:
             raise ValueError("the fine network is one plain CC2D for every landmark")
@@ -58,7 +63,20 @@ class RefinedPredictor(Predictor):
             raise ValueError(f"a fine stage at scale {scale} needs a {fine_grid}-pixel template and a crop that is a "
                              f"multiple of 32 inside it, got {tuple(template_fine.shape)} and crop {crop}")
         self.coarse, self.fine, self.template_fine = coarse, fine, template_fine
-        self.scale, self.crop, self.coarse_gate = scale, crop, coarse_gate
+        if max_move is not None and max_move <= 0:
+            raise ValueError(f"max_move={max_move}: a positive number of grid pixels, or None")
+        self.scale, self.crop, self.coarse_gate, self.max_move = scale, crop, coarse_gate, max_move
+
+    @classmethod
+    def build(cls, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, rc: RefineConfig) -> "RefinedPredictor":
+        """The fine stage as the config's ``refine`` section says."""
+        return cls(coarse, fine, template_fine, rc.scale, rc.crop, rc.coarse_gate, rc.max_move)
+
+    def variant(self, coarse: Predictor | None = None, **changes) -> "RefinedPredictor":
+        """The same fine stage on another coarse predictor and / or with other ``coarse_gate`` / ``max_move``."""
+        kept = {"coarse_gate": self.coarse_gate, "max_move": self.max_move}
+        return RefinedPredictor(coarse or self.coarse, self.fine, self.template_fine, self.scale, self.crop,
+                                **{**kept, **changes})
 
     @property
     def fine_grid(self) -> int:
@@ -81,7 +99,7 @@ class RefinedPredictor(Predictor):
             raise ValueError("a refined predictor needs the template's original image (Template.original)")
         return RefinedPredictor(self.coarse.with_template(template), self.fine,
                                 resize_to_grid(template.original, self.fine_grid), self.scale, self.crop,
-                                self.coarse_gate)
+                                self.coarse_gate, self.max_move)
 
     def to_fine(self, grid_points: np.ndarray) -> torch.Tensor:
         """Grid points -> fine-grid points (both span the same stretched image)."""
@@ -99,38 +117,74 @@ class RefinedPredictor(Predictor):
         return [torch.cat(level) for level in zip(*per_k)]
 
     @torch.no_grad()
-    def refine(self, image: np.ndarray, grid_points: np.ndarray, vectors: list[torch.Tensor],
-               coarse_product: torch.Tensor | None = None) -> np.ndarray:
-        """One image (H, W, original resolution) and its (K, 2) coarse grid points -> refined grid points;
-        ``coarse_product`` (K, G, G): the coarse cascade's product on it, the gate (``coarse_gate``)."""
+    def window_maps(self, image: np.ndarray, grid_points: np.ndarray, vectors: list[torch.Tensor],
+                    coarse_product: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One image (H, W, original resolution) and its (K, 2) coarse grid points -> the fine maps
+        (S, K, C, C) of each landmark's window, one more factor with ``coarse_product`` (K, G, G,
+        the coarse cascade's product on the image: the gate), and the (K, 2) window origins."""
         fine_image = resize_to_grid(image, self.fine_grid)  # (1, G_f, G_f)
         origins = crop_origins(self.to_fine(grid_points), self.crop, self.fine_grid)  # (K, 2)
         embs = self.fine(cut(fine_image, origins, self.crop).to(self.device))  # [(K, D, h, w)]
-        maps = torch.stack([similarity_maps([e[k:k + 1] for e in embs], [v[k:k + 1] for v in vectors], self.crop)
-                            for k in range(len(origins))], dim=2)[:, 0]  # (S, 1, K, 1, C, C) -> (S, K, 1, C, C)
-        if coarse_product is not None:  # one more factor of the product: (S + 1, K, 1, C, C)
-            maps = torch.cat([maps, window_gate(coarse_product, origins, self.crop, self.fine_grid)[None, :, None]])
-        local = cascade_argmax(maps[:, None], self.subpixel)[0].cpu()  # (K, 2) in the windows
+        maps = torch.cat([similarity_maps([e[k:k + 1] for e in embs], [v[k:k + 1] for v in vectors], self.crop)[:, 0]
+                          for k in range(len(origins))], dim=1)  # K x (S, 1, C, C) -> (S, K, C, C)
+        if coarse_product is not None:  # one more factor of the product: (S + 1, K, C, C)
+            maps = torch.cat([maps, window_gate(coarse_product, origins, self.crop, self.fine_grid)[None]])
+        return maps, origins
+
+    def answer(self, maps: torch.Tensor, origins: torch.Tensor, grid_points: np.ndarray,
+               max_move: float | None) -> np.ndarray:
+        """``window_maps``' output -> (K, 2) refined grid points, each within ``max_move`` grid px of its
+        coarse point (None: anywhere in its window)."""
+        allowed = None
+        if max_move is not None:  # a disk of max_move grid px = scale x max_move fine px
+            centre = self.to_fine(grid_points) - origins.float()  # (K, 2) in the windows
+            steps = torch.arange(self.crop, dtype=torch.float32)
+            d2 = (steps[None, None, :] - centre[:, 0, None, None]) ** 2 + (steps[None, :, None] - centre[:, 1, None, None]) ** 2
+            allowed = (d2 <= (self.scale * max_move) ** 2)[None].to(maps.device)  # (1, K, C, C)
+        local = cascade_argmax(maps[:, None], self.subpixel, allowed)[0].cpu()  # (S, B=1, K, C, C) -> (K, 2) in the windows
         fine_points = (local + origins.float()).double().numpy()
         return (fine_points + 0.5) / self.scale - 0.5
 
+    def refine(self, image: np.ndarray, grid_points: np.ndarray, vectors: list[torch.Tensor],
+               coarse_product: torch.Tensor | None = None) -> np.ndarray:
+        """One image and its (K, 2) coarse grid points -> refined grid points (see ``window_maps``)."""
+        maps, origins = self.window_maps(image, grid_points, vectors, coarse_product)
+        return self.answer(maps, origins, grid_points, self.max_move)
+
     @torch.no_grad()
-    def predict_grid(self, data: GridImages, rows: Sequence[int] | None = None, progress: bool = False) -> np.ndarray:
-        rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
+    def windows(self, data: GridImages, rows: Sequence[int], progress: bool = False):
+        """Yields (j, coarse grid points (K, 2), ``window_maps``' maps and origins) for each row j of ``rows``."""
         vectors = self.fine_vectors()
-        out = np.empty((len(rows), len(self.landmark_indices), 2))
         if not self.coarse_gate:
             coarse = self.coarse.predict_grid(data, rows, progress)
             for j, i in enumerate(tqdm(rows, desc="refine", disable=not progress, leave=False)):
-                out[j] = self.refine(data.dataset[i].image, coarse[j], vectors)
-            return out
+                yield (j, coarse[j], *self.window_maps(data.dataset[i].image, coarse[j], vectors))
+            return
         match = self.coarse.matcher()
         for start in tqdm(range(0, len(rows), self.batch_size), desc="refine", disable=not progress, leave=False):
             chunk = rows[start:start + self.batch_size]
             maps = match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])  # (S, B, K, G, G)
             coarse = cascade_argmax(maps, self.coarse.subpixel).cpu().double().numpy()
             for b, i in enumerate(chunk):
-                out[start + b] = self.refine(data.dataset[i].image, coarse[b], vectors, maps[:, b].prod(dim=0))
+                yield (start + b, coarse[b],
+                       *self.window_maps(data.dataset[i].image, coarse[b], vectors, maps[:, b].prod(dim=0)))
+
+    def predict_grid(self, data: GridImages, rows: Sequence[int] | None = None, progress: bool = False) -> np.ndarray:
+        rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
+        out = np.empty((len(rows), len(self.landmark_indices), 2))
+        for j, coarse, maps, origins in self.windows(data, rows, progress):
+            out[j] = self.answer(maps, origins, coarse, self.max_move)
+        return out
+
+    def predict_grid_moves(self, data: GridImages, moves: Sequence[float | None], progress: bool = False
+                           ) -> dict[float | None, np.ndarray]:
+        """{max_move: (N, K, 2) grid answers} for every image of ``data``, the fine maps computed once
+        (an ablation of ``max_move``; the coarse answers under the key 0)."""
+        out = {m: np.empty((len(data), len(self.landmark_indices), 2)) for m in (0, *moves)}
+        for j, coarse, maps, origins in self.windows(data, list(range(len(data))), progress):
+            out[0][j] = coarse
+            for m in moves:
+                out[m][j] = self.answer(maps, origins, coarse, m)
         return out
 
 
@@ -158,7 +212,8 @@ def fine_template(template: Template, scale: int) -> torch.Tensor:
 def refinement_variants(predictor: Predictor, copies: int = 8) -> dict[str, Predictor]:
     """The coarse answer and each refinement of a trained predictor, by label: the grid argmax, the
     sub-pixel peak, sub-pixel + ``copies`` template copies; for a predictor with a fine stage also
-    the fine stage (on the sub-pixel coarse answer) without and with the coarse gate. Template
+    the fine stage (on the sub-pixel coarse answer) without and with the coarse gate, and gated with
+    its ``max_move`` when it has one. Template
     copies need the template's original image (``Template.original``)."""
     refined = predictor if isinstance(predictor, RefinedPredictor) else None
     coarse = refined.coarse if refined is not None else predictor
@@ -167,7 +222,9 @@ def refinement_variants(predictor: Predictor, copies: int = 8) -> dict[str, Pred
         out[f"sub-pixel + {copies} template copies"] = coarse.configured(True, copies)
     if refined is not None:
         for label, gate in (("fine stage", False), ("fine stage, coarse gate", True)):
-            out[label] = RefinedPredictor(coarse.configured(True, 0), refined.fine, refined.template_fine,
-                                          refined.scale, refined.crop, gate)
+            out[label] = refined.variant(coarse.configured(True, 0), coarse_gate=gate, max_move=None)
+        if refined.max_move is not None:
+            out[f"fine stage, coarse gate, moves <= {refined.max_move:g} grid px"] = refined.variant(
+                coarse.configured(True, 0), coarse_gate=True)
     return out
 

@@ -142,8 +142,7 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     run_epochs(ctx, stages, trainees, predictor, pl, log, start, save, spec.name, progress)
     predictor = final
     if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
-        predictor = RefinedPredictor(predictor, fine, fine_template(ctx.template, cfg.refine.scale), cfg.refine.scale,
-                                     cfg.refine.crop, cfg.refine.coarse_gate)
+        predictor = RefinedPredictor.build(predictor, fine, fine_template(ctx.template, cfg.refine.scale), cfg.refine)
     if ctx.out is not None:
         save_model(ctx.out, predictor, cfg, cfg.train.epochs)
     result = finish(ctx, predictor, pl, log, progress)

@@ -156,8 +156,7 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
             return predictor
         fine = CC2D(cfg.net, cfg.backbone)
         fine.load_trainable_state_dict(state["fine"])
-        return RefinedPredictor(predictor, fine.to(device), state["template_fine"], cfg.refine.scale, cfg.refine.crop,
-                                cfg.refine.coarse_gate)
+        return RefinedPredictor.build(predictor, fine.to(device), state["template_fine"], cfg.refine)
     if (run_dir / "sla_set.pt").exists():
         state = load_saved(run_dir / "sla_set.pt", LEGACY["sla_set.pt"], "cc2dkit 0.1 SLA set")
         template = Template(state["template_image"], np.asarray(state["template_landmarks"], dtype=np.float64))
