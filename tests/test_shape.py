@@ -1,0 +1,66 @@
+"""The label-free shape check: the similarity fit, the shape model from answers, the guard."""
+import numpy as np
+import pytest
+import torch
+
+from cc2dkit.inference.shape import ShapeModel, robust_fit, similarity_fit
+
+REF = np.array([[10.0, 10.0], [30.0, 12.0], [22.0, 30.0], [12.0, 26.0], [34.0, 28.0], [20.0, 18.0]])
+
+
+def _similar(points, angle, scale, shift):
+    c, s = np.cos(angle), np.sin(angle)
+    return scale * points @ np.array([[c, -s], [s, c]]).T + shift
+
+
+def test_similarity_fit_recovers_a_transform_and_the_robust_fit_ignores_one_wild_point():
+    dst = _similar(REF, 0.2, 1.3, np.array([5.0, -3.0]))
+    a, t = similarity_fit(REF, dst, np.ones(len(REF)))
+    np.testing.assert_allclose(REF @ a.T + t, dst, atol=1e-9)
+    wild = dst.copy()
+    wild[2] += [25.0, -20.0]
+    a, t, w = robust_fit(REF, wild)
+    fitted = REF @ a.T + t
+    assert np.linalg.norm(fitted[[0, 1, 3, 4, 5]] - dst[[0, 1, 3, 4, 5]], axis=1).max() < 1.0
+    assert w[2] < 0.1 * np.delete(w, 2).min()
+    mirrored = REF * [-1.0, 1.0]  # a mirror image is never fitted as a rotation of the reference
+    a, _ = similarity_fit(REF, mirrored, np.ones(len(REF)))
+    assert np.linalg.det(a) > 0
+
+
+def _answers(rng, n=40, noise=0.5):
+    return np.stack([_similar(REF, rng.uniform(-0.2, 0.2), rng.uniform(0.9, 1.1), rng.uniform(-5, 5, 2))
+                     + rng.normal(0, noise, REF.shape) for _ in range(n)])
+
+
+def test_shape_model_learns_the_spread_and_expects_a_wrong_landmark_where_the_others_say():
+    rng = np.random.default_rng(0)
+    answers = _answers(rng)
+    answers[:, 4] += rng.normal(0, 3.0, (len(answers), 2))  # landmark 4 varies more
+    model = ShapeModel.from_answers(answers, REF)
+    assert model.sigma[4] > 2 * np.delete(model.sigma, 4).max()
+    query = _similar(REF, 0.1, 1.0, np.array([2.0, 1.0]))
+    wrong = query.copy()
+    wrong[1] += [15.0, 0.0]
+    mu, sigma = model.expected(wrong)
+    assert np.linalg.norm(mu[1] - query[1]) < 2.0  # landmark 1's own (wrong) answer does not pull it
+    assert np.linalg.norm(wrong[1] - mu[1]) > 3 * sigma[1]
+    with pytest.raises(ValueError, match="N >= 5"):
+        ShapeModel.from_answers(answers[:3], REF)
+
+
+def test_guard_repicks_only_the_far_answer_at_the_second_peak_near_its_place():
+    rng = np.random.default_rng(1)
+    model = ShapeModel.from_answers(_answers(rng), REF)
+    g = 48
+    truth = _similar(REF, 0.05, 1.0, np.array([3.0, 2.0]))
+    ys, xs = np.mgrid[0:g, 0:g]
+    maps = np.stack([np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 4.0) for x, y in truth])  # (K, G, G)
+    maps[1] = 0.6 * maps[1] + np.exp(-((xs - 44) ** 2 + (ys - 44) ** 2) / 4.0)  # a stronger look-alike far off
+    maps = torch.tensor(maps, dtype=torch.float32)[None, None]  # (S=1, B=1, K, G, G)
+    answers = np.array(truth)[None]
+    answers[0, 1] = [44.0, 44.0]  # the cascade's argmax took the look-alike
+    guarded, moved = model.guard(maps, answers, reach=3.0)
+    assert moved[0].tolist() == [False, True, False, False, False, False]
+    np.testing.assert_allclose(guarded[0, 1], truth[1], atol=1.0)
+    np.testing.assert_allclose(np.delete(guarded[0], 1, axis=0), np.delete(answers[0], 1, axis=0))
