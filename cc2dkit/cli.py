@@ -120,8 +120,7 @@ def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool) -
     other_data = any(k in TEMPLATE_KEYS for k in config_diff(run_config(out), cfg))
     if other_data or (cfg.eval.template_copies and predictor.template.original is None):
         # another dataset: its own template; augmented template views need the template's own image
-        train = GridImages(train_set, cfg.data.grid, "train", progress)
-        predictor = predictor.with_template(Template.from_data(train, cfg.data.template))
+        predictor = predictor.with_template(Template.from_dataset(train_set, cfg.data.template, cfg.data.grid))
     data = GridImages(train_set if split == "train" else test_set, cfg.data.grid, split, progress)
     if command == "evaluate" and not data.labelled.all():
         raise ValueError(f"cannot evaluate split {split!r}: it has images without ground truth (use predict)")

@@ -253,3 +253,24 @@ def test_predict_grid_moves_matches_each_capped_predictor_and_compare_answers_it
     assert table.loc["fine", "MRE_mm"] < table.loc["coarse", "MRE_mm"]
     by_predictor = compare_predictors({"fine": refined}, data).table
     assert by_predictor.loc["fine", "MRE_mm"] == pytest.approx(table.loc["fine", "MRE_mm"])
+
+
+class HalfLabelled(Dots):
+    """``Dots`` whose image "1" has no annotation."""
+
+    def _load(self, i):
+        s = super()._load(i)
+        return Sample(s.id, s.image, None, s.spacing_mm) if s.id == "1" else s
+
+
+def test_template_from_dataset_reads_one_image_as_from_data_does():
+    dataset = HalfLabelled([(0, 0), (3.0, -2.0)])
+    grid = GridImages(dataset, GRID, "train", progress=False)
+    a, b = Template.from_dataset(dataset, "0", GRID), Template.from_data(grid, "0")
+    torch.testing.assert_close(a.image, b.image)
+    np.testing.assert_allclose(a.points, b.points)
+    assert a.names == b.names and np.array_equal(a.original, b.original)
+    with pytest.raises(ValueError, match="'1' has no \\(or incomplete\\) landmark annotation"):
+        Template.from_dataset(dataset, "1", GRID)
+    with pytest.raises(KeyError, match="'7' is not in this dataset"):
+        Template.from_dataset(dataset, "7", GRID)

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import MethodConfig
+from ..data.base import LandmarkDataset
 from ..data.coords import from_grid, to_grid
 from ..data.grid import GridImages, resize_to_grid
 from ..data.template_aug import augment_template
@@ -56,6 +57,14 @@ class Template:
             raise ValueError(f"template image {image_id!r} has no (or incomplete) landmark annotation")
         return cls(data.images[i], np.asarray(data.landmarks[i], dtype=np.float64), data.dataset[i].image,
                    tuple(data.landmark_names))
+
+    @classmethod
+    def from_dataset(cls, dataset: LandmarkDataset, image_id: str, grid: int) -> "Template":
+        """The template ``image_id`` read from ``dataset`` (that image only) at ``grid``."""
+        sample = dataset[dataset.index(image_id)]
+        if sample.landmarks is None or np.isnan(sample.landmarks).any():
+            raise ValueError(f"template image {image_id!r} has no (or incomplete) landmark annotation")
+        return cls.from_image(sample.image, sample.landmarks, dataset.landmark_names, grid)
 
     @classmethod
     def from_image(cls, image: np.ndarray, points: np.ndarray, names: Sequence[str], grid: int) -> "Template":

@@ -39,8 +39,7 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Confi
     cfg = run_config(run_dir) if cfg is None else cfg
     predictor = load_predictor(run_dir, device, cfg)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
-    sample = train_set[train_set.index(cfg.data.template)]
-    template = Template.from_image(sample.image, sample.landmarks, train_set.landmark_names, cfg.data.grid)
+    template = Template.from_dataset(train_set, cfg.data.template, cfg.data.grid)
     return predictor.with_template(template), GridImages(test_set, cfg.data.grid, "test", progress)
 
 
