@@ -84,6 +84,10 @@ def test_refinement_finds_the_dots_from_rough_coarse_answers():
     got = refined.predict_grid(data, [1, 2])
     assert np.abs(rough - truth).max() >= 2.0
     assert np.abs(got - truth).max() < 0.15, np.abs(got - truth).max()  # < 0.6 fine px
+    whole = refined.variant(whole_image=True)  # one embedding of the whole fine image: the same dots
+    whole.subpixel = True
+    assert np.abs(whole.predict_grid(data, [1, 2]) - truth).max() < 0.15
+    assert whole.with_template(template).whole_image and not whole.variant(whole_image=False).whole_image
     with pytest.raises(ValueError, match="original image"):
         refined.with_template(Template(template.image, template.points))
     assert refined.with_template(template).template_fine.shape == (1, GRID * SCALE, GRID * SCALE)

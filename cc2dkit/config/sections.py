@@ -128,6 +128,7 @@ class RefineConfig(_Checked):
     steps_per_epoch: int = rule(10, lo=1)  # fine-network steps per epoch (batch train.batch_size)
     coarse_gate: bool = True  # inference: the coarse product gates the fine maps (ungated: 3.32 vs 2.15 mm, RESULTS)
     max_move: float | None = rule(None, lo=0, lo_open=True)  # inference: the fine answer within this many grid px of the coarse one
+    whole_image: bool = False  # inference: embed the whole fine image once, not one window per landmark
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,9 @@ SECTIONS = {"data": DataConfig, "backbone": BackboneConfig, "net": NetConfig, "t
 REMOVED = {"train": ("seed",)}  # fields of older config.json files, read and dropped (the top-level seed is used)
 
 # What may differ between a run's config and the config it is resumed / used for prediction with:
+# (backbone.weights: the file may move, its sha256 may not)
 RESUME_MAY_CHANGE = ("name", "train.epochs", "train.save_every", "eval.*", "refine.coarse_gate", "refine.max_move",
-                     "num_threads", "device", "backbone.weights", "backbone.cache_*")  # weights: the file may move, its sha256 may not
+                     "refine.whole_image", "num_threads", "device", "backbone.weights", "backbone.cache_*")
 PREDICTION_KEEPS = ("data.grid", "backbone.arch", "backbone.weights_sha256", "net.*", "method.name",
                     "method.landmarks", "method.adapter_channels", "refine.enabled", "refine.scale", "refine.crop")
 

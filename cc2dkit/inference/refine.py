@@ -14,6 +14,10 @@ as one more factor of the product, so the fine argmax stays inside the coarse an
 cascade's own rule: a coarse scale gates the finer ones). Without it the fine network alone
 decides inside the window.
 
+``whole_image``: the fine network embeds the whole image at the fine grid once (the template too)
+and each landmark's window is cut from its maps, instead of embedding K windows: cheaper when the
+windows overlap (K x crop^2 > fine grid^2), with more context than the network trained on.
+
 ``max_move``: the fine answer stays within this many grid pixels of the coarse answer (a disk in
 the window; None: anywhere in it). The fine stage is for the last few millimetres: a look-alike
 further away (the other side's gonion, a neighbouring tooth) is the coarse stage's question.
@@ -54,7 +58,7 @@ class RefinedPredictor(Predictor):
     """
 
     def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int,
-                 coarse_gate: bool = False, max_move: float | None = None):
+                 coarse_gate: bool = False, max_move: float | None = None, whole_image: bool = False):
         super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel)
         if fine.n_landmarks:
             raise ValueError("the fine network is one plain CC2D for every landmark")
@@ -66,15 +70,17 @@ class RefinedPredictor(Predictor):
         if max_move is not None and max_move <= 0:
             raise ValueError(f"max_move={max_move}: a positive number of grid pixels, or None")
         self.scale, self.crop, self.coarse_gate, self.max_move = scale, crop, coarse_gate, max_move
+        self.whole_image = whole_image
 
     @classmethod
     def build(cls, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, rc: RefineConfig) -> "RefinedPredictor":
         """The fine stage as the config's ``refine`` section says."""
-        return cls(coarse, fine, template_fine, rc.scale, rc.crop, rc.coarse_gate, rc.max_move)
+        return cls(coarse, fine, template_fine, rc.scale, rc.crop, rc.coarse_gate, rc.max_move, rc.whole_image)
 
     def variant(self, coarse: Predictor | None = None, **changes) -> "RefinedPredictor":
-        """The same fine stage on another coarse predictor and / or with other ``coarse_gate`` / ``max_move``."""
-        kept = {"coarse_gate": self.coarse_gate, "max_move": self.max_move}
+        """The same fine stage on another coarse predictor and / or with other ``coarse_gate`` /
+        ``max_move`` / ``whole_image``."""
+        kept = {"coarse_gate": self.coarse_gate, "max_move": self.max_move, "whole_image": self.whole_image}
         return RefinedPredictor(coarse or self.coarse, self.fine, self.template_fine, self.scale, self.crop,
                                 **{**kept, **changes})
 
@@ -99,7 +105,7 @@ class RefinedPredictor(Predictor):
             raise ValueError("a refined predictor needs the template's original image (Template.original)")
         return RefinedPredictor(self.coarse.with_template(template), self.fine,
                                 resize_to_grid(template.original, self.fine_grid), self.scale, self.crop,
-                                self.coarse_gate, self.max_move)
+                                self.coarse_gate, self.max_move, self.whole_image)
 
     def to_fine(self, grid_points: np.ndarray) -> torch.Tensor:
         """Grid points -> fine-grid points (both span the same stretched image)."""
@@ -110,6 +116,9 @@ class RefinedPredictor(Predictor):
         """The fine network's template vectors of the K landmarks: [(K, D)] per scale."""
         self.fine.eval()
         points = self.to_fine(self.template.points[self.landmark_indices])  # (K, 2)
+        if self.whole_image:
+            return template_vectors(self.fine(self.template_fine[None].to(self.device)), points.to(self.device),
+                                    self.fine_grid)
         origins = crop_origins(points, self.crop, self.fine_grid)
         embs = self.fine(cut(self.template_fine, origins, self.crop).to(self.device))  # [(K, D, h, w)]
         local = (points - origins.float()).to(self.device)  # each landmark inside its own window
@@ -124,9 +133,14 @@ class RefinedPredictor(Predictor):
         the coarse cascade's product on the image: the gate), and the (K, 2) window origins."""
         fine_image = resize_to_grid(image, self.fine_grid)  # (1, G_f, G_f)
         origins = crop_origins(self.to_fine(grid_points), self.crop, self.fine_grid)  # (K, 2)
-        embs = self.fine(cut(fine_image, origins, self.crop).to(self.device))  # [(K, D, h, w)]
-        maps = torch.cat([similarity_maps([e[k:k + 1] for e in embs], [v[k:k + 1] for v in vectors], self.crop)[:, 0]
-                          for k in range(len(origins))], dim=1)  # K x (S, 1, C, C) -> (S, K, C, C)
+        if self.whole_image:  # the fine image embedded once; each landmark's window cut from its maps
+            full = similarity_maps(self.fine(fine_image[None].to(self.device)), vectors, self.fine_grid)[:, 0]
+            maps = torch.stack([full[:, k, y:y + self.crop, x:x + self.crop]
+                                for k, (x, y) in enumerate(origins.tolist())], dim=1)  # (S, K, C, C)
+        else:
+            embs = self.fine(cut(fine_image, origins, self.crop).to(self.device))  # [(K, D, h, w)]
+            maps = torch.cat([similarity_maps([e[k:k + 1] for e in embs], [v[k:k + 1] for v in vectors],
+                                              self.crop)[:, 0] for k in range(len(origins))], dim=1)  # (S, K, C, C)
         if coarse_product is not None:  # one more factor of the product: (S + 1, K, C, C)
             maps = torch.cat([maps, window_gate(coarse_product, origins, self.crop, self.fine_grid)[None]])
         return maps, origins
