@@ -235,7 +235,8 @@ def test_refinement_variants_add_the_capped_fine_stage():
     refined = RefinedPredictor(Bumps(template, data.landmarks[1]), _intensity_network(), fine_template, SCALE, CROP,
                                coarse_gate=True, max_move=3)
     variants = refinement_variants(refined, copies=0)
-    assert list(variants)[2:] == ["fine stage", "fine stage, coarse gate", "fine stage, coarse gate, moves <= 3 grid px"]
+    assert list(variants)[2:] == ["fine stage", "fine stage, coarse gate",
+                                  "fine stage, coarse gate, moves <= 3 grid px"]
     assert [v.max_move for v in list(variants.values())[2:]] == [None, None, 3]
 
 

@@ -153,9 +153,11 @@ class RefinedPredictor(Predictor):
         if max_move is not None:  # a disk of max_move grid px = scale x max_move fine px
             centre = self.to_fine(grid_points) - origins.float()  # (K, 2) in the windows
             steps = torch.arange(self.crop, dtype=torch.float32)
-            d2 = (steps[None, None, :] - centre[:, 0, None, None]) ** 2 + (steps[None, :, None] - centre[:, 1, None, None]) ** 2
-            allowed = (d2 <= (self.scale * max_move) ** 2)[None].to(maps.device)  # (1, K, C, C)
-        local = cascade_argmax(maps[:, None], self.subpixel, allowed)[0].cpu()  # (S, B=1, K, C, C) -> (K, 2) in the windows
+            dx2 = (steps[None, None, :] - centre[:, 0, None, None]) ** 2  # (K, 1, C)
+            dy2 = (steps[None, :, None] - centre[:, 1, None, None]) ** 2  # (K, C, 1)
+            allowed = (dx2 + dy2 <= (self.scale * max_move) ** 2)[None].to(maps.device)  # (1, K, C, C)
+        # (S, B=1, K, C, C) -> (K, 2) in the windows
+        local = cascade_argmax(maps[:, None], self.subpixel, allowed)[0].cpu()
         fine_points = (local + origins.float()).double().numpy()
         return (fine_points + 0.5) / self.scale - 0.5
 
