@@ -65,7 +65,7 @@ def notebook_config(quick: bool | None = None, isbi_root: str | None = None, wei
             cfg = preset("cpu", **{"data.root": isbi_root, "train.epochs": 2, "train.steps_per_epoch": 10,
                                    "data.test_limit": 10, "method.atd_copies": 24, "method.pl_images": 12,
                                    "method.name": "cc2d", "eval.template_copies": 0, "eval.track_every": 1,
-                                   "eval.track_images": None, "num_threads": 1})
+                                   "eval.track_images": None, "refine.enabled": False, "num_threads": 1})
     else:
         root = isbi_root or os.environ.get(ISBI_ROOT_ENV)
         if not root:

@@ -18,6 +18,7 @@ def test_configs_per_mode(monkeypatch):
     assert notebook_config(quick=True).data.source == "phantom"
     isbi = notebook_config(quick=True, isbi_root="/data/isbi")
     assert isbi.name == "cpu" and isbi.data.root == "/data/isbi" and isbi.data.test_limit == 10
+    assert isbi.method.name == "cc2d" and not isbi.refine.enabled  # quick: no fine stage
     assert isbi.method.pl_images == 12 and isbi.method.name == "cc2d"  # every mode starts from plain CC2D
     assert notebook_config(quick=True).method.name == "cc2d"
     assert isbi.num_threads == 1 and notebook_config(quick=True).num_threads == 1

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .sections import (BackboneConfig, Config, DataConfig, EvalConfig, MethodConfig, NetConfig, TrainConfig,
-                       apply_overrides)
+from .sections import (BackboneConfig, Config, DataConfig, EvalConfig, MethodConfig, NetConfig, RefineConfig,
+                       TrainConfig, apply_overrides)
 
 
 def _smoke() -> Config:
@@ -20,10 +20,13 @@ def _smoke() -> Config:
 
 
 def _cpu() -> Config:
-    # The kit's best one-model recipe on 2 CPU cores (benchmarks/RESULTS.md, "Accuracy at longer CPU
-    # budgets", run E1): a C-Adapter C_A 4, PLs on 60 images, 30 epochs x 20 steps per stage with a
-    # cosine LR, answers with sub-pixel peaks against the template and 8 augmented copies of it.
-    # The ~30-minute variant: --set train.epochs=6 (2.13 mm; 12 epochs: 2.01 mm).
+    # The kit's best one-model recipe on 2 CPU cores (benchmarks/RESULTS.md, "The cpu preset with its
+    # fine stage"): a C-Adapter C_A 4, PLs on 60 images, 30 epochs x 20 steps per stage with a cosine
+    # LR, answers with sub-pixel peaks against the template and 8 augmented copies of it, refined by a
+    # fine network at 2x the grid (50 steps per epoch on 128-pixel windows), gated by the coarse
+    # product, moving an answer at most 3 grid pixels. Without the fine stage (run E1):
+    # --set refine.enabled=false. The ~30-minute variant: --set train.epochs=6 --set refine.enabled=false
+    # (2.13 mm; 12 epochs: 2.01 mm).
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),
@@ -33,6 +36,7 @@ def _cpu() -> Config:
         train=TrainConfig(epochs=30, batch_size=8, lr=3e-4, steps_per_epoch=20, lr_schedule="cosine"),
         eval=EvalConfig(subpixel=True, template_copies=8, track_every=3, track_images=10),
         method=MethodConfig(name="adapter", adapter_channels=4, pl_images=60),
+        refine=RefineConfig(enabled=True, scale=2, crop=128, steps_per_epoch=50, max_move=3.0),
         device="cpu",
     )
 
