@@ -102,6 +102,11 @@ def test_old_config_files_still_read():
     d["train"]["seed"] = 0
     del d["refine"]
     assert Config.from_dict(d) == dataclasses.replace(preset("cpu"), refine=RefineConfig())  # the defaults
+    # a refine section written before coarse_gate / whole_image existed answers as it did then
+    d["refine"] = {"enabled": True, "scale": 2, "crop": 128, "steps_per_epoch": 50}
+    old = Config.from_dict(d).refine
+    assert (old.enabled, old.coarse_gate, old.whole_image, old.max_move) == (True, False, False, None)
+    assert Config.from_dict(preset("cpu").to_dict()) == preset("cpu")  # written now: read back as written
 
 
 def test_config_diff_names_the_changed_keys():

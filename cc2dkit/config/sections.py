@@ -147,6 +147,9 @@ class EvalConfig(_Checked):
 SECTIONS = {"data": DataConfig, "backbone": BackboneConfig, "net": NetConfig, "train": TrainConfig,
             "eval": EvalConfig, "method": MethodConfig, "refine": RefineConfig}
 REMOVED = {"train": ("seed",)}  # fields of older config.json files, read and dropped (the top-level seed is used)
+# Fields added since config.json files were first written, with the value that reproduces such a
+# file's run when its section lacks them (a new default would change how an old run answers):
+ADDED = {"refine": {"coarse_gate": False, "whole_image": False}}
 
 # What may differ between a run's config and the config it is resumed / used for prediction with:
 # (backbone.weights: the file may move, its sha256 may not)
@@ -214,7 +217,7 @@ def _build(cls: type, values: dict[str, Any], section: str):
     if not isinstance(values, dict):
         raise ValueError(f"config section {section!r} must be a mapping, got {values!r}")
     names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in values.items() if k not in REMOVED.get(section, ())}
+    values = {**ADDED.get(section, {}), **{k: v for k, v in values.items() if k not in REMOVED.get(section, ())}}
     unknown = set(values) - names
     if unknown:
         where = f"{section}." if section else ""
