@@ -229,8 +229,8 @@ def refinement_variants(predictor: Predictor, copies: int = 8) -> dict[str, Pred
     """The coarse answer and each refinement of a trained predictor, by label: the grid argmax, the
     sub-pixel peak, sub-pixel + ``copies`` template copies; for a predictor with a fine stage also
     the fine stage (on the sub-pixel coarse answer) without and with the coarse gate, and gated with
-    its ``max_move`` when it has one. Template
-    copies need the template's original image (``Template.original``)."""
+    its ``max_move`` when it has one. Template copies need the template's original image
+    (``Template.original``)."""
     refined = predictor if isinstance(predictor, RefinedPredictor) else None
     coarse = refined.coarse if refined is not None else predictor
     out = {"grid argmax": coarse.plain(), "sub-pixel": coarse.configured(True, 0)}
