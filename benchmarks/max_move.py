@@ -1,13 +1,13 @@
 """The fine stage's ``refine.max_move`` ablated on a refined run: every cap from one pass over the test split.
 
-    python benchmarks/max_move.py runs/fine_s2c128_1500 --moves 2 3 4 6 --set num_threads=1
+    python benchmarks/max_move.py runs/fine_s2c128_1500 --moves 2 3 4 6 none --set num_threads=1
 
 The run's refined predictor (its ``eval.*`` / ``refine.coarse_gate`` as in its config, or as
 ``--set`` says) answers every test image once; its fine maps are then read with each cap (grid
 pixels of the model grid; ``none``: anywhere in the window) and the coarse answer alone. Prints one
-row per cap (MRE, SD, SDR, median, errors over 10 mm) and, label-free, how far the uncapped fine
-stage moved the coarse answers (percentiles in grid px). A sensitivity table: a cap is chosen
-before it is run, not from this table.
+row per cap (MRE, SD, SDR, median, errors over 10 mm), the per-landmark MRE of each, and, label-free,
+how far the uncapped fine stage moved the coarse answers (percentiles in grid px). A sensitivity
+table: a cap is chosen before it is run, not from this table.
 """
 from __future__ import annotations
 
@@ -56,6 +56,11 @@ def main() -> None:
     print(f"{args.run}: {len(test)} images, coarse_gate={predictor.coarse_gate}, {seconds:.0f} s")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(comparison.table.to_string())
+    per_landmark = pd.DataFrame({label: e.mean(axis=0) for label, e in comparison.errors.items()},
+                                index=comparison.landmark_names)
+    print(f"per-landmark MRE ({comparison.unit}):")
+    with pd.option_context("display.width", 200, "display.precision", 2):
+        print(per_landmark.to_string())
     if moved is not None:
         q = np.percentile(moved, [50, 90, 95, 99, 100])
         print("uncapped fine stage, move from the coarse answer (grid px): median {:.2f}, 90% {:.2f}, 95% {:.2f}, "
