@@ -16,7 +16,8 @@ decides inside the window.
 
 ``whole_image``: the fine network embeds the whole image at the fine grid once (the template too)
 and each landmark's window is cut from its maps, instead of embedding K windows: cheaper when the
-windows overlap (K x crop^2 > fine grid^2), with more context than the network trained on.
+windows overlap (K x crop^2 > fine grid^2), with more context than the network trained on; its
+memory grows with the fine grid's area (at 4 x 384 = 1536 pixels, use windows on a small machine).
 
 ``max_move``: the fine answer stays within this many grid pixels of the coarse answer (a disk in
 the window; None: anywhere in it). The fine stage is for the last few millimetres: a look-alike
