@@ -62,9 +62,8 @@ def main() -> None:
             return torch.cat([similarity_maps(model.decoder(taps, k), v, grid) for k, v in enumerate(per_k)], dim=2)
         pred.matcher = lambda: maps
         grid_pred = pred.predict_grid(ctx.test)
-    full = np.full((len(ctx.test), len(ctx.test.landmark_names), 2), np.nan)
-    full[:, pred.landmark_indices] = grid_pred
-    errors, table = evaluation(ctx.test, ctx.test.to_original(full), pred.landmark_indices, cfg.eval.radii_mm)
+    errors, table = evaluation(ctx.test, pred.to_original(ctx.test, grid_pred), pred.landmark_indices,
+                               cfg.eval.radii_mm)
     print(table.tail(1).round(2).to_string())
     print(f"median {np.median(errors):.2f}, errors > 10: {int((errors > 10).sum())}, "
           f"{time.perf_counter() - t0:.0f} s")

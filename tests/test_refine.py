@@ -279,3 +279,11 @@ def test_template_from_dataset_reads_one_image_as_from_data_does():
         Template.from_dataset(dataset, "1", GRID)
     with pytest.raises(KeyError, match="'7' is not in this dataset"):
         Template.from_dataset(dataset, "7", GRID)
+
+
+def test_to_original_of_some_landmarks_fills_the_others_with_nan():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
+    some = data.to_original(data.landmarks[:, [2, 0]], [2, 0])
+    assert some.shape == (2, 3, 2) and np.isnan(some[:, 1]).all()
+    np.testing.assert_allclose(some[:, [0, 2]], data.to_original(data.landmarks)[:, [0, 2]])
+    np.testing.assert_allclose(some[:, [0, 2]], data.original_landmarks[:, [0, 2]], atol=1e-9)

@@ -46,9 +46,7 @@ def compare_answers(grid: Mapping[str, np.ndarray], data: GridImages, landmark_i
     ``landmark_indices`` on every image of ``data``}."""
     errors, rows = {}, {}
     for label, points in grid.items():
-        full = np.full((len(data), len(data.landmark_names), 2), np.nan)
-        full[:, landmark_indices] = points
-        errors[label], table = evaluation(data, data.to_original(full), landmark_indices, radii)
+        errors[label], table = evaluation(data, data.to_original(points, landmark_indices), landmark_indices, radii)
         rows[label] = {**table.loc[ALL_ROW].to_dict(), "median": float(np.median(errors[label])),
                        "> 10": int((errors[label] > 10).sum())}
     names = [data.landmark_names[l] for l in landmark_indices]

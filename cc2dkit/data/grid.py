@@ -7,6 +7,7 @@ convert exactly both ways. Resizing the 1935x2400 ISBI images is done once per r
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -80,8 +81,13 @@ class GridImages:
     def index(self, image_id: str) -> int:
         return self.dataset.index(image_id)
 
-    def to_original(self, grid_points: np.ndarray) -> np.ndarray:
-        """(N, L, 2) grid coordinates of every image -> original pixels."""
+    def to_original(self, grid_points: np.ndarray, landmarks: Sequence[int] | None = None) -> np.ndarray:
+        """(N, L, 2) grid coordinates of every image -> original pixels. With ``landmarks``, the
+        (N, K, 2) points are those K landmarks' and the result is (N, L, 2), NaN for the others."""
+        if landmarks is not None:
+            full = np.full((len(self), len(self.landmark_names), 2), np.nan)
+            full[:, list(landmarks)] = grid_points
+            grid_points = full
         out = np.empty_like(grid_points, dtype=np.float64)
         for i in range(len(self)):
             out[i] = from_grid(np.asarray(grid_points[i], dtype=np.float64), tuple(self.sizes[i]), self.grid)

@@ -201,9 +201,7 @@ class Predictor(ABC):
 
     def to_original(self, data: GridImages, grid_points: np.ndarray) -> np.ndarray:
         """(N, K, 2) grid points of every image of ``data`` -> (N, L, 2) original pixels, NaN elsewhere."""
-        full = np.full((len(data), len(data.landmark_names), 2), np.nan)
-        full[:, self.landmark_indices] = grid_points
-        return data.to_original(full)
+        return data.to_original(grid_points, self.landmark_indices)
 
     @torch.no_grad()
     def image_maps(self, data: GridImages, index: int) -> ImageMaps:

@@ -74,6 +74,4 @@ def evaluate_predictor(predictor: Predictor, data: GridImages, rows: list[int] |
         cols = [names.index(n.lower()) for n in predictor.landmark_names]
     else:  # a model file from before names were stored: its landmark indices are the data's
         cols = list(predictor.landmark_indices)
-    full = np.full((len(sub), len(data.landmark_names), 2), np.nan)
-    full[:, cols] = sub.to_original(predictor.predict_grid(sub))
-    return evaluation(sub, full, cols, radii)[1]
+    return evaluation(sub, sub.to_original(predictor.predict_grid(sub), cols), cols, radii)[1]
