@@ -20,8 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     import numpy as np
     import pandas as pd
-    import torch
-    from tqdm.auto import tqdm
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
@@ -49,15 +47,12 @@ def main() -> None:
     shapes = ShapeModel.from_answers(coarse.predict_grid(train, rows, progress=True),
                                      coarse.template.points[coarse.landmark_indices])
     model_s = time.perf_counter() - t0
-    match, plain, guarded, moved = coarse.matcher(), [], [], []
+    plain, guarded, moved = [], [], []
     t0 = time.perf_counter()
-    with torch.no_grad():
-        for start in tqdm(range(0, len(test), coarse.batch_size), desc="test"):
-            chunk = list(range(start, min(start + coarse.batch_size, len(test))))
-            maps = match(test.images[chunk].to(device), [test.keys[i] for i in chunk])
-            points = cascade_argmax(maps, coarse.subpixel).cpu().double().numpy()
-            g, m = shapes.guard(maps, points, args.reach, coarse.subpixel)
-            plain.append(points), guarded.append(g), moved.append(m)
+    for _, _, maps in coarse.map_batches(test, list(range(len(test))), progress=True, desc="test"):
+        points = cascade_argmax(maps, coarse.subpixel).cpu().double().numpy()
+        g, m = shapes.guard(maps, points, args.reach, coarse.subpixel)
+        plain.append(points), guarded.append(g), moved.append(m)
     test_s = time.perf_counter() - t0
     moved = np.concatenate(moved)
     table = compare_answers({"coarse": np.concatenate(plain), f"shape check, reach {args.reach:g}":

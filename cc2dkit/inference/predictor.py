@@ -185,13 +185,20 @@ class Predictor(ABC):
         return cascade_argmax(self.matcher()(images.to(self.device), keys), self.subpixel).cpu().double().numpy()
 
     @torch.no_grad()
+    def map_batches(self, data: GridImages, rows: Sequence[int], progress: bool = False, desc: str = "predict"):
+        """Yields (start, chunk, maps): ``rows`` in batches of ``batch_size`` (``chunk``: the rows of
+        the batch, ``start``: its position in ``rows``) and the batch's (S, B, K, G, G) similarity maps."""
+        match = self.matcher()
+        for start in tqdm(range(0, len(rows), self.batch_size), desc=desc, disable=not progress, leave=False):
+            chunk = list(rows[start:start + self.batch_size])
+            yield start, chunk, match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])
+
+    @torch.no_grad()
     def predict_grid(self, data: GridImages, rows: Sequence[int] | None = None, progress: bool = False) -> np.ndarray:
         """(N, K, 2) grid points of ``data``'s rows (default: all) for the K landmarks."""
         rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
-        match, out = self.matcher(), np.zeros((len(rows), len(self.landmark_indices), 2))
-        for start in tqdm(range(0, len(rows), self.batch_size), desc="predict", disable=not progress, leave=False):
-            chunk = rows[start:start + self.batch_size]
-            maps = match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])
+        out = np.zeros((len(rows), len(self.landmark_indices), 2))
+        for start, chunk, maps in self.map_batches(data, rows, progress):
             out[start:start + len(chunk)] = cascade_argmax(maps, self.subpixel).cpu().double().numpy()
         return out
 

@@ -177,10 +177,7 @@ class RefinedPredictor(Predictor):
             for j, i in enumerate(tqdm(rows, desc="refine", disable=not progress, leave=False)):
                 yield (j, coarse[j], *self.window_maps(data.dataset[i].image, coarse[j], vectors))
             return
-        match = self.coarse.matcher()
-        for start in tqdm(range(0, len(rows), self.batch_size), desc="refine", disable=not progress, leave=False):
-            chunk = rows[start:start + self.batch_size]
-            maps = match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])  # (S, B, K, G, G)
+        for start, chunk, maps in self.coarse.map_batches(data, rows, progress, "refine"):  # (S, B, K, G, G)
             coarse = cascade_argmax(maps, self.coarse.subpixel).cpu().double().numpy()
             for b, i in enumerate(chunk):
                 yield (start + b, coarse[b],
