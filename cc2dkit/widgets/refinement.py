@@ -2,6 +2,7 @@
 cascade product at its answer and to the error histograms over the images (notebook 08)."""
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from ..inference import ImageMaps
 from .picker import LandmarkPicker
 from .views import WIDTH_IN, FigureView
 
-MARKERS = ("x", "+", "^", "s", "D")  # one per predictor, in the order given
+MARKERS = ("x", "+", "^", "s", "D", "v", "*")  # one per predictor, in the order given
 
 
 class PeakView(FigureView):
@@ -34,7 +35,7 @@ class PeakView(FigureView):
         self.images, self.marks, self.truth_marks = [], [], []
         for ax, (label, m) in zip(self.axes, self.maps.items()):
             self.images.append(ax.imshow(m.product[0], cmap="magma", vmin=0))
-            ax.set_title(label, fontsize=9)
+            ax.set_title(textwrap.fill(label, 20), fontsize=9)  # long labels side by side must not overlap
             self.marks.append([ax.plot([], [], MARKERS[j % len(MARKERS)], ms=9, mew=2, mfc="none", label=other)[0]
                                for j, other in enumerate(self.answers)])
             self.truth_marks.append(ax.plot([], [], "o", mfc="none", mec="lime", ms=11, mew=2, label="truth")[0])
