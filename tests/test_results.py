@@ -273,6 +273,12 @@ def test_budget_curve_orders_runs_by_training_minutes(tmp_path):
     assert list(curve["run"]) == ["short", "long"] and list(curve["epochs"]) == [1, 3]
     np.testing.assert_allclose(curve["minutes"], [1.5, 4.0])
     np.testing.assert_allclose(curve["MRE_mm"], [2.6, 2.0])
+    assert curve[["median_mm", "> 10 mm"]].isna().all().all()  # no errors_test.csv: unknown, not zero
+    errors = pd.DataFrame({"image": ["a", "a", "a", "b", "b"], "landmark": ["x", "y", "z", "x", "y"],
+                           "error_mm": [1.0, 12.0, 2.0, 3.0, 10.0]})  # 10.0 is not over 10
+    errors.to_csv(tmp_path / "long" / "errors_test.csv", index=False)
+    long = budget_curve(runs, method="adapter").set_index("run").loc["long"]
+    assert long["median_mm"] == 3.0 and long["> 10 mm"] == 1
     assert list(budget_curve(runs)["run"]) == ["other", "short", "long"]
     with pytest.raises(ValueError, match="no finished run of method 'sla'"):
         budget_curve(runs, method="sla")

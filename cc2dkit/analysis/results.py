@@ -16,12 +16,14 @@ Run rows are matched by their config (``method.name``, ``method.adapter_channels
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..data.isbi import ISBI_LANDMARKS
 from ..metrics.tables import ALL_ROW
+from ..methods.runfolder import errors_csv
 from .runs import METRICS, collect_runs
 
 NOT_RUN = "not run"
@@ -198,15 +200,32 @@ def compare_tables(tables: Mapping[str, pd.DataFrame], columns=("MRE_mm", "SDR_2
     return out
 
 
+GROSS_MM = 10.0  # an error over this is a gross miss (the count issue 14's targets name)
+
+
+def _tail(folder) -> tuple[float, float]:
+    """(median error mm, count of errors over GROSS_MM) from a run's ``errors_test.csv``; NaN without one."""
+    path = Path(folder) / errors_csv("test")
+    if not path.is_file():
+        return np.nan, np.nan
+    errors = pd.read_csv(path)["error_mm"].dropna()
+    return float(errors.median()), float((errors > GROSS_MM).sum())
+
+
 def budget_curve(runs, method: str | None = None) -> pd.DataFrame:
     """The "all" rows of runs as a curve of accuracy against training time: a row per run, sorted by
     ``minutes`` (training, Infer-PL and tracking summed over epochs, from ``metrics.csv``), with
-    run, method, epochs, MRE_mm .. SDR_4.0mm. ``method``: only runs of that method."""
+    run, method, epochs, MRE_mm .. SDR_4.0mm, median_mm and ``> 10 mm`` (the count of errors over
+    10 mm; both from ``errors_test.csv``, NaN for a run without it). ``method``: only runs of that
+    method."""
     frame = _collected(runs)
     rows = frame[frame["landmark"] == ALL_ROW]
     if method is not None:
         rows = rows[rows["method"] == method]
     if rows.empty:
         raise ValueError(f"no finished run{'' if method is None else f' of method {method!r}'} to draw a curve from")
-    out = rows.assign(minutes=rows["seconds"] / 60.0)[["run", "method", "epochs", "minutes", *METRICS]]
+    out = rows.assign(minutes=rows["seconds"] / 60.0)[["run", "method", "epochs", "minutes", *METRICS]].copy()
+    median, gross = zip(*(_tail(f) for f in rows["folder"]))
+    out["median_mm"] = median
+    out[f"> {GROSS_MM:g} mm"] = pd.array([None if np.isnan(g) else int(g) for g in gross], dtype="Int64")
     return out.sort_values("minutes").reset_index(drop=True)
