@@ -13,8 +13,7 @@ from cc2dkit.config import preset
 from cc2dkit.data.isbi import ISBI_LANDMARKS
 from cc2dkit.metrics import per_landmark_table
 from cc2dkit.analysis.results import (NOT_RECORDED, NOT_RUN, PAPER, TABLE1_ROWS, TABLE3_ROWS, budget_curve,
-                                      compare_tables, table1,
-                                      table2, table3)
+                                      compare_tables, gross_errors, table1, table2, table3)
 from cc2dkit.analysis.runs import METRICS, collect_runs, finished_runs, read_run
 from cc2dkit.viz.results import plot_budget_curve, plot_landmark_comparison, plot_method_comparison
 
@@ -289,3 +288,22 @@ def test_budget_curve_orders_runs_by_training_minutes(tmp_path):
     assert any(l.get_label() == "target 1.9" for l in fig.axes[0].lines)
     with pytest.raises(ValueError, match="lacks"):
         plot_budget_curve(curve[["run"]])
+
+
+def test_gross_errors_counts_misses_per_run_and_those_every_run_shares(tmp_path):
+    def errors(folder, images, values):
+        folder.mkdir()
+        pd.DataFrame({"image": images, "landmark": ["a", "b", "a", "b"], "error_mm": values}).to_csv(
+            folder / "errors_test.csv", index=False)
+
+    errors(tmp_path / "one", ["151", "151", "152", "152"], [12.0, 11.0, 1.0, 10.0])
+    # another kit version named the images by their path: the same images
+    errors(tmp_path / "two", ["Raw/151.jpg", "Raw/151.jpg", "Raw/152.jpg", "Raw/152.jpg"], [15.0, 2.0, 30.0, 1.0])
+    t = gross_errors({"one": tmp_path / "one", "two": tmp_path / "two"})
+    assert t.loc["a"].tolist() == [1, 2, 1] and t.loc["b"].tolist() == [1, 0, 0]  # 10.0 is not over 10
+    assert t.loc["all"].tolist() == [2, 2, 1] and list(t.columns) == ["one", "two", "in every run"]
+    assert gross_errors({"one": tmp_path / "one"}, threshold=11.5).loc["all"].tolist() == [1, 1]
+    with pytest.raises(FileNotFoundError, match="errors_test.csv"):
+        gross_errors({"none": tmp_path})
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        gross_errors({"none": tmp_path / "nowhere"})

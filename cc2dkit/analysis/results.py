@@ -212,6 +212,35 @@ def _tail(folder) -> tuple[float, float]:
     return float(errors.median()), float((errors > GROSS_MM).sum())
 
 
+def _errors(folder) -> pd.Series:
+    """A run's test errors (mm) indexed by (image, landmark); the image named by its file stem, so
+    that run folders of kit versions that wrote ``151`` or ``RawImage/Test1Data/151.jpg`` agree."""
+    path = Path(folder) / errors_csv("test")
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"run folder {folder} does not exist")
+    if not path.is_file():
+        raise FileNotFoundError(f"run folder {folder} has no {errors_csv('test')} (evaluate it first)")
+    errors = pd.read_csv(path)
+    stems = [Path(str(i)).stem for i in errors["image"]]
+    return pd.Series(errors["error_mm"].to_numpy(float), index=pd.MultiIndex.from_arrays(
+        [stems, errors["landmark"].astype(str)], names=["image", "landmark"]))
+
+
+def gross_errors(runs: Mapping[str, str | Path], threshold: float = GROSS_MM) -> pd.DataFrame:
+    """Where runs miss by more than ``threshold`` mm: a row per landmark (then ``"all"``), a column
+    per run with its count, and ``"in every run"``: the (image, landmark) pairs all the runs miss.
+    Misses every run shares sit on hard images; the others are the run's own draw."""
+    if not runs:
+        raise ValueError("gross_errors needs at least one run folder")
+    over = {label: _errors(folder) > threshold for label, folder in runs.items()}
+    both = pd.concat(over, axis=1).fillna(False).all(axis=1)
+    table = pd.DataFrame({**{label: o.groupby(level="landmark").sum() for label, o in over.items()},
+                          "in every run": both.groupby(level="landmark").sum()}).fillna(0).astype(int)
+    table = table[(table > 0).any(axis=1)].sort_values("in every run", ascending=False)
+    table.loc[ALL_ROW] = table.sum()
+    return table
+
+
 def budget_curve(runs, method: str | None = None) -> pd.DataFrame:
     """The "all" rows of runs as a curve of accuracy against training time: a row per run, sorted by
     ``minutes`` (training, Infer-PL and tracking summed over epochs, from ``metrics.csv``), with
