@@ -25,8 +25,9 @@ def _cpu() -> Config:
     # LR, answers with sub-pixel peaks against the template and 8 augmented copies of it, refined by a
     # fine network at 2x the grid (50 steps per epoch on 128-pixel windows), gated by the coarse
     # product, moving an answer at most 3 grid pixels. Without the fine stage (run E1):
-    # --set refine.enabled=false. The ~30-minute variant: --set train.epochs=6 --set refine.enabled=false
-    # (2.13 mm; 12 epochs: 2.01 mm).
+    # --set refine.enabled=false. Shorter (RESULTS, "The cpu preset against training minutes"; busy
+    # 1-thread minutes): --set train.epochs=10, 34 min, 2.03 mm; 20 epochs, 58 min, 1.96 mm. Past 30
+    # epochs nothing improves (40: 1.93 mm).
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),
