@@ -203,15 +203,6 @@ def compare_tables(tables: Mapping[str, pd.DataFrame], columns=("MRE_mm", "SDR_2
 GROSS_MM = 10.0  # an error over this is a gross miss (the count issue 14's targets name)
 
 
-def _tail(folder) -> tuple[float, float]:
-    """(median error mm, count of errors over GROSS_MM) from a run's ``errors_test.csv``; NaN without one."""
-    path = Path(folder) / errors_csv("test")
-    if not path.is_file():
-        return np.nan, np.nan
-    errors = pd.read_csv(path)["error_mm"].dropna()
-    return float(errors.median()), float((errors > GROSS_MM).sum())
-
-
 def _errors(folder) -> pd.Series:
     """A run's test errors (mm) indexed by (image, landmark); the image named by its file stem, so
     that run folders of kit versions that wrote ``151`` or ``RawImage/Test1Data/151.jpg`` agree."""
@@ -226,10 +217,19 @@ def _errors(folder) -> pd.Series:
         [stems, errors["landmark"].astype(str)], names=["image", "landmark"]))
 
 
+def _tail(folder) -> tuple[float, float]:
+    """(median error mm, count of errors over GROSS_MM) from a run's ``errors_test.csv``; NaN without one."""
+    if not (Path(folder) / errors_csv("test")).is_file():
+        return np.nan, np.nan
+    errors = _errors(folder).dropna()
+    return float(errors.median()), float((errors > GROSS_MM).sum())
+
+
 def gross_errors(runs: Mapping[str, str | Path], threshold: float = GROSS_MM) -> pd.DataFrame:
-    """Where runs miss by more than ``threshold`` mm: a row per landmark (then ``"all"``), a column
-    per run with its count, and ``"in every run"``: the (image, landmark) pairs all the runs miss.
-    Misses every run shares sit on hard images; the others are the run's own draw."""
+    """Where runs miss by more than ``threshold`` mm: a row per landmark some run misses (then
+    ``"all"``), a column per run with its count of misses, and ``"in every run"``: how many of the
+    (image, landmark) pairs every run misses. Misses every run shares sit on hard images; the
+    others are the run's own draw."""
     if not runs:
         raise ValueError("gross_errors needs at least one run folder")
     over = {label: _errors(folder) > threshold for label, folder in runs.items()}
