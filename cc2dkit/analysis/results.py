@@ -233,7 +233,7 @@ def gross_errors(runs: Mapping[str, str | Path], threshold: float = GROSS_MM) ->
     if not runs:
         raise ValueError("gross_errors needs at least one run folder")
     over = {label: _errors(folder) > threshold for label, folder in runs.items()}
-    both = pd.concat(over, axis=1).fillna(False).all(axis=1)
+    both = pd.concat(over, axis=1, join="inner").all(axis=1)  # a pair some run lacks is not in every run
     table = pd.DataFrame({**{label: o.groupby(level="landmark").sum() for label, o in over.items()},
                           "in every run": both.groupby(level="landmark").sum()}).fillna(0).astype(int)
     table = table[(table > 0).any(axis=1)].sort_values("in every run", ascending=False)
