@@ -2,10 +2,11 @@
 
     python benchmarks/run_methods.py multi adapter:0 adapter:16 sla atd --out runs/budget
     python benchmarks/run_methods.py sla --set train.epochs=4          # change the budget
+    python benchmarks/run_methods.py sla atd --budget preset --out runs/methods_cpu   # the cpu preset's budget
 
 Each METHOD is a method name (cc2d, multi, wide, sla, atd, adapter) with an optional ``:N``
 (C_A for adapter, extra channels for wide). Every method gets the same config: the ``cpu``
-preset plus BUDGET below plus ``--set`` overrides, so the budget is the same per trained model
+preset plus the ``--budget`` below plus ``--set`` overrides, so the budget is the same per trained model
 (SLA and C-ATD train K models, each with this budget). Each run writes its run folder
 ``OUT/LABEL`` and ``OUT/LABEL/summary.json`` (wall time, training seconds, peak RSS, trainable
 parameters, the "all" row); at the end a table of all runs found under OUT is printed.
@@ -15,11 +16,18 @@ reruns it), one whose run folder holds ``checkpoint.pt`` continues from its last
 ``wall_s`` covers only the last process; ``train_s`` (the sum of the per-epoch seconds in
 ``metrics.csv``: training, Infer-PL and tracking, without the final evaluation) covers them all.
 
-BUDGET (per model): 10 epochs x 10 steps of batch 8 per stage at a constant LR; pseudo-labels on
-the first 30 non-template training images (``method.pl_images``); 10 test images tracked every 2
-epochs; no fine stage; the final evaluation on every Test1 image at the grid argmax against the template alone
-(``evaluate --set eval.subpixel=true --set eval.template_copies=8`` adds the refinements). It is far below the paper's (300 epochs over 149 images):
-sized so that all methods, 19 SLA/C-ATD models included, fit a few hours on 2 CPU cores.
+``--budget small`` (the default, ``BUDGETS["small"]``), per model: 10 epochs x 10 steps of batch 8
+per stage at a constant LR; pseudo-labels on the first 30 non-template training images
+(``method.pl_images``); 10 test images tracked every 2 epochs; no fine stage; the final evaluation
+on every Test1 image at the grid argmax against the template alone (``evaluate --set
+eval.subpixel=true --set eval.template_copies=8`` adds the refinements). It is far below the
+paper's (300 epochs over 149 images): sized so that all methods, 19 SLA/C-ATD models included, fit
+a few hours on 2 CPU cores.
+
+``--budget preset``: the ``cpu`` preset unchanged (30 epochs x 20 steps per stage, cosine LR, PLs on
+60 images, the fine stage trained in the run, the answer refined). The coarse and refined rows of a
+finished run: ``benchmarks/max_move.py RUN --moves 3 none``. For SLA and C-ATD (19 models) this is
+about 25 core-hours each on the 2-core development machine: a GPU's job (RESULTS.md).
 
 Needs $CC2DKIT_ISBI_ROOT and $CC2DKIT_WEIGHTS (the cpu preset's data and weights).
 """
@@ -37,16 +45,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
-BUDGET = {"train.epochs": 10, "train.steps_per_epoch": 10, "method.pl_images": 30, "eval.track_images": 10,
-          "eval.track_every": 2, "train.lr_schedule": "constant", "eval.subpixel": False, "eval.template_copies": 0,
-          "refine.enabled": False}
+BUDGETS = {  # overrides of the cpu preset, per trained model
+    "small": {"train.epochs": 10, "train.steps_per_epoch": 10, "method.pl_images": 30, "eval.track_images": 10,
+              "eval.track_every": 2, "train.lr_schedule": "constant", "eval.subpixel": False,
+              "eval.template_copies": 0, "refine.enabled": False},
+    "preset": {},
+}
 
 
-def config_for(spec: str, sets: list[str]):
+def config_for(spec: str, sets: list[str], budget: str = "small"):
     from cc2dkit.config import parse_sets, preset
     from cc2dkit.methods import method_config
 
-    return method_config(preset("cpu", **{**BUDGET, **spec_overrides(spec), **parse_sets(sets)}))
+    return method_config(preset("cpu", **{**BUDGETS[budget], **spec_overrides(spec), **parse_sets(sets)}))
 
 
 def spec_overrides(spec: str) -> dict:
@@ -66,14 +77,14 @@ def run_dir_of(out: Path, spec: str) -> Path:
     return out / spec.replace(":", "_")
 
 
-def run_one(spec: str, out: Path, sets: list[str]) -> None:
+def run_one(spec: str, out: Path, sets: list[str], budget: str = "small") -> None:
     from cc2dkit.config import parse_sets
     from cc2dkit.inference import ModelSetPredictor
     from cc2dkit.methods import run_method
     from cc2dkit.methods.runfolder import CHECKPOINT
     from cc2dkit.network.accounting import trainable_parameter_count
 
-    cfg = config_for(spec, sets)
+    cfg = config_for(spec, sets, budget)
     run_dir = run_dir_of(out, spec)
     resume = (run_dir / CHECKPOINT).exists()
     if resume:
@@ -87,7 +98,8 @@ def run_one(spec: str, out: Path, sets: list[str]) -> None:
     summary = {"method": spec, "wall_s": round(wall, 1), "train_s": round(float(train_s), 1), "resumed": resume,
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                "trainable_params": sum(trainable_parameter_count(m) for m in models),
-               "models": len(models), "budget": dict(BUDGET, **parse_sets(sets)), "num_threads": cfg.num_threads,
+               "models": len(models), "budget_name": budget, "budget": dict(BUDGETS[budget], **parse_sets(sets)),
+               "num_threads": cfg.num_threads,
                "all": result.table.loc["all"].to_dict()}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(json.dumps(summary, default=float))
@@ -174,6 +186,7 @@ def main() -> None:
     p.add_argument("methods", nargs="*")
     p.add_argument("--out", default="runs/methods")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--budget", choices=sorted(BUDGETS), default="small", help="per-model budget (see above)")
     p.add_argument("--force", action="store_true", help="rerun methods that already have a summary.json")
     p.add_argument("--per-landmark", default=None, metavar="COLUMN",
                    help="also print this evaluation.csv column (e.g. MRE_mm, SDR_2.0mm) per landmark and method")
@@ -183,14 +196,15 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     if args.one:
-        run_one(args.methods[0], out, args.set)
+        run_one(args.methods[0], out, args.set, args.budget)
         return
-    print("budget per model:", BUDGET, "overrides:", args.set)
+    print(f"budget per model: {args.budget} = cpu preset +", BUDGETS[args.budget], "overrides:", args.set)
     for spec in args.methods:
         if (run_dir_of(out, spec) / "summary.json").exists() and not args.force:
             print(f"{spec}: done already ({run_dir_of(out, spec) / 'summary.json'}), skipped")
             continue
-        cmd = [sys.executable, __file__, spec, "--out", str(out), "--one"] + [a for s in args.set for a in ("--set", s)]
+        cmd = ([sys.executable, __file__, spec, "--out", str(out), "--budget", args.budget, "--one"]
+               + [a for s in args.set for a in ("--set", s)])
         subprocess.run(cmd, check=True)
     with pd.option_context("display.width", 200):
         print(table(out).to_string())
