@@ -30,7 +30,6 @@ CANDIDATES, NMS, KEEP, CYCLE_PX = 5, 6, 0.5, 3.0
 
 def main() -> None:
     import numpy as np
-    import pandas as pd
     import torch
     import torch.nn.functional as F
 
@@ -103,12 +102,7 @@ def main() -> None:
                         changed[rule] += 1
     comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
     print(f"{args.run}: {len(test)} images, {time.perf_counter() - t0:.0f} s; answers changed: {changed}")
-    with pd.option_context("display.width", 200, "display.precision", 2):
-        print(comparison.table.to_string())
-        far = pd.DataFrame({r: (e > 10).sum(axis=0) for r, e in comparison.errors.items()},
-                           index=comparison.landmark_names)
-        print("errors over 10 mm per landmark (landmarks with any):")
-        print(far[far.sum(axis=1) > 0].to_string())
+    print(comparison.summary())
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> None:
     import numpy as np
-    import pandas as pd
     import torch
 
     from cc2dkit.analysis import compare_answers
@@ -65,12 +64,7 @@ def main() -> None:
             answers["ensemble"][rows] = cascade_argmax(torch.cat(maps), predictors[0].subpixel).cpu().double().numpy()
     comparison = compare_answers(answers, test, predictors[0].landmark_indices, cfg.eval.radii_mm)
     print(f"{len(test)} images, {time.perf_counter() - t0:.0f} s")
-    with pd.option_context("display.width", 200, "display.precision", 2):
-        print(comparison.table.to_string())
-        far = pd.DataFrame({r: (e > 10).sum(axis=0) for r, e in comparison.errors.items()},
-                           index=comparison.landmark_names)
-        print("errors over 10 mm per landmark (landmarks with any):")
-        print(far[far.sum(axis=1) > 0].to_string())
+    print(comparison.summary())
 
 
 if __name__ == "__main__":

@@ -56,8 +56,7 @@ def main() -> None:
     print(f"{args.run}: {len(test)} images, coarse_gate={predictor.coarse_gate}, {seconds:.0f} s")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(comparison.table.to_string())
-    per_landmark = pd.DataFrame({label: e.mean(axis=0) for label, e in comparison.errors.items()},
-                                index=comparison.landmark_names)
+    per_landmark = comparison.per_landmark()
     print(f"per-landmark MRE ({comparison.unit}):")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(per_landmark.to_string())

@@ -1,5 +1,6 @@
 """The fine stage: windows cut at the fine grid around coarse answers, matched, mapped back."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -8,7 +9,7 @@ from cc2dkit.config import BackboneConfig, NetConfig
 from cc2dkit.data.base import LandmarkDataset, Sample
 from cc2dkit.data.grid import GridImages
 from cc2dkit.inference import Predictor, RefinedPredictor, Template
-from cc2dkit.analysis import compare_answers, compare_predictors
+from cc2dkit.analysis import PredictorComparison, compare_answers, compare_predictors
 from cc2dkit.inference.cascade import cascade_argmax
 from cc2dkit.inference.refine import crop_origins, cut, refinement_variants, window_gate
 from cc2dkit.methods import load_predictor, run_method
@@ -258,6 +259,18 @@ def test_predict_grid_moves_matches_each_capped_predictor_and_compare_answers_it
     assert table.loc["fine", "MRE_mm"] < table.loc["coarse", "MRE_mm"]
     by_predictor = compare_predictors({"fine": refined}, data).table
     assert by_predictor.loc["fine", "MRE_mm"] == pytest.approx(table.loc["fine", "MRE_mm"])
+
+
+def test_comparison_per_landmark_means_counts_and_summary():
+    errors = {"a": np.array([[1.0, 12.0], [3.0, 2.0]]), "b": np.array([[11.0, 10.0], [15.0, 2.0]])}
+    table = pd.DataFrame({"MRE_mm": [4.5, 9.5]}, index=["a", "b"])
+    comparison = PredictorComparison(errors, {}, table, ["sella", "nasion"], "mm")
+    np.testing.assert_allclose(comparison.per_landmark().to_numpy(), [[2.0, 13.0], [7.0, 6.0]])
+    far = comparison.per_landmark(over=10)  # 10.0 itself is not over
+    assert far.loc["sella"].tolist() == [0, 2] and far.loc["nasion"].tolist() == [1, 0]
+    text = comparison.summary(over=12)  # sella has 15 in b; nasion nothing over 12
+    assert "errors over 12 mm" in text and "sella" in text.split("landmark")[-1]
+    assert "nasion" not in text.split("landmarks with any):")[-1]
 
 
 class HalfLabelled(Dots):

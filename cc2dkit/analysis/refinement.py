@@ -25,6 +25,18 @@ class PredictorComparison:
     landmark_names: list[str]
     unit: str
 
+    def per_landmark(self, over: float | None = None) -> pd.DataFrame:
+        """Landmarks x predictors: the mean error, or with ``over`` the count of errors above it."""
+        stat = (lambda e: e.mean(axis=0)) if over is None else (lambda e: (e > over).sum(axis=0))
+        return pd.DataFrame({label: stat(e) for label, e in self.errors.items()}, index=self.landmark_names)
+
+    def summary(self, over: float = 10.0) -> str:
+        """The table, then the errors over ``over`` per landmark (only landmarks with any), as text."""
+        far = self.per_landmark(over)
+        with pd.option_context("display.width", 200, "display.precision", 2):
+            return (f"{self.table.to_string()}\nerrors over {over:g} {self.unit} per landmark (landmarks with any):\n"
+                    f"{far[far.sum(axis=1) > 0].to_string()}")
+
 
 def compare_predictors(predictors: Mapping[str, Predictor], data: GridImages,
                        radii=(2.0, 2.5, 3.0, 4.0), progress: bool = False) -> PredictorComparison:
