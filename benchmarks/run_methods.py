@@ -27,7 +27,8 @@ a few hours on 2 CPU cores.
 ``--budget preset``: the ``cpu`` preset unchanged (30 epochs x 20 steps per stage, cosine LR, PLs on
 60 images, the fine stage trained in the run, the answer refined). The coarse and refined rows of a
 finished run: ``benchmarks/max_move.py RUN --moves 3 none``. For SLA and C-ATD (19 models) this is
-about 25 core-hours each on the 2-core development machine: a GPU's job (RESULTS.md).
+estimated at about 25 hours each with one thread on the 2-core development machine (19 models x the
+C-Adapter's ~80 busy minutes; not run): a GPU's job.
 
 Needs $CC2DKIT_ISBI_ROOT and $CC2DKIT_WEIGHTS (the cpu preset's data and weights).
 """
