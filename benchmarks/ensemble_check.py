@@ -22,7 +22,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from cc2dkit.analysis import compare_answers
+    from cc2dkit.analysis import compare_answers, run_labels
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference import RefinedPredictor
     from cc2dkit.inference.cascade import cascade_argmax
@@ -37,6 +37,10 @@ def main() -> None:
     args = ap.parse_args()
     if len(args.runs) < 2:
         sys.exit("ensemble_check: give two or more run folders")
+    try:
+        labels = list(run_labels(args.runs))
+    except ValueError as e:
+        sys.exit(f"ensemble_check: {e}")
     predictors, test = [], None
     for run in args.runs:
         cfg = apply_overrides(run_config(run), parse_sets(args.set))
@@ -49,7 +53,6 @@ def main() -> None:
                 or not np.allclose(predictor.template.points, first.template.points):
             sys.exit(f"{run}: another grid, template or landmark set than {args.runs[0]}")
         predictors.append(predictor)
-    labels = [Path(r).name for r in args.runs]
     answers = {label: np.zeros((len(test), len(predictors[0].landmark_indices), 2)) for label in labels + ["ensemble"]}
     t0 = time.perf_counter()
     with torch.no_grad():

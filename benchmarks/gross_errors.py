@@ -20,13 +20,10 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", help="run folders with errors_test.csv")
     parser.add_argument("--threshold", type=float, default=10.0, help="mm (default 10)")
     args = parser.parse_args()
-    from cc2dkit.analysis import gross_errors
+    from cc2dkit.analysis import gross_errors, run_labels
 
-    paths = [Path(r) for r in args.runs]
-    names = [p.name for p in paths]
-    labels = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
     try:
-        print(gross_errors(dict(zip(labels, paths)), args.threshold).to_string())
+        print(gross_errors(run_labels(args.runs), args.threshold).to_string())
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"gross_errors.py: {e}")
 

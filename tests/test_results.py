@@ -14,7 +14,7 @@ from cc2dkit.data.isbi import ISBI_LANDMARKS
 from cc2dkit.metrics import per_landmark_table
 from cc2dkit.analysis.results import (NOT_RECORDED, NOT_RUN, PAPER, TABLE1_ROWS, TABLE3_ROWS, budget_curve,
                                       compare_tables, gross_errors, table1, table2, table3)
-from cc2dkit.analysis.runs import METRICS, collect_runs, finished_runs, read_run
+from cc2dkit.analysis.runs import METRICS, collect_runs, finished_runs, read_run, run_labels
 from cc2dkit.viz.results import plot_budget_curve, plot_landmark_comparison, plot_method_comparison
 
 from .test_adapter import decoder_parameter_formula  # the closed form, an oracle
@@ -307,3 +307,10 @@ def test_gross_errors_counts_misses_per_run_and_those_every_run_shares(tmp_path)
         gross_errors({"none": tmp_path})
     with pytest.raises(FileNotFoundError, match="does not exist"):
         gross_errors({"none": tmp_path / "nowhere"})
+
+
+def test_run_labels_name_runs_apart_by_their_parent_only_where_names_repeat(tmp_path):
+    labels = run_labels([tmp_path / "a" / "run", tmp_path / "b" / "run", tmp_path / "e10"])
+    assert list(labels) == ["a/run", "b/run", "e10"] and labels["a/run"] == tmp_path / "a" / "run"
+    with pytest.raises(ValueError, match="given twice"):
+        run_labels([tmp_path / "e10", str(tmp_path / "e10")])

@@ -93,6 +93,20 @@ def finished_runs(root: str | Path) -> dict[str, Path]:
     return runs
 
 
+def run_labels(folders) -> dict[str, Path]:
+    """``{label: folder}`` of run folders given one by one: the folder name, or parent/name where names
+    repeat (runs/a/run, runs/b/run -> a/run, b/run); the same folder twice is an error naming it."""
+    paths = [Path(f) for f in folders]
+    names = [p.name for p in paths]
+    labels = {}
+    for p in paths:
+        label = f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name
+        if label in labels:
+            raise ValueError(f"run folder {p} given twice (or two folders labelled {label!r}: name them apart)")
+        labels[label] = p
+    return labels
+
+
 def collect_runs(run_dirs: Mapping[str, str | Path | None]) -> pd.DataFrame:
     """One tidy frame of ``{label: run folder}``: a row per (run, landmark), each run's ``"all"`` row last.
 
