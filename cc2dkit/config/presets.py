@@ -26,8 +26,9 @@ def _cpu() -> Config:
     # fine network at 2x the grid (50 steps per epoch on 128-pixel windows), gated by the coarse
     # product, moving an answer at most 3 grid pixels. Without the fine stage (run E1):
     # --set refine.enabled=false. Shorter (RESULTS, "The cpu preset against training minutes"; busy
-    # 1-thread minutes): --set train.epochs=10, 34 min, 2.03 mm; 20 epochs, 58 min, 1.96 mm. Past 30
-    # epochs nothing improves (40: 1.93 mm).
+    # 1-thread minutes): --set train.epochs=10 --set refine.enabled=false, 37 min, 2.02 mm (at 10
+    # epochs the fine stage does not help yet); 20 epochs, 58 min, 1.96 mm. Past 30 epochs nothing
+    # improves (40: 1.93 mm); two seeds of the preset: 1.93 and 1.90 mm.
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),
