@@ -3,9 +3,9 @@
     python benchmarks/budget_curve.py runs/curve/e06 runs/curve/e12 runs/e1 runs/curve/e48 --png curve.png
 
 Each RUN is a finished run folder (its label: the folder name, or parent/name when names repeat).
-Minutes are the training time recorded in ``metrics.csv`` (training, Infer-PL and tracking, summed over epochs; without the final
-evaluation). Prints the table (pandas) and, with ``--png``, writes the figure with the targets of
-issue 14 as dashed lines.
+Minutes are the training time recorded in ``metrics.csv`` (training, Infer-PL and tracking, summed
+over epochs; without the final evaluation). Prints the table (pandas) and, with ``--png``, writes
+the figure with the targets of issue 14 as dashed lines.
 """
 from __future__ import annotations
 

@@ -78,7 +78,8 @@ def main() -> None:
             for k in range(k_all):
                 for b, i in enumerate(rows):
                     best = (prod[b, k] * peaks[b, k]).flatten().topk(CANDIDATES)
-                    keep = best.values >= KEEP * best.values[0]
+                    keep = (best.values >= KEEP * best.values[0]) & (best.values > 0)
+                    keep[0] = True  # a closed gate (product 0 everywhere): the top answer alone
                     idx, fwd = best.indices[keep], best.values[keep]
                     cand = torch.stack([idx % grid, idx // grid], 1).float()  # (n, 2), the top answer first
                     vecs = [F.normalize(sample_at(e[b:b + 1].expand(len(cand), -1, -1, -1), cand, grid), dim=1)
