@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from cc2dkit.config import BackboneConfig, NetConfig
 from cc2dkit.data.base import LandmarkDataset, Sample
 from cc2dkit.data.grid import GridImages
-from cc2dkit.inference import Predictor, RefinedPredictor, Template
+from cc2dkit.inference import ModelSetPredictor, Predictor, RefinedPredictor, Template
 from cc2dkit.analysis import PredictorComparison, compare_answers, compare_predictors
 from cc2dkit.inference.cascade import cascade_argmax
 from cc2dkit.inference.refine import crop_origins, cut, refinement_variants, window_gate
@@ -109,6 +109,16 @@ def test_refined_runs_save_load_and_resume(tmp_path):
     np.testing.assert_allclose(resumed.metrics["loss_fine"], full.metrics["loss_fine"], rtol=1e-4)
     with pytest.raises(ValueError, match="refine.enabled: True -> False"):  # the checkpoint has a fine stage
         run_method(cfg.replace(**{"refine.enabled": False}), tmp_path / "cut", data, progress=False, resume=True)
+
+
+def test_a_run_of_single_landmark_models_trains_and_answers_with_a_fine_stage():
+    cfg = tiny_cfg(**{"train.epochs": 1, "method.name": "sla", "refine.enabled": True, "refine.scale": 2,
+                      "refine.crop": 64, "refine.steps_per_epoch": 2})
+    data = phantom_grids(cfg)
+    result = run_method(cfg, None, data, progress=False)
+    assert isinstance(result.predictor, RefinedPredictor) and isinstance(result.predictor.coarse, ModelSetPredictor)
+    assert result.metrics["loss_fine"].notna().all() and np.isfinite(result.predictions).all()
+    assert not np.array_equal(result.predictions, result.predictor.coarse.predict(data[1]))
 
 
 def test_window_gate_samples_the_coarse_product_inside_each_window():
