@@ -35,7 +35,7 @@ def main() -> None:
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.inference import ModelPredictor, RefinedPredictor
+    from cc2dkit.inference import ModelPredictor
     from cc2dkit.inference.cascade import cascade_argmax, peak_offset, similarity_maps
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
@@ -50,7 +50,7 @@ def main() -> None:
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     device, _ = setup(cfg)
     predictor, test = load_run(args.run, device, cfg)
-    coarse = predictor.coarse if isinstance(predictor, RefinedPredictor) else predictor
+    coarse = predictor.coarse_stage
     if not isinstance(coarse, ModelPredictor):
         sys.exit(f"{args.run}: a one-model run is needed (CC2D, multi, wide, C-Adapter)")
     model, grid, k_all = coarse.model.eval(), coarse.template.grid, len(coarse.landmark_indices)

@@ -24,7 +24,6 @@ def main() -> None:
 
     from cc2dkit.analysis import compare_answers, run_labels
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.inference import RefinedPredictor
     from cc2dkit.inference.cascade import cascade_argmax
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
@@ -46,7 +45,7 @@ def main() -> None:
         cfg = apply_overrides(run_config(run), parse_sets(args.set))
         device, _ = setup(cfg)
         predictor, split = load_run(run, device, cfg)
-        predictor = predictor.coarse if isinstance(predictor, RefinedPredictor) else predictor
+        predictor = predictor.coarse_stage
         test = split if test is None else test
         first = predictors[0] if predictors else predictor
         if (predictor.template.grid, predictor.landmark_indices) != (first.template.grid, first.landmark_indices) \

@@ -25,7 +25,7 @@ def main() -> None:
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.data import build_datasets
     from cc2dkit.data.grid import GridImages
-    from cc2dkit.inference import RefinedPredictor, cascade_argmax
+    from cc2dkit.inference import cascade_argmax
     from cc2dkit.inference.shape import ShapeModel
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
@@ -39,7 +39,7 @@ def main() -> None:
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     device, _ = setup(cfg)
     predictor, test = load_run(args.run, device, cfg)
-    coarse = predictor.coarse if isinstance(predictor, RefinedPredictor) else predictor
+    coarse = predictor.coarse_stage
     train_set, _ = build_datasets(cfg.data, cfg.seed)
     train = GridImages(train_set, cfg.data.grid, "train")
     rows = [i for i, key in enumerate(train.ids) if key != cfg.data.template]

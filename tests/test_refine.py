@@ -100,6 +100,8 @@ def test_refined_runs_save_load_and_resume(tmp_path):
     data = phantom_grids(cfg)
     full = run_method(cfg, tmp_path / "full", data, progress=False)
     assert isinstance(full.predictor, RefinedPredictor) and full.metrics["loss_fine"].notna().all()
+    coarse = full.predictor.coarse
+    assert full.predictor.coarse_stage is coarse and coarse.coarse_stage is coarse  # a plain one is its own
     loaded = load_predictor(tmp_path / "full")
     assert isinstance(loaded, RefinedPredictor)
     assert np.array_equal(loaded.predict(data[1]), full.predictions, equal_nan=True)

@@ -125,6 +125,11 @@ class Predictor(ABC):
         other.subpixel, other.template_copies = bool(subpixel), int(template_copies)
         return other
 
+    @property
+    def coarse_stage(self) -> "Predictor":
+        """The predictor at the model grid: itself, or a refined predictor's coarse stage."""
+        return self
+
     def plain(self) -> "Predictor":
         """The grid argmax against the template alone (no sub-pixel peak, no template copies): what
         Infer-PL and per-epoch tracking use while training."""

@@ -86,6 +86,10 @@ class RefinedPredictor(Predictor):
                                 **{**kept, **changes})
 
     @property
+    def coarse_stage(self) -> Predictor:
+        return self.coarse
+
+    @property
     def fine_grid(self) -> int:
         return self.scale * self.template.grid
 
@@ -230,7 +234,7 @@ def refinement_variants(predictor: Predictor, copies: int = 8) -> dict[str, Pred
     its ``max_move`` when it has one. Template copies need the template's original image
     (``Template.original``)."""
     refined = predictor if isinstance(predictor, RefinedPredictor) else None
-    coarse = refined.coarse if refined is not None else predictor
+    coarse = predictor.coarse_stage
     out = {"grid argmax": coarse.plain(), "sub-pixel": coarse.configured(True, 0)}
     if copies:
         out[f"sub-pixel + {copies} template copies"] = coarse.configured(True, copies)

@@ -110,7 +110,7 @@ def run_config(run_dir: str | Path) -> Config:
 def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Path:
     """``model.pt``: what :func:`load_predictor` needs, without the training data."""
     refined = predictor if isinstance(predictor, RefinedPredictor) else None
-    coarse = refined.coarse if refined is not None else predictor
+    coarse = predictor.coarse_stage
     models = coarse.models if isinstance(coarse, ModelSetPredictor) else [coarse.model]
     state = {"format": MODEL_FORMAT, "version": __version__, "config": cfg.to_dict(), "epochs": epochs,
              "landmark_indices": predictor.landmark_indices,
