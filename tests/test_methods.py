@@ -158,3 +158,24 @@ def test_pseudo_labels_use_the_plain_argmax_and_the_answer_the_eval_settings(cfg
     again = refined.predictor.plain()
     assert (again.subpixel, again.template_copies) == (False, 0) and again.model is refined.predictor.model
     np.testing.assert_allclose(again.predict_grid(data[1], [0, 1]), plain.predictor.predict_grid(data[1], [0, 1]))
+
+
+def test_pl_max_move_caps_the_pl_updates_after_the_first(cfg, data):
+    base = cfg.replace(**{"method.name": "multi", "train.epochs": 3, "train.steps_per_epoch": 2,
+                          "method.landmarks": (0, 2), "method.pl_images": 6, "eval.track_every": 0})
+    free = run_method(base, None, data, progress=False).pl_state
+    capped = run_method(base.replace(**{"method.pl_max_move": 1.0}), None, data, progress=False).pl_state
+
+    def moves(pl, epoch):  # (N, K) grid px each PL moved in that epoch's Infer-PL
+        return np.linalg.norm(pl.history[epoch]["pls"] - pl.history[epoch - 1]["pls"], axis=-1)
+
+    np.testing.assert_array_equal(free.history[1]["pls"], capped.history[1]["pls"])  # the first update is free
+    assert moves(capped, 1).max() > 1.0
+    assert max(moves(free, e).max() for e in (2, 3)) > 1.0  # uncapped, later answers still jump
+    for e in (2, 3):
+        assert moves(capped, e).max() <= 1.0 + 1e-9
+    frame = capped.history_frame()
+    assert frame[frame.epoch >= 2]["pl_capped"].sum() > 0 and frame[frame.epoch < 2]["pl_capped"].sum() == 0
+    assert free.history_frame()["pl_capped"].sum() == 0
+    with pytest.raises(ValueError, match="pl_max_move"):
+        cfg.replace(**{"method.pl_max_move": 0.0})

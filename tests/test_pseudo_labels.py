@@ -38,8 +38,36 @@ def test_history_records_movement_and_error(tiny):
     assert h["movement"] == pytest.approx([mm, mm]) and h["pl_error"] == pytest.approx([mm, mm])
     assert not np.shares_memory(h["pls"], pl.pls)
     frame = pl.history_frame()
-    assert list(frame.columns) == ["epoch", "landmark", "landmark_index", "movement_grid", "movement_mm", "pl_error_mm"]
+    assert list(frame.columns) == ["epoch", "landmark", "landmark_index", "movement_grid", "movement_mm", "pl_error_mm",
+                                   "pl_capped"]
+    assert frame["pl_capped"].tolist() == [0] * 4
     assert len(frame) == 4 and frame["epoch"].tolist() == [0, 0, 1, 1] and frame["landmark"].tolist() == ["a", "b"] * 2
+
+
+def test_update_caps_moves_after_the_first_update(tiny):
+    cfg, data = tiny
+    rows, lms = [1, 2], [0, 2]
+    pl = PLState(np.full((2, 2, 2), 10.0), rows, lms, ["a", "b"])
+    pl.record(0, data)
+    far = np.full((2, 2, 2), 10.0)
+    far[0, 0] = [40.0, 50.0]  # 50 grid px away
+    assert pl.update(far, max_move=3.0).tolist() == [0, 0]  # the first update leaves the random start freely
+    assert np.array_equal(pl.pls, far)
+    pl.record(1, data)
+    new = far.copy()
+    new[0, 0] = [40.0 - 30.0, 50.0 + 40.0]  # 50 px: capped to 3 along the same direction
+    new[1, 1] = [12.0, 10.0]  # 2 px: under the cap, taken as is
+    assert pl.update(new, max_move=3.0).tolist() == [1, 0]
+    assert pl.pls[0, 0] == pytest.approx([40.0 - 1.8, 50.0 + 2.4])
+    assert np.array_equal(pl.pls[1, 1], [12.0, 10.0]) and np.array_equal(pl.pls[0, 1], far[0, 1])
+    pl.record(2, data)
+    assert pl.history[2]["capped"].tolist() == [1, 0] and pl.history[2]["movement_grid"][0] == pytest.approx(1.5)
+    frame = pl.history_frame()
+    assert frame[frame["epoch"] == 2]["pl_capped"].tolist() == [1, 0]
+    pl.update(new)  # no cap: the new answer as is
+    assert np.array_equal(pl.pls, new)
+    with pytest.raises(ValueError, match="shape"):
+        pl.update(new[:1])
 
 
 def test_pl_error_is_nan_without_ground_truth(tiny):

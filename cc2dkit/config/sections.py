@@ -113,6 +113,9 @@ class MethodConfig(_Checked):
     batched: bool | None = None  # SLA/ATD: train the K decoders as one stacked module (None: on CUDA only)
     stack_size: int | None = rule(None, lo=1)  # batched SLA/ATD: at most this many decoders per stack (None: all K)
     pl_images: int | None = rule(None, lo=1)  # PL methods: the first N non-template training images carry PLs
+    # PL methods: after the first Infer-PL, a PL moves at most this many grid px per epoch towards its new
+    # answer (a label-free guard against models that jump; None: it takes the new answer)
+    pl_max_move: float | None = rule(None, lo=0, lo_open=True)
 
 
 @dataclass(frozen=True)

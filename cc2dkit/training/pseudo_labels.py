@@ -32,7 +32,8 @@ class PLState:
     one entry per :meth:`record` (epoch 0: the initial PLs): ``epoch``, ``pls`` (a copy),
     ``movement_grid`` / ``movement`` (K,) mean distance to the previous PLs in grid pixels / in
     ``unit`` (NaN at the first entry), ``pl_error`` (K,) mean distance to ground truth in ``unit``
-    where it is known (NaN otherwise; analysis only). ``unit``: ``"mm"``, or ``"px"`` (original
+    where it is known (NaN otherwise; analysis only), ``capped`` (K,) PLs held back by the cap of
+    :meth:`update`. ``unit``: ``"mm"``, or ``"px"`` (original
     pixels) when the images' spacing is unknown.
     """
 
@@ -47,6 +48,7 @@ class PLState:
         self.landmark_names = [str(n) for n in landmark_names]
         self.history: list[dict] = []
         self.unit = "mm"
+        self._capped = np.zeros(len(self.landmark_indices), dtype=int)  # of the last update, for record()
 
     @classmethod
     def random(cls, data: GridImages, image_indices: Sequence[int], landmark_indices: Sequence[int],
@@ -56,6 +58,25 @@ class PLState:
         pls = torch.randint(data.grid, (n, k, 2), generator=gen).double().numpy()
         names = [data.landmark_names[i] for i in landmark_indices]
         return cls(pls, image_indices, landmark_indices, names)
+
+    def update(self, new: np.ndarray, max_move: float | None = None) -> int:
+        """Take the re-inferred PLs ``new`` (N, K, 2). With ``max_move`` (grid px) a PL moves at most
+        that far towards its new answer, except at the first update after the random start (history
+        up to epoch 0): one wrong answer then shifts a PL a little instead of re-centring its patches
+        on another structure. Returns (K,) how many PLs of each landmark the cap held back (also in the
+        next :meth:`record`)."""
+        new = np.asarray(new, dtype=np.float64)
+        if new.shape != self.pls.shape:
+            raise ValueError(f"new PLs of shape {new.shape}, expected {self.pls.shape}")
+        step = new - self.pls
+        dist = np.linalg.norm(step, axis=-1)  # (N, K)
+        over = np.zeros(dist.shape, dtype=bool)
+        if max_move is not None and len(self.history) > 1:
+            over = dist > max_move
+            step = np.where(over[..., None], step * (max_move / np.maximum(dist, 1e-12))[..., None], step)
+        self.pls = self.pls + step
+        self._capped = over.sum(axis=0)
+        return self._capped
 
     def original(self, data: GridImages, pls: np.ndarray | None = None) -> np.ndarray:
         """PLs (or other (N, K, 2) grid points of the same images) in original pixels."""
@@ -83,20 +104,24 @@ class PLState:
         counts = known.sum(axis=0)
         error = np.divide(sums, counts, out=np.full(len(counts), np.nan), where=counts > 0)
         entry = {"epoch": int(epoch), "pls": self.pls.copy(), "movement_grid": movement_grid,
-                 "movement": movement, "pl_error": error}
+                 "movement": movement, "pl_error": error, "capped": self._capped.copy()}
+        self._capped = np.zeros_like(self._capped)
         self.history.append(entry)
         return entry
 
     def history_frame(self) -> pd.DataFrame:
         """One row per (epoch, landmark): epoch, landmark (name), landmark_index, movement_grid (grid
-        pixels), movement_mm and pl_error_mm (``_px`` instead of ``_mm`` when the spacing is unknown)."""
+        pixels), movement_mm and pl_error_mm (``_px`` instead of ``_mm`` when the spacing is unknown),
+        pl_capped (how many of the landmark's PLs ``method.pl_max_move`` held back that epoch)."""
         u = self.unit
-        columns = ["epoch", "landmark", "landmark_index", "movement_grid", f"movement_{u}", f"pl_error_{u}"]
+        columns = ["epoch", "landmark", "landmark_index", "movement_grid", f"movement_{u}", f"pl_error_{u}",
+                   "pl_capped"]
         rows = []
         for h in self.history:
+            capped = h.get("capped", np.zeros(len(self.landmark_indices), dtype=int))  # older checkpoints lack it
             for j, (li, name) in enumerate(zip(self.landmark_indices, self.landmark_names)):
                 rows.append([h["epoch"], name, li, float(h["movement_grid"][j]), float(h["movement"][j]),
-                             float(h["pl_error"][j])])
+                             float(h["pl_error"][j]), int(capped[j])])
         return pd.DataFrame(rows, columns=columns)
 
 
