@@ -3,7 +3,8 @@
 An epoch: each *trainee* (one model, or a stack of single-landmark models trained as one network)
 runs the method's stages in order, each stage ``stage_steps`` SSL steps on batches of its patch
 sources, drawn from its own generator; then, for PL methods, Infer-PL re-infers the pseudo-labels
-with the method's predictor; then the tracked test error, the log row and the checkpoint.
+with the method's predictor (each PL moving at most ``method.pl_max_move`` grid px after the first
+update, when set); then the tracked test error, the log row and the checkpoint.
 
 Under ``torchrun`` (:func:`distribute`): one model trains data parallel on every rank; K models
 (or stacks) are shared out, trainee i to rank ``i % N``, and after each epoch's training every rank
