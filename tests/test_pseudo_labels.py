@@ -64,6 +64,8 @@ def test_update_caps_moves_after_the_first_update(tiny):
     assert pl.history[2]["capped"].tolist() == [1, 0] and pl.history[2]["movement_grid"][0] == pytest.approx(1.5)
     frame = pl.history_frame()
     assert frame[frame["epoch"] == 2]["pl_capped"].tolist() == [1, 0]
+    del pl.history[2]["capped"]  # a checkpoint written before the cap existed
+    assert pl.history_frame()["pl_capped"].tolist() == [0] * 6
     pl.update(new)  # no cap: the new answer as is
     assert np.array_equal(pl.pls, new)
     with pytest.raises(ValueError, match="shape"):
