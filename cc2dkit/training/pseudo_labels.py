@@ -76,7 +76,7 @@ class PLState:
             step = np.where(over[..., None], step * (max_move / np.maximum(dist, 1e-12))[..., None], step)
         self.pls = self.pls + step
         self._capped = over.sum(axis=0)
-        return self._capped
+        return self._capped.copy()
 
     def original(self, data: GridImages, pls: np.ndarray | None = None) -> np.ndarray:
         """PLs (or other (N, K, 2) grid points of the same images) in original pixels."""
