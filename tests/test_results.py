@@ -314,3 +314,33 @@ def test_run_labels_name_runs_apart_by_their_parent_only_where_names_repeat(tmp_
     assert list(labels) == ["a/run", "b/run", "e10"] and labels["a/run"] == tmp_path / "a" / "run"
     with pytest.raises(ValueError, match="given twice"):
         run_labels([tmp_path / "e10", str(tmp_path / "e10")])
+
+
+def test_pl_outcomes_lays_pl_runs_side_by_side(tmp_path):
+    from cc2dkit.analysis import pl_outcomes
+
+    def history(folder, errors, capped=None):  # two epochs (0 and 1) of landmarks A, B
+        rows = [{"epoch": e, "landmark": n, "landmark_index": i, "movement_grid": 1.0, "movement_mm": 1.0,
+                 "pl_error_mm": errors[i] * (3 if e == 0 else 1)} for e in (0, 1) for i, n in enumerate("AB")]
+        frame = pd.DataFrame(rows)
+        if capped is not None:
+            frame["pl_capped"] = [0, 0] + capped
+        frame.to_csv(folder / "pl_history.csv", index=False)
+
+    e = errs(2.0, n_lm=2)
+    write_run(tmp_path / "free", "atd", e, names=["A", "B"])
+    write_run(tmp_path / "cap", "atd", e * 1.5, names=["A", "B"])
+    history(tmp_path / "free", [1.0, 3.0])  # written before the cap existed: no pl_capped column
+    history(tmp_path / "cap", [2.0, 4.0], capped=[5, 1])
+    t = pl_outcomes({"free": tmp_path / "free", "cap": tmp_path / "cap"})
+    assert list(t.index) == ["A", "B", "all"]
+    assert list(t.columns) == [(q, r) for q in ("test MRE", "final PL error", "PLs capped") for r in ("free", "cap")]
+    np.testing.assert_allclose(t[("test MRE", "free")], [e[:, 0].mean(), e[:, 1].mean(), e.mean()])
+    np.testing.assert_allclose(t[("test MRE", "cap")], 1.5 * t[("test MRE", "free")])
+    assert t[("final PL error", "cap")].tolist() == [2.0, 4.0, 3.0]  # the last epoch's, not the random start's
+    assert t[("PLs capped", "cap")].tolist() == [5, 1, 6] and t[("PLs capped", "free")].tolist() == [0, 0, 0]
+    write_run(tmp_path / "plain", "cc2d", e, names=["A", "B"])
+    with pytest.raises(FileNotFoundError, match="pl_history.csv"):
+        pl_outcomes({"plain": tmp_path / "plain"})
+    with pytest.raises(ValueError, match="at least one"):
+        pl_outcomes({})

@@ -1,10 +1,14 @@
-"""The pseudo-labels over training: one landmark's path on an image, all paths, and a per-landmark summary.
+"""The pseudo-labels over training: one landmark's path on an image, all paths, a per-landmark summary,
+and PL runs side by side.
 
 Inputs come from a method's :class:`~cc2dkit.training.pseudo_labels.PLState` (``result.pl_state``):
-its ``history`` (the PLs after every epoch) and ``history_frame()``.
+its ``history`` (the PLs after every epoch) and ``history_frame()``; :func:`pl_outcomes` reads run
+folders (``pl_history.csv`` beside the test evaluation).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -12,6 +16,9 @@ import pandas as pd
 
 from ..data.coords import from_grid
 from ..data.landmarks import landmark_index
+from ..methods.runfolder import PL_HISTORY
+from ..metrics.tables import ALL_ROW
+from .runs import read_run
 
 def history_unit(history_frame: pd.DataFrame) -> str:
     """``"mm"``, or ``"px"`` for a PL history of images whose spacing is unknown; ValueError otherwise."""
@@ -62,3 +69,30 @@ def pl_summary(history_frame: pd.DataFrame) -> pd.DataFrame:
                      f"best_pl_error_{u}": float(np.nanmin(err)) if np.isfinite(err).any() else float("nan"),
                      f"final_pl_error_{u}": err[-1], f"final_movement_{u}": float(h[f"movement_{u}"].iloc[-1])})
     return pd.DataFrame(rows).set_index("landmark")
+
+
+def pl_outcomes(runs: Mapping[str, str | Path]) -> pd.DataFrame:
+    """PL runs side by side (e.g. with and without ``method.pl_max_move``): a row per trained landmark,
+    then ``"all"``; columns (quantity, run) with quantity ``test MRE`` (the run's evaluation, mm),
+    ``final PL error`` (mean over the PL images after the last epoch; analysis only, mm or px) and
+    ``PLs capped`` (PL updates the cap held back, summed over epochs). The ``"all"`` row: the
+    evaluation's, the mean PL error, the sum of the capped."""
+    if not runs:
+        raise ValueError("pl_outcomes needs at least one run folder")
+    parts = {}
+    for label, folder in runs.items():
+        _, table, _ = read_run(folder, label)
+        path = Path(folder) / PL_HISTORY
+        if not path.is_file():
+            raise FileNotFoundError(f"run {label!r}: no {PL_HISTORY} in {folder} (a method without pseudo-labels?)")
+        history = pd.read_csv(path)
+        summary = pl_summary(history)
+        pl_error = summary[f"final_pl_error_{history_unit(history)}"]
+        capped = history.groupby("landmark", sort=False)["pl_capped"].sum() if "pl_capped" in history \
+            else pd.Series(0, index=summary.index)
+        part = pd.DataFrame({"test MRE": table["MRE_mm"].reindex(summary.index), "final PL error": pl_error,
+                             "PLs capped": capped.reindex(summary.index).astype(int)})
+        part.loc[ALL_ROW] = [table.loc[ALL_ROW, "MRE_mm"], pl_error.mean(), int(capped.sum())]
+        parts[label] = part
+    out = pd.concat(parts, axis=1).swaplevel(axis=1)
+    return out[[c for q in ("test MRE", "final PL error", "PLs capped") for c in out.columns if c[0] == q]]
