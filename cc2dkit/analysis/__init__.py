@@ -9,6 +9,6 @@ from .seesaw import (change_correlation, error_changes, error_table, mean_off_di
 
 __all__ = ["DotCheck", "PAPER", "PredictorComparison", "budget_curve", "change_correlation", "compare_answers",
            "compare_predictors", "collect_runs", "compare_tables", "dot_warp_check", "error_changes", "error_table",
-           "finished_runs", "gross_errors", "mean_off_diagonal", "pl_outcomes", "pl_summary", "pl_trajectories", "pl_trajectory",
-           "read_run", "run_labels", "seesaw_comparison", "seesaw_events", "seesaw_summary", "table1", "table2", "table3",
-           "trainable_params"]
+           "finished_runs", "gross_errors", "mean_off_diagonal", "pl_outcomes", "pl_summary", "pl_trajectories",
+           "pl_trajectory", "read_run", "run_labels", "seesaw_comparison", "seesaw_events", "seesaw_summary",
+           "table1", "table2", "table3", "trainable_params"]

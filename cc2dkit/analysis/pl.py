@@ -20,6 +20,7 @@ from ..methods.runfolder import PL_HISTORY
 from ..metrics.tables import ALL_ROW
 from .runs import read_run
 
+
 def history_unit(history_frame: pd.DataFrame) -> str:
     """``"mm"``, or ``"px"`` for a PL history of images whose spacing is unknown; ValueError otherwise."""
     for unit in ("mm", "px"):

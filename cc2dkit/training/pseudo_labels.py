@@ -33,8 +33,8 @@ class PLState:
     ``movement_grid`` / ``movement`` (K,) mean distance to the previous PLs in grid pixels / in
     ``unit`` (NaN at the first entry), ``pl_error`` (K,) mean distance to ground truth in ``unit``
     where it is known (NaN otherwise; analysis only), ``capped`` (K,) PLs held back by the cap of
-    :meth:`update`. ``unit``: ``"mm"``, or ``"px"`` (original
-    pixels) when the images' spacing is unknown.
+    :meth:`update`. ``unit``: ``"mm"``, or ``"px"`` (original pixels) when the images' spacing is
+    unknown.
     """
 
     def __init__(self, pls: np.ndarray, image_indices: Sequence[int], landmark_indices: Sequence[int],
@@ -59,7 +59,7 @@ class PLState:
         names = [data.landmark_names[i] for i in landmark_indices]
         return cls(pls, image_indices, landmark_indices, names)
 
-    def update(self, new: np.ndarray, max_move: float | None = None) -> int:
+    def update(self, new: np.ndarray, max_move: float | None = None) -> np.ndarray:
         """Take the re-inferred PLs ``new`` (N, K, 2). With ``max_move`` (grid px) a PL moves at most
         that far towards its new answer, except at the first update after the random start (history
         up to epoch 0): one wrong answer then shifts a PL a little instead of re-centring its patches
