@@ -339,6 +339,13 @@ def test_pl_outcomes_lays_pl_runs_side_by_side(tmp_path):
     np.testing.assert_allclose(t[("test MRE", "cap")], 1.5 * t[("test MRE", "free")])
     assert t[("final PL error", "cap")].tolist() == [2.0, 4.0, 3.0]  # the last epoch's, not the random start's
     assert t[("PLs capped", "cap")].tolist() == [5, 1, 6] and t[("PLs capped", "free")].tolist() == [0, 0, 0]
+    write_run(tmp_path / "one", "adapter", e[:, :1], names=["A"])  # another set of landmarks
+    history(tmp_path / "one", [1.0, 1.0])
+    pd.read_csv(tmp_path / "one" / "pl_history.csv").query("landmark == 'A'").to_csv(
+        tmp_path / "one" / "pl_history.csv", index=False)
+    mixed = pl_outcomes({"one": tmp_path / "one", "cap": tmp_path / "cap"})
+    assert list(mixed.index) == ["A", "B", "all"]  # "all" stays last
+    assert pd.isna(mixed.loc["B", ("test MRE", "one")]) and mixed.loc["B", ("PLs capped", "cap")] == 1
     write_run(tmp_path / "plain", "cc2d", e, names=["A", "B"])
     with pytest.raises(FileNotFoundError, match="pl_history.csv"):
         pl_outcomes({"plain": tmp_path / "plain"})

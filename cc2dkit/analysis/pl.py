@@ -74,10 +74,10 @@ def pl_summary(history_frame: pd.DataFrame) -> pd.DataFrame:
 
 def pl_outcomes(runs: Mapping[str, str | Path]) -> pd.DataFrame:
     """PL runs side by side (e.g. with and without ``method.pl_max_move``): a row per trained landmark,
-    then ``"all"``; columns (quantity, run) with quantity ``test MRE`` (the run's evaluation, mm),
-    ``final PL error`` (mean over the PL images after the last epoch; analysis only, mm or px) and
-    ``PLs capped`` (PL updates the cap held back, summed over epochs). The ``"all"`` row: the
-    evaluation's, the mean PL error, the sum of the capped."""
+    then ``"all"`` (NaN where a run did not train a landmark); columns (quantity, run) with quantity
+    ``test MRE`` (the run's evaluation, mm), ``final PL error`` (mean over the PL images after the
+    last epoch; analysis only, mm or px) and ``PLs capped`` (PL updates the cap held back, summed
+    over epochs). The ``"all"`` row: the evaluation's, the mean PL error, the sum of the capped."""
     if not runs:
         raise ValueError("pl_outcomes needs at least one run folder")
     parts = {}
@@ -95,5 +95,7 @@ def pl_outcomes(runs: Mapping[str, str | Path]) -> pd.DataFrame:
                              "PLs capped": capped.reindex(summary.index).astype(int)})
         part.loc[ALL_ROW] = [table.loc[ALL_ROW, "MRE_mm"], pl_error.mean(), int(capped.sum())]
         parts[label] = part
-    out = pd.concat(parts, axis=1).swaplevel(axis=1)
-    return out[[c for q in ("test MRE", "final PL error", "PLs capped") for c in out.columns if c[0] == q]]
+    out = pd.concat(parts, axis=1).swaplevel(axis=1)  # runs of other landmarks: NaN where a run lacks one
+    out = out.reindex([n for n in out.index if n != ALL_ROW] + [ALL_ROW])
+    out = out[[c for q in ("test MRE", "final PL error", "PLs capped") for c in out.columns if c[0] == q]]
+    return out.astype({c: "Int64" for c in out.columns if c[0] == "PLs capped"})
