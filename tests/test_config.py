@@ -70,7 +70,7 @@ BAD = {
     "method.name": ["nope"], "method.landmarks": [(), (1, 1)], "method.pl_offset": [1.5], "method.atd_copies": [0],
     "method.atd_shift": [0.6], "method.atd_scale": [-0.1], "method.atd_rotation_deg": [-5],
     "method.adapter_channels": [-1], "method.batched": ["x"], "method.stack_size": [0], "method.pl_images": [0],
-    "method.pl_max_move": [0, -1.0, "x"],
+    "method.pl_max_move": [0, -1.0, "x"], "method.pl_agree": ["x", True],  # True without pl_max_move
     "refine.enabled": ["x"], "refine.scale": [0], "refine.crop": [100, 32], "refine.steps_per_epoch": [0], "refine.coarse_gate": ["x"],
     "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"],
     "eval.batch_size": [0], "eval.subpixel": ["x"], "eval.template_copies": [-1], "eval.radii_mm": [(), (2.0, 2.0), (-1.0,)], "eval.figures": [-1],
@@ -95,6 +95,9 @@ def test_cross_field_checks():
         preset("smoke").replace(**{"train.patch_frac": 0.2})
     with pytest.raises(ValueError, match="refine.crop=512"):
         preset("smoke").replace(**{"refine.enabled": True, "refine.scale": 2, "refine.crop": 512})
+    with pytest.raises(ValueError, match="pl_agree=True needs method.pl_max_move"):
+        preset("smoke").replace(**{"method.pl_agree": True})
+    assert preset("smoke").replace(**{"method.pl_agree": True, "method.pl_max_move": 2}).method.pl_agree
 
 
 def test_old_config_files_still_read():

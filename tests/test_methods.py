@@ -179,3 +179,19 @@ def test_pl_max_move_caps_the_pl_updates_after_the_first(cfg, data):
     assert free.history_frame()["pl_capped"].sum() == 0
     with pytest.raises(ValueError, match="pl_max_move"):
         cfg.replace(**{"method.pl_max_move": 0.0})
+
+
+def test_pl_agree_waives_the_cap_only_for_answers_that_agree(cfg, data):
+    run = cfg.replace(**{"method.name": "multi", "train.epochs": 4, "train.steps_per_epoch": 2,
+                         "method.landmarks": (0, 2), "method.pl_images": 6, "eval.track_every": 0,
+                         "method.pl_max_move": 1.0, "method.pl_agree": True})
+    pl = run_method(run, None, data, progress=False).pl_state
+    released = 0
+    for e in (2, 3, 4):
+        h, prev = pl.history[e], pl.history[e - 1]
+        moved = np.linalg.norm(h["pls"] - prev["pls"], axis=-1)
+        agreed = np.linalg.norm(h["answers"] - prev["answers"], axis=-1) <= 1.0
+        assert (moved[~agreed] <= 1.0 + 1e-9).all()  # the cap holds where the answer jumped
+        np.testing.assert_array_equal(h["pls"][agreed], h["answers"][agreed])  # and is waived where it agreed
+        released += int((agreed & (moved > 1.0)).sum())
+    assert released > 0  # some PL followed two agreeing answers further than the cap would let it

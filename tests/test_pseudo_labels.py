@@ -72,6 +72,34 @@ def test_update_caps_moves_after_the_first_update(tiny):
         pl.update(new[:1])
 
 
+def test_update_with_agree_lets_a_pl_follow_two_answers_in_a_row(tiny):
+    cfg, data = tiny
+    rows, lms = [1, 2], [0, 2]
+    start = np.full((2, 2, 2), 10.0)
+    pl, held = PLState(start, rows, lms, ["a", "b"]), PLState(start, rows, lms, ["a", "b"])
+    for p in (pl, held):
+        p.record(0, data)
+        p.update(start, max_move=3.0, agree=True)  # the first update: free
+        p.record(1, data)
+    jump = start.copy()
+    jump[0, 0] = [10.0, 30.0]  # 20 px away: capped, however it is read
+    jump[1, 1] = [30.0, 10.0]
+    for p in (pl, held):
+        assert p.update(jump, max_move=3.0, agree=True).tolist() == [1, 1]
+        p.record(2, data)
+    assert pl.pls[0, 0] == pytest.approx([10.0, 13.0]) and np.array_equal(pl.history[2]["answers"], jump)
+    again = jump.copy()
+    again[0, 0] = [11.0, 31.0]  # within 3 px of the last answer: two answers agree, the PL takes it whole
+    again[1, 1] = [10.0, 10.0]  # back where it was: within 3 px of the PL, free anyway
+    assert pl.update(again, max_move=3.0, agree=True).tolist() == [0, 0]
+    assert np.array_equal(pl.pls, again)
+    assert held.update(again, max_move=3.0).tolist() == [1, 0]  # without agree the cap holds
+    assert held.pls[0, 0] == pytest.approx([10.0 + 3 / np.sqrt(325), 13.0 + 54 / np.sqrt(325)])  # 3 px along (1, 18)
+    held.record(3, data)
+    del held.history[3]["answers"]  # a checkpoint written before agree existed: the cap holds
+    assert held.update(again, max_move=3.0, agree=True).tolist() == [1, 0]
+
+
 def test_pl_error_is_nan_without_ground_truth(tiny):
     cfg, data = tiny
     pl = PLState.random(data, [1, 2], [0], torch.Generator().manual_seed(0))

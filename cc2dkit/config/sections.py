@@ -116,6 +116,9 @@ class MethodConfig(_Checked):
     # PL methods: after the first Infer-PL, a PL moves at most this many grid px per epoch towards its new
     # answer (a label-free guard against models that jump; None: it takes the new answer)
     pl_max_move: float | None = rule(None, lo=0, lo_open=True)
+    # with pl_max_move: a PL whose new answer lies within pl_max_move of its previous answer takes it whole (two
+    # answers in a row agree: the model has settled there, not jumped; False: the cap holds every epoch)
+    pl_agree: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,8 @@ class Config(_Checked):
         if int(self.data.grid * self.train.patch_frac) < 32:
             raise ValueError(f"config train.patch_frac={self.train.patch_frac} on data.grid={self.data.grid} "
                              "gives a patch under 32 pixels (the VGG stride): raise one of them")
+        if self.method.pl_agree and self.method.pl_max_move is None:
+            raise ValueError("config method.pl_agree=True needs method.pl_max_move (the cap it waives)")
         if self.refine.enabled and self.refine.crop > self.refine.scale * self.data.grid:
             raise ValueError(f"config refine.crop={self.refine.crop}: larger than the fine grid "
                              f"(refine.scale x data.grid = {self.refine.scale * self.data.grid})")

@@ -148,7 +148,8 @@ def run_epochs(ctx: RunContext, stages: tuple[str, ...], trainees: list[Trainee]
             losses = {s: sum_over_ranks(v, ctx.dist) for s, v in losses.items()}
         t_train = time.perf_counter() - t0
         if pl is not None:
-            pl.update(predict_rows(ctx, predictor, ctx.train, ctx.unlabelled), cfg.method.pl_max_move)
+            pl.update(predict_rows(ctx, predictor, ctx.train, ctx.unlabelled), cfg.method.pl_max_move,
+                      cfg.method.pl_agree)
             pl.record(epoch, ctx.train)
         log.add(epoch, losses, tracked_test_grid(ctx, predictor, epoch), time.perf_counter() - t0, t_train)
         save(epoch)

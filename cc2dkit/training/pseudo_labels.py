@@ -33,8 +33,8 @@ class PLState:
     ``movement_grid`` / ``movement`` (K,) mean distance to the previous PLs in grid pixels / in
     ``unit`` (NaN at the first entry), ``pl_error`` (K,) mean distance to ground truth in ``unit``
     where it is known (NaN otherwise; analysis only), ``capped`` (K,) PLs held back by the cap of
-    :meth:`update`. ``unit``: ``"mm"``, or ``"px"`` (original pixels) when the images' spacing is
-    unknown.
+    :meth:`update`, ``answers`` (N, K, 2) that update's answers before the cap (None without one).
+    ``unit``: ``"mm"``, or ``"px"`` (original pixels) when the images' spacing is unknown.
     """
 
     def __init__(self, pls: np.ndarray, image_indices: Sequence[int], landmark_indices: Sequence[int],
@@ -49,6 +49,7 @@ class PLState:
         self.history: list[dict] = []
         self.unit = "mm"
         self._capped = np.zeros(len(self.landmark_indices), dtype=int)  # of the last update, for record()
+        self._answers: np.ndarray | None = None  # the last update's answers before the cap, for record()
 
     @classmethod
     def random(cls, data: GridImages, image_indices: Sequence[int], landmark_indices: Sequence[int],
@@ -59,12 +60,14 @@ class PLState:
         names = [data.landmark_names[i] for i in landmark_indices]
         return cls(pls, image_indices, landmark_indices, names)
 
-    def update(self, new: np.ndarray, max_move: float | None = None) -> np.ndarray:
+    def update(self, new: np.ndarray, max_move: float | None = None, agree: bool = False) -> np.ndarray:
         """Take the re-inferred PLs ``new`` (N, K, 2). With ``max_move`` (grid px) a PL moves at most
         that far towards its new answer, except at the first update after the random start (history
         up to epoch 0): one wrong answer then shifts a PL a little instead of re-centring its patches
-        on another structure. Returns (K,) how many PLs of each landmark the cap held back (also in the
-        next :meth:`record`)."""
+        on another structure. With ``agree`` the cap spares a PL whose new answer lies within
+        ``max_move`` of its previous answer: two answers in a row put it there, so a PL the cap held
+        back follows a model that settled elsewhere one epoch late instead of 3 px per epoch.
+        Returns (K,) how many PLs of each landmark the cap held back (also in the next :meth:`record`)."""
         new = np.asarray(new, dtype=np.float64)
         if new.shape != self.pls.shape:
             raise ValueError(f"new PLs of shape {new.shape}, expected {self.pls.shape}")
@@ -73,9 +76,13 @@ class PLState:
         over = np.zeros(dist.shape, dtype=bool)
         if max_move is not None and len(self.history) > 1:
             over = dist > max_move
+            previous = self.history[-1].get("answers")  # the last Infer-PL's answers (checkpoints keep them)
+            if agree and previous is not None:
+                over &= np.linalg.norm(new - previous, axis=-1) > max_move
             step = np.where(over[..., None], step * (max_move / np.maximum(dist, 1e-12))[..., None], step)
         self.pls = self.pls + step
         self._capped = over.sum(axis=0)
+        self._answers = new.copy()
         return self._capped.copy()
 
     def original(self, data: GridImages, pls: np.ndarray | None = None) -> np.ndarray:
@@ -104,8 +111,9 @@ class PLState:
         counts = known.sum(axis=0)
         error = np.divide(sums, counts, out=np.full(len(counts), np.nan), where=counts > 0)
         entry = {"epoch": int(epoch), "pls": self.pls.copy(), "movement_grid": movement_grid,
-                 "movement": movement, "pl_error": error, "capped": self._capped.copy()}
+                 "movement": movement, "pl_error": error, "capped": self._capped.copy(), "answers": self._answers}
         self._capped = np.zeros_like(self._capped)
+        self._answers = None
         self.history.append(entry)
         return entry
 
