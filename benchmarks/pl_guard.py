@@ -1,4 +1,5 @@
-"""A PL guard's ablation: PL runs side by side, e.g. C-ATD with and without ``method.pl_max_move``.
+"""A PL guard's ablation: PL runs side by side, e.g. C-ATD with and without ``method.pl_max_move``
+(and with ``method.pl_agree``, which waives the cap where two answers in a row agree).
 
     python benchmarks/run_methods.py atd --out runs/atdcap/free --set method.landmarks=2,3,15,17
     python benchmarks/run_methods.py atd --out runs/atdcap/cap3 --set method.landmarks=2,3,15,17 \\
