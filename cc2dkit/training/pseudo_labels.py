@@ -66,7 +66,7 @@ class PLState:
         up to epoch 0): one wrong answer then shifts a PL a little instead of re-centring its patches
         on another structure. With ``agree`` the cap spares a PL whose new answer lies within
         ``max_move`` of its previous answer: two answers in a row put it there, so a PL the cap held
-        back follows a model that settled elsewhere one epoch late instead of 3 px per epoch.
+        back follows a model that settled elsewhere one epoch late instead of ``max_move`` per epoch.
         Returns (K,) how many PLs of each landmark the cap held back (also in the next :meth:`record`)."""
         new = np.asarray(new, dtype=np.float64)
         if new.shape != self.pls.shape:
