@@ -1,6 +1,7 @@
 """The fine stage's ``refine.max_move`` ablated on a refined run: every cap from one pass over the test split.
 
     python benchmarks/max_move.py runs/fine_s2c128_1500 --moves 2 3 4 6 none --set num_threads=1
+    python benchmarks/max_move.py runs/small/sla --fine-from runs/cpu --moves 3 none   # another run's fine stage
 
 The run's refined predictor (its ``eval.*`` / ``refine.coarse_gate`` as in its config, or as
 ``--set`` says) answers every test image once; its fine maps are then read with each cap (grid
@@ -27,11 +28,13 @@ def main() -> None:
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference import RefinedPredictor
     from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
+    from cc2dkit.methods.apply import load_run, with_fine_stage
     from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", help="a run folder whose model.pt holds a fine stage")
+    ap.add_argument("run", help="a run folder whose model.pt holds a fine stage (or any run, with --fine-from)")
+    ap.add_argument("--fine-from", default=None, metavar="RUN",
+                    help="refine with the fine stage this run trained (the same for every method)")
     ap.add_argument("--moves", nargs="+", default=["2", "3", "4", "6", "none"], help="caps in grid px, or none")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / refine.* / num_threads")
     args = ap.parse_args()
@@ -44,8 +47,13 @@ def main() -> None:
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     device, _ = setup(cfg)
     predictor, test = load_run(args.run, device, cfg)
+    if args.fine_from is not None:
+        try:
+            predictor = with_fine_stage(predictor, args.fine_from, device, cfg.refine)
+        except (OSError, ValueError) as e:
+            sys.exit(str(e))
     if not isinstance(predictor, RefinedPredictor):
-        sys.exit(f"{args.run}: its model has no fine stage")
+        sys.exit(f"{args.run}: its model has no fine stage (--fine-from RUN takes another run's)")
     t0 = time.perf_counter()
     answers = predictor.predict_grid_moves(test, moves, progress=True)
     seconds = time.perf_counter() - t0
@@ -53,7 +61,8 @@ def main() -> None:
     comparison = compare_answers({labels[m]: a for m, a in answers.items()}, test, predictor.landmark_indices,
                                  cfg.eval.radii_mm)
     moved = np.linalg.norm(answers[None] - answers[0], axis=-1) if None in answers else None
-    print(f"{args.run}: {len(test)} images, coarse_gate={predictor.coarse_gate}, {seconds:.0f} s")
+    fine = f", fine stage of {args.fine_from}" if args.fine_from else ""
+    print(f"{args.run}: {len(test)} images, coarse_gate={predictor.coarse_gate}{fine}, {seconds:.0f} s")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(comparison.table.to_string())
     per_landmark = comparison.per_landmark()

@@ -18,7 +18,9 @@ errors_test.csv, predictions_test.png. ``predict`` / ``evaluate`` write the ``_<
 the split they are given, never another split's. ``predict --images FOLDER`` applies a run to a
 folder of your own (any image size; ``--template IMAGE`` with its landmarks in ``--template-csv``
 to match against your own template instead of the run's) and writes ``predictions.csv`` (the
-folder format, to correct in the annotator) and one overlay per image.
+folder format, to correct in the annotator) and one overlay per image. ``--fine-from RUN`` refines
+the answers with the fine stage another run trained (``refine.enabled``; one fine network serves
+every method's model at the same grid).
 
 Several processes (``torch.distributed``)::
 
@@ -44,7 +46,7 @@ from .distributed import current, env_dist, shutdown
 from .data.grid import GridImages
 from .inference import Template
 from .methods import METHODS, load_predictor, run_config, run_method, write_results
-from .methods.apply import predict_folder, user_template
+from .methods.apply import predict_folder, user_template, with_fine_stage
 from .methods.checkpoint import load_checkpoint
 from .methods.runfolder import CHECKPOINT, write_csv_atomic
 from .runtime import setup
@@ -113,14 +115,16 @@ def _train(cfg: Config, out: Path, resume: bool, progress: bool) -> int:
 TEMPLATE_KEYS = ("data.source", "data.root", "data.csv", "data.template", "data.train_split")
 
 
-def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool) -> int:
+def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool, fine_from: str | None = None) -> int:
     device, _ = setup(cfg)
     predictor = load_predictor(out, device, cfg)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     other_data = any(k in TEMPLATE_KEYS for k in config_diff(run_config(out), cfg))
-    if other_data or (cfg.eval.template_copies and predictor.template.original is None):
-        # another dataset: its own template; augmented template views need the template's own image
+    if other_data or ((cfg.eval.template_copies or fine_from) and predictor.template.original is None):
+        # another dataset: its own template; augmented template views and the fine stage need its own image
         predictor = predictor.with_template(Template.from_dataset(train_set, cfg.data.template, cfg.data.grid))
+    if fine_from is not None:
+        predictor = with_fine_stage(predictor, fine_from, device, cfg.refine)
     data = GridImages(train_set if split == "train" else test_set, cfg.data.grid, split, progress)
     if command == "evaluate" and not data.labelled.all():
         raise ValueError(f"cannot evaluate split {split!r}: it has images without ground truth (use predict)")
@@ -143,7 +147,7 @@ def _predict_images(args, cfg: Config, progress: bool) -> int:
     if args.template is not None:
         csv = Path(args.template_csv) if args.template_csv else Path(args.template).parent / "landmarks.csv"
         template = user_template(args.template, csv, cfg.data.grid)
-    data, pred, predictor = predict_folder(run, folder, template, device, cfg, progress)
+    data, pred, predictor = predict_folder(run, folder, template, device, cfg, progress, args.fine_from)
     target = Path(args.output) if args.output else run / f"predictions_{folder.resolve().name}"
     target.mkdir(parents=True, exist_ok=True)
     refs = [data.dataset.image_ref(i) for i in range(len(data))]
@@ -173,6 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--template-csv", default=None,
                         help="its landmarks (the folder CSV format; default: landmarks.csv beside it)")
     parser.add_argument("--output", default=None, help="predict --images: where to write (default: RUN/predictions_<folder>)")
+    parser.add_argument("--fine-from", default=None, metavar="RUN",
+                        help="predict / evaluate: refine with the fine stage another run trained (refine.enabled)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return parser
@@ -182,6 +188,8 @@ def _run(args) -> int:
     if env_dist().active and args.command not in ("train", "run"):
         raise UsageError(f"{args.command} runs in one process: start it with python -m cc2dkit, not torchrun "
                          "(torchrun is for train)")
+    if args.fine_from is not None and args.command not in ("predict", "evaluate"):
+        raise UsageError("--fine-from goes with predict or evaluate")
     cfg = _config(args)
     progress = not args.no_progress
     out = Path(args.out)
@@ -196,7 +204,7 @@ def _run(args) -> int:
         return _predict_images(args, cfg, progress)
     if args.template is not None:
         raise UsageError("--template goes with predict --images (for a dataset: --set data.template=ID)")
-    return _predict(args.command, cfg, out, args.split, progress)
+    return _predict(args.command, cfg, out, args.split, progress, args.fine_from)
 
 
 def _interrupted(out: Path, what: str = "interrupted") -> str:

@@ -1,4 +1,6 @@
 """A finished run applied to your own images: a folder of any sizes, your own template, no retraining."""
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,6 +9,7 @@ from PIL import Image
 from cc2dkit.cli import main
 from cc2dkit.data.folder import write_image_rows
 from cc2dkit.methods import load_predictor, predict_folder, run_method, user_template
+from cc2dkit.inference import RefinedPredictor
 from cc2dkit.methods.apply import evaluate_predictor, load_run
 
 from .conftest import phantom_grids, tiny_cfg
@@ -14,13 +17,16 @@ from .conftest import phantom_grids, tiny_cfg
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A plain (multi) and a C-Adapter run on the phantom, and a folder of test images as PNGs."""
+    """A plain (multi), a C-Adapter and a plain run with a fine stage on the phantom, and a folder of
+    test images as PNGs."""
     root = tmp_path_factory.mktemp("apply")
     cfg = tiny_cfg(**{"train.epochs": 1})
     data = phantom_grids(cfg)
     for name in ("multi", "adapter"):
         run_method(cfg.replace(**{"method.name": name, "method.adapter_channels": 2}), root / name, data,
                    progress=False)
+    run_method(cfg.replace(**{"method.name": "multi", "refine.enabled": True, "refine.scale": 2, "refine.crop": 64,
+                              "refine.steps_per_epoch": 2}), root / "fine", data, progress=False)
     images = root / "images"
     images.mkdir()
     for i in range(len(data[1])):
@@ -79,6 +85,24 @@ def test_the_command_line_writes_predictions_and_overlays(runs, tmp_path, capsys
     assert sorted(p.name for p in out.glob("*.png")) == ["test_000.png", "test_000_x2.png", "test_001.png",
                                                          "test_001_x2.png"]
     assert main(["evaluate", "--run", str(root / "adapter"), "--images", str(root / "images")]) == 2
+
+
+def test_another_runs_fine_stage_in_the_folder_path_and_the_command_line(runs, tmp_path, capsys):
+    root, _, _ = runs
+    _, plain, _ = predict_folder(root / "adapter", root / "images", progress=False)
+    _, pred, predictor = predict_folder(root / "adapter", root / "images", progress=False, fine_from=root / "fine")
+    assert isinstance(predictor, RefinedPredictor) and predictor.coarse.landmark_specific
+    assert np.isfinite(pred).all() and not np.array_equal(pred, plain)
+    run = tmp_path / "adapter"
+    shutil.copytree(root / "adapter", run)
+    before = pd.read_csv(run / "evaluation_test.csv", index_col=0)
+    assert main(["evaluate", "--run", str(run), "--fine-from", str(root / "fine"), "--no-progress"]) == 0
+    assert not pd.read_csv(run / "evaluation_test.csv", index_col=0).equals(before)
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--fine-from", str(root / "multi"), "--no-progress"]) == 1
+    assert "multi: its model has no fine stage" in capsys.readouterr().err
+    assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "t"), "--fine-from", str(run)]) == 2
+    assert "--fine-from goes with predict or evaluate" in capsys.readouterr().err
 
 
 def test_a_model_file_without_landmark_names_takes_another_template_by_position(runs, tmp_path):

@@ -1,4 +1,6 @@
 """The fine stage: windows cut at the fine grid around coarse answers, matched, mapped back."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from cc2dkit.inference import ModelSetPredictor, Predictor, RefinedPredictor, Te
 from cc2dkit.analysis import PredictorComparison, compare_answers, compare_predictors
 from cc2dkit.inference.cascade import cascade_argmax
 from cc2dkit.inference.refine import crop_origins, cut, refinement_variants, window_gate
-from cc2dkit.methods import load_predictor, run_method
+from cc2dkit.methods import load_predictor, run_method, with_fine_stage
 from cc2dkit.network import CC2D
 from cc2dkit.widgets import refinement_explorer
 
@@ -121,6 +123,31 @@ def test_a_run_of_single_landmark_models_trains_and_answers_with_a_fine_stage():
     assert isinstance(result.predictor, RefinedPredictor) and isinstance(result.predictor.coarse, ModelSetPredictor)
     assert result.metrics["loss_fine"].notna().all() and np.isfinite(result.predictions).all()
     assert not np.array_equal(result.predictions, result.predictor.coarse.predict(data[1]))
+
+
+def test_another_runs_fine_stage_refines_any_model(tmp_path):
+    fine_cfg = tiny_cfg(**{"train.epochs": 1, "method.name": "multi", "refine.enabled": True, "refine.scale": 2,
+                           "refine.crop": 64, "refine.steps_per_epoch": 2, "refine.max_move": 3.0})
+    data = phantom_grids(fine_cfg)
+    donor = run_method(fine_cfg, tmp_path / "donor", data, progress=False)
+    other = run_method(tiny_cfg(**{"train.epochs": 1, "method.name": "sla"}), tmp_path / "sla", data, progress=False)
+    # a model with its own run's fine stage answers as that run did
+    own = with_fine_stage(load_predictor(tmp_path / "donor"), tmp_path / "donor")
+    assert own.max_move == 3.0 and np.array_equal(own.predict(data[1]), donor.predictions, equal_nan=True)
+    # another method's model keeps its coarse stage and takes the donor's fine network
+    refined = with_fine_stage(other.predictor, tmp_path / "donor", refine=dataclasses.replace(fine_cfg.refine, max_move=None))
+    assert isinstance(refined.coarse, ModelSetPredictor) and refined.max_move is None
+    assert refined.scale == 2 and refined.crop == 64
+    for a, b in zip(refined.fine.state_dict().values(), donor.predictor.fine.state_dict().values()):
+        assert torch.equal(a, b)
+    coarse, fine = other.predictor.predict(data[1]), refined.predict(data[1])
+    assert np.isfinite(fine).all() and not np.array_equal(coarse, fine)
+    with pytest.raises(ValueError, match="sla: its model has no fine stage"):
+        with_fine_stage(other.predictor, tmp_path / "sla")
+    template = other.predictor.template
+    at_96 = Template.from_image(template.original, np.zeros((len(template.names), 2)), template.names, 96)
+    with pytest.raises(ValueError, match="trained at 2 x grid 64; this model's grid is 96"):
+        with_fine_stage(other.predictor.with_template(at_96), tmp_path / "donor")
 
 
 def test_window_gate_samples_the_coarse_product_inside_each_window():

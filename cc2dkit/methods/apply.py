@@ -4,7 +4,8 @@
 annotated image (the image file and a landmark CSV naming it, the folder format);
 :func:`predict_folder` predicts every image of a folder with a run's model(s),
 matched against the run's own template or the given one. Images may have any size: each answer
-is mapped back to its own image's pixels.
+is mapped back to its own image's pixels. :func:`with_fine_stage` refines any run's answers with
+the fine stage another run trained (one fine network serves every method).
 """
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config
+from ..config import Config, RefineConfig
 from ..data import ImageFolder, build_datasets, read_grayscale
 from ..data.folder import read_image_rows
 from ..data.grid import GridImages
-from ..inference import Predictor, Template
+from ..inference import Predictor, RefinedPredictor, Template
 from .runfolder import load_predictor, run_config
 
 
@@ -44,9 +45,10 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Confi
 
 
 def predict_folder(run_dir: str | Path, images: str | Path, template: Template | None = None,
-                   device: torch.device | str = "cpu", cfg: Config | None = None,
-                   progress: bool = True) -> tuple[GridImages, np.ndarray, Predictor]:
-    """Predict every image of the folder ``images`` with the run ``run_dir``.
+                   device: torch.device | str = "cpu", cfg: Config | None = None, progress: bool = True,
+                   fine_from: str | Path | None = None) -> tuple[GridImages, np.ndarray, Predictor]:
+    """Predict every image of the folder ``images`` with the run ``run_dir`` (refined by the fine
+    stage of the run ``fine_from``, if given: :func:`with_fine_stage`).
 
     Returns the images (unlabelled GridImages), the predictions (N, K, 2) in each image's own
     pixels (landmarks in ``predictor.landmark_names`` order) and the predictor used.
@@ -54,8 +56,34 @@ def predict_folder(run_dir: str | Path, images: str | Path, template: Template |
     predictor = load_predictor(run_dir, device, cfg)
     if template is not None:
         predictor = predictor.with_template(template)
+    if fine_from is not None:
+        predictor = with_fine_stage(predictor, fine_from, device, None if cfg is None else cfg.refine)
     data = GridImages(ImageFolder(images, predictor.landmark_names), predictor.template.grid, "new", progress)
     return data, data.to_original(predictor.predict_grid(data, progress=progress)), predictor
+
+
+def with_fine_stage(predictor: Predictor, fine_run: str | Path, device: torch.device | str = "cpu",
+                    refine: RefineConfig | None = None) -> RefinedPredictor:
+    """``predictor``'s coarse stage refined by the fine stage that the run ``fine_run`` trained
+    (``refine.enabled=true``). The fine network is one plain CC2D trained on image windows without
+    landmarks or pseudo-labels, so one trained fine stage serves any method's model at the same grid
+    (e.g. one fine network for every row of a comparison). ``refine``: the inference settings
+    (``coarse_gate``, ``max_move``, ``whole_image``; None: the fine run's); scale and crop are the
+    fine run's, since its network was trained at them. The fine template is cut from
+    ``predictor``'s own template image."""
+    fine_run = Path(fine_run)
+    donor = load_predictor(fine_run, device)
+    if not isinstance(donor, RefinedPredictor):
+        raise ValueError(f"{fine_run}: its model has no fine stage (a run trained with refine.enabled=true has one)")
+    if donor.template.grid != predictor.template.grid:
+        raise ValueError(f"{fine_run}: its fine stage was trained at {donor.scale} x grid {donor.template.grid}; "
+                         f"this model's grid is {predictor.template.grid}")
+    if predictor.template.original is None:
+        raise ValueError("a fine stage needs the template's original image (Template.original): load the run "
+                         "with load_run, or give it a template with with_template")
+    settings = {} if refine is None else {"coarse_gate": refine.coarse_gate, "max_move": refine.max_move,
+                                          "whole_image": refine.whole_image}
+    return donor.variant(coarse=predictor.coarse_stage, **settings).with_template(predictor.template)
 
 
 def evaluate_predictor(predictor: Predictor, data: GridImages, rows: list[int] | None = None,
