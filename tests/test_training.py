@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from cc2dkit.data.grid import GridImages
 from cc2dkit.network import CC2D
 from cc2dkit.training import (Augment, RandomPatchSource, augment_patch, make_optimizer, make_patch, patch_size,
                               scale_loss, ssl_step, train_stage)
+from cc2dkit.training.patches import draw_augment
 
 
 def _phantom(cfg):
@@ -28,12 +31,27 @@ def _centroid(img):
     return float((w * xs).sum() / w.sum()), float((w * ys).sum() / w.sum())
 
 
-@pytest.mark.parametrize("angle", [0.0, 17.0, -13.0, 90.0])
-def test_augmented_point_follows_the_image(angle):
+@pytest.mark.parametrize("angle,scale", [(0.0, 1.0), (17.0, 1.0), (-13.0, 1.0), (90.0, 1.0), (0.0, 1.2),
+                                         (17.0, 0.85), (-40.0, 1.15)])
+def test_augmented_point_follows_the_image(angle, scale):
     img = _dot_image(64, 20, 13)
-    patch, moved = augment_patch(img, torch.tensor([20.0, 13.0]), Augment(angle, 1.0, 1.0))
+    patch, moved = augment_patch(img, torch.tensor([20.0, 13.0]), Augment(angle, 1.0, 1.0, scale))
     cx, cy = _centroid(patch)
     assert abs(cx - float(moved[0])) < 0.2 and abs(cy - float(moved[1])) < 0.2
+    # the zoom is about the patch centre (31.5, 31.5): the dot's distance from it scales
+    dist = float(torch.linalg.vector_norm(moved - 31.5))
+    assert dist == pytest.approx(scale * float(torch.linalg.vector_norm(torch.tensor([20.0, 13.0]) - 31.5)), rel=1e-3)
+
+
+def test_the_zoom_draws_only_when_on():
+    gen = torch.Generator().manual_seed(0)
+    cfg = preset("smoke").train
+    plain = [draw_augment(cfg, gen) for _ in range(20)]
+    gen.manual_seed(0)
+    zoomed = [draw_augment(dataclasses.replace(cfg, scale=0.1), gen) for _ in range(20)]
+    assert all(a.scale == 1.0 for a in plain) and all(0.9 <= a.scale <= 1.1 for a in zoomed)
+    assert len({a.scale for a in zoomed}) == 20 and plain[0] == dataclasses.replace(zoomed[0], scale=1.0)
+    assert plain[1] != dataclasses.replace(zoomed[1], scale=1.0)  # the extra draw moves the stream on
 
 
 def test_make_patch_crops_at_origin_and_rejects_out_of_grid():

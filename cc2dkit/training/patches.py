@@ -9,7 +9,7 @@ a random point), :class:`CropPatchSource` the same on random windows of high-res
 :class:`~cc2dkit.training.pseudo_labels.PLPatchSource` (pseudo-labels).
 
 Coordinates are grid pixels, pixel centres at integers. The patch is augmented with
-``torchvision.transforms.v2`` (rotation, brightness, contrast) and the point is moved with it as a
+``torchvision.transforms.v2`` (rotation, an optional zoom, brightness, contrast) and the point is moved with it as a
 ``tv_tensors.KeyPoints``. torchvision treats key points in the pixel-*edge* convention (pixel i
 spans [i, i+1)), so points are shifted by +0.5 before the transform and -0.5 after it.
 """
@@ -49,24 +49,32 @@ class Augment:
     angle: float  # degrees, counter-clockwise
     brightness: float  # multiplicative factor
     contrast: float  # multiplicative factor
+    scale: float = 1.0  # zoom about the patch centre (> 1: magnified)
 
 
 def draw_augment(cfg: TrainConfig, gen: torch.Generator) -> Augment:
     u = torch.rand(3, generator=gen).tolist()
+    # the zoom's draw only when it is on, so that runs without it keep their random stream
+    zoom = 1 + (2 * float(torch.rand(1, generator=gen)) - 1) * cfg.scale if cfg.scale > 0 else 1.0
     return Augment(
         angle=(2 * u[0] - 1) * cfg.rotation_deg,
         brightness=1 + (2 * u[1] - 1) * cfg.brightness,
         contrast=1 + (2 * u[2] - 1) * cfg.contrast,
+        scale=zoom,
     )
 
 
 def augment_patch(patch: torch.Tensor, point: torch.Tensor, aug: Augment) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate / jitter a (1, P, P) patch; the (2,) point moves exactly with the rotation."""
+    """Rotate / zoom / jitter a (1, P, P) patch; the (2,) point moves exactly with the rotation and zoom."""
     size = tuple(patch.shape[-2:])
     img = tv_tensors.Image(patch)
     kp = tv_tensors.KeyPoints((point + 0.5).view(1, 2), canvas_size=size)
-    img = TF.rotate(img, aug.angle, interpolation=TF.InterpolationMode.BILINEAR)
-    kp = TF.rotate(kp, aug.angle)
+    if aug.scale == 1.0:
+        img = TF.rotate(img, aug.angle, interpolation=TF.InterpolationMode.BILINEAR)
+        kp = TF.rotate(kp, aug.angle)
+    else:  # one affine map about the centre: rotation and zoom together
+        img = TF.affine(img, aug.angle, [0.0, 0.0], aug.scale, [0.0, 0.0], interpolation=TF.InterpolationMode.BILINEAR)
+        kp = TF.affine(kp, aug.angle, [0.0, 0.0], aug.scale, [0.0, 0.0])
     img = TF.adjust_brightness(img, aug.brightness)
     img = TF.adjust_contrast(img, aug.contrast)
     return img.as_subclass(torch.Tensor), kp.as_subclass(torch.Tensor).view(2) - 0.5
