@@ -20,7 +20,8 @@ reruns it), one whose run folder holds ``checkpoint.pt`` continues from its last
 per stage at a constant LR; pseudo-labels on the first 30 non-template training images
 (``method.pl_images``); 10 test images tracked every 2 epochs; no fine stage; the final evaluation
 on every Test1 image at the grid argmax against the template alone (``evaluate --set
-eval.subpixel=true --set eval.template_copies=8`` adds the refinements). It is far below the
+eval.subpixel=true --set eval.template_copies=8`` adds the refinements; ``max_move.py RUN --fine-from
+OTHER`` the fine stage that the run OTHER trained, the same network for every method). It is far below the
 paper's (300 epochs over 149 images): sized so that all methods, 19 SLA/C-ATD models included, fit
 a few hours on 2 CPU cores.
 
