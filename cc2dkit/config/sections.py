@@ -90,7 +90,7 @@ class TrainConfig(_Checked):
     patch_frac: float = rule(0.5, lo=0, hi=1, lo_open=True)  # patch side as a fraction of the grid
     point_central: float = rule(0.8, lo=0, hi=1, lo_open=True)  # the point is drawn from the patch's central fraction
     rotation_deg: float = rule(20.0, lo=0, hi=180)
-    scale: float = rule(0.0, lo=0, hi=0.5, hi_open=True)  # patch zoom 1 +- this (0: none, CC2D's; subjects differ in size)
+    scale: float = rule(0.0, lo=0, hi=0.5, hi_open=True)  # patch zoom 1 +- this (0: none; subjects differ in size)
     brightness: float = rule(0.3, lo=0, hi=1, hi_open=True)
     contrast: float = rule(0.3, lo=0, hi=1, hi_open=True)
     save_every: int = rule(1, lo=1)  # checkpoint every N epochs (and always at the end)
