@@ -8,8 +8,8 @@ from PIL import Image
 
 from cc2dkit.cli import main
 from cc2dkit.data.folder import write_image_rows
-from cc2dkit.methods import load_predictor, predict_folder, run_method, user_template
 from cc2dkit.inference import RefinedPredictor
+from cc2dkit.methods import load_predictor, predict_folder, run_method, user_template
 from cc2dkit.methods.apply import evaluate_predictor, load_run
 
 from .conftest import phantom_grids, tiny_cfg

@@ -148,6 +148,9 @@ def test_another_runs_fine_stage_refines_any_model(tmp_path):
     at_96 = Template.from_image(template.original, np.zeros((len(template.names), 2)), template.names, 96)
     with pytest.raises(ValueError, match="trained at 2 x grid 64; this model's grid is 96"):
         with_fine_stage(other.predictor.with_template(at_96), tmp_path / "donor")
+    no_image = Template(template.image, template.points, None, template.names)  # a model file of an older kit
+    with pytest.raises(ValueError, match="needs the template's own image"):
+        with_fine_stage(other.predictor.with_template(no_image), tmp_path / "donor")
 
 
 def test_window_gate_samples_the_coarse_product_inside_each_window():

@@ -79,8 +79,8 @@ def with_fine_stage(predictor: Predictor, fine_run: str | Path, device: torch.de
         raise ValueError(f"{fine_run}: its fine stage was trained at {donor.scale} x grid {donor.template.grid}; "
                          f"this model's grid is {predictor.template.grid}")
     if predictor.template.original is None:
-        raise ValueError("a fine stage needs the template's original image (Template.original): load the run "
-                         "with load_run, or give it a template with with_template")
+        raise ValueError("a fine stage needs the template's own image, which this model file lacks (an older "
+                         "cc2dkit): give the template again (--template, or Predictor.with_template)")
     settings = {} if refine is None else {"coarse_gate": refine.coarse_gate, "max_move": refine.max_move,
                                           "whole_image": refine.whole_image}
     return donor.variant(coarse=predictor.coarse_stage, **settings).with_template(predictor.template)
