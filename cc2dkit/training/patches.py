@@ -72,7 +72,8 @@ def augment_patch(patch: torch.Tensor, point: torch.Tensor, aug: Augment) -> tup
     if aug.scale == 1.0:
         img = TF.rotate(img, aug.angle, interpolation=TF.InterpolationMode.BILINEAR)
         kp = TF.rotate(kp, aug.angle)
-    else:  # one affine map about the centre: rotation and zoom together
+    else:  # one affine map about the centre: rotation and zoom together (rotate alone above keeps
+        # the numbers of runs without a zoom exactly)
         img = TF.affine(img, aug.angle, [0.0, 0.0], aug.scale, [0.0, 0.0], interpolation=TF.InterpolationMode.BILINEAR)
         kp = TF.affine(kp, aug.angle, [0.0, 0.0], aug.scale, [0.0, 0.0])
     img = TF.adjust_brightness(img, aug.brightness)
