@@ -120,8 +120,9 @@ def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool, f
     predictor = load_predictor(out, device, cfg)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     other_data = any(k in TEMPLATE_KEYS for k in config_diff(run_config(out), cfg))
-    if other_data or ((cfg.eval.template_copies or fine_from) and predictor.template.original is None):
-        # another dataset: its own template; augmented template views and the fine stage need its own image
+    if other_data or ((cfg.eval.template_copies or len(cfg.eval.poses) > 1 or fine_from)
+                       and predictor.template.original is None):
+        # another dataset: its own template; augmented / posed templates and the fine stage need its own image
         predictor = predictor.with_template(Template.from_dataset(train_set, cfg.data.template, cfg.data.grid))
     if fine_from is not None:
         predictor = with_fine_stage(predictor, fine_from, device, cfg.refine)

@@ -25,6 +25,9 @@ def test_preset_protocols():
     assert (cpu.train.epochs, cpu.train.steps_per_epoch, cpu.train.lr_schedule) == (30, 20, "cosine")
     assert cpu.eval.subpixel and cpu.eval.template_copies == 8
     assert preset("smoke").data.source == "phantom"
+    assert paper.eval.poses == ((1.0, 0.0),)  # template poses off unless asked for
+    posed = preset("smoke", **{"eval.pose_scales": "0.9,1", "eval.pose_rotations_deg": "[-8, 8]"})
+    assert posed.eval.poses == ((0.9, -8.0), (0.9, 8.0), (1.0, -8.0), (1.0, 8.0))
 
 
 def test_dotted_overrides_parse_to_field_types():
@@ -75,6 +78,7 @@ BAD = {
     "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"],
     "eval.batch_size": [0], "eval.subpixel": ["x"], "eval.template_copies": [-1], "eval.radii_mm": [(), (2.0, 2.0), (-1.0,)], "eval.figures": [-1],
     "eval.track_every": [-1], "eval.track_images": [0],
+    "eval.pose_scales": [(), (0.0,), (1.0, 1.0), (3.0,), ("x",)], "eval.pose_rotations_deg": [(), (90.0,), (0.0, 0.0)],
 }
 
 

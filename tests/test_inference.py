@@ -4,7 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from cc2dkit.config import BackboneConfig, NetConfig
-from cc2dkit.inference import ModelPredictor, Template, cascade_argmax, similarity_maps
+from cc2dkit.data.coords import from_grid
+from cc2dkit.inference import ModelPredictor, ModelSetPredictor, Template, cascade_argmax, similarity_maps
+from cc2dkit.inference.cascade import best_pose
 from cc2dkit.network import CC2D, AdapterBlocks, check_landmark_ids
 
 from .conftest import phantom_grids, tiny_cfg
@@ -140,3 +142,66 @@ def test_subpixel_peak_of_a_gaussian_is_exact_and_stays_within_half_a_pixel():
     edge[0, 0, 0, 0, 3], edge[0, 0, 0, 0, 4] = 1.0, 0.9  # a peak on the border row: no move across it
     assert cascade_argmax(edge, subpixel=True)[0, 0, 1] == 0.0
     assert -0.5 <= float(cascade_argmax(edge, subpixel=True)[0, 0, 0]) - 3 <= 0.5
+
+
+def test_best_pose_keeps_per_image_the_pose_whose_landmarks_match_best():
+    low, high = torch.full((2, 2, 3, 8, 8), 0.3), torch.full((2, 2, 3, 8, 8), 0.3)
+    high[:, 0, :, 4, 4] = 0.9  # image 0: the second pose peaks higher on every landmark
+    low[:, 1, :2, 1, 1] = 0.8  # image 1: the first pose, on two landmarks of three (geometric mean)
+    high[:, 1, 2, 6, 6] = 0.9
+    chosen = best_pose([low, high])
+    assert torch.equal(chosen[:, 0], high[:, 0]) and torch.equal(chosen[:, 1], low[:, 1])
+    assert best_pose([low]) is low
+
+
+def test_posed_template_moves_its_landmarks_with_the_image(tiny):
+    cfg, data, _ = tiny
+    template = Template.from_data(data, cfg.data.template)
+    assert template.posed(1.0, 0.0) is template
+    h, w = template.original.shape
+    centre = np.array([(w - 1) / 2, (h - 1) / 2])
+    before = from_grid(template.points, (h, w), template.grid)
+    bigger = template.posed(1.2, 0.0)
+    np.testing.assert_allclose(from_grid(bigger.points, (h, w), bigger.grid), centre + 1.2 * (before - centre),
+                               atol=1e-6)
+    turned = template.posed(1.0, 90.0)  # a quarter turn keeps the distances to the centre
+    np.testing.assert_allclose(np.linalg.norm(from_grid(turned.points, (h, w), turned.grid) - centre, axis=1),
+                               np.linalg.norm(before - centre, axis=1), atol=1e-6)
+    with pytest.raises(ValueError, match="original image"):
+        Template(template.image, template.points).posed(1.1, 0.0)
+
+
+def test_a_larger_head_is_matched_by_the_larger_pose(tiny):
+    """The query is the template enlarged by 1.25: among the poses, the enlarged template's vectors
+    match it exactly (product 1 at every landmark), so that pose's maps answer; its template alone
+    gives the same answer, the unposed template another."""
+    cfg, data, model = tiny
+    template = Template.from_data(data, cfg.data.template)
+    query = template.posed(1.25, 0.0).image[None]  # (1, 1, G, G)
+    lms = list(range(len(template.points)))
+    plain = ModelPredictor(model, template, lms, CPU, 4)
+    posed = plain.configured(False, 0, [(1.0, 0.0), (1.25, 0.0), (0.8, 0.0)])
+    assert plain.poses == ((1.0, 0.0),) and posed.poses[1] == (1.25, 0.0)
+    larger = plain.configured(False, 0, [(1.25, 0.0)])
+    assert torch.equal(posed.matcher()(query, None), larger.matcher()(query, None))
+    assert np.array_equal(posed.predict_batch(query), larger.predict_batch(query))
+    assert not np.array_equal(posed.predict_batch(query), plain.predict_batch(query))
+    with pytest.raises(ValueError, match="distinct"):
+        plain.configured(False, 0, [(1.0, 0.0), (1.0, 0.0)])
+
+
+def test_poses_choose_the_same_way_for_an_adapter_and_a_model_set(tiny):
+    """The C-Adapter (one embedding per landmark) and K single models (stacked) pick per image among
+    the posed templates' maps: with poses, each answers as one of its single-pose predictors."""
+    cfg, data, _ = tiny
+    template = Template.from_data(data, cfg.data.template)
+    torch.manual_seed(1)
+    adapter = CC2D(cfg.net, cfg.backbone, AdapterBlocks(n_landmarks=2, extra=2))
+    models = [CC2D(cfg.net, cfg.backbone) for _ in range(2)]
+    poses = [(1.0, 0.0), (1.1, 6.0)]
+    for make in (lambda p: ModelPredictor(adapter, template, [0, 3], CPU, 4, poses=p),
+                 lambda p: ModelSetPredictor(models, template, [0, 3], CPU, 4, stack_size=1, poses=p)):
+        both = make(poses).matcher()(data.images[1:4], None)  # (S, 3, 2, G, G)
+        alone = [make([p]).matcher()(data.images[1:4], None) for p in poses]
+        for b in range(3):
+            assert any(torch.equal(both[:, b], a[:, b]) for a in alone)

@@ -49,7 +49,7 @@ class Fixed(Predictor):
 
     strides = (32, 16, 8, 4, 2)
 
-    def matcher(self):
+    def pose_matcher(self):
         raise NotImplementedError
 
     def predict_grid(self, data, rows=None, progress=False):
@@ -176,11 +176,11 @@ class Bumps(Fixed):
         self.peaks = np.asarray(peaks, dtype=np.float64)
         super().__init__(template, np.repeat(self.peaks[None], n_images, axis=0))
 
-    def matcher(self):
+    def pose_matcher(self):
         ys, xs = np.mgrid[0:GRID, 0:GRID]
         bumps = np.stack([np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 6.0) for x, y in self.peaks])  # (K, G, G)
         maps = torch.tensor(bumps, dtype=torch.float32)[None, None]  # (S=1, 1, K, G, G)
-        return lambda images, keys: maps.expand(-1, len(images), -1, -1, -1)
+        return lambda images, keys: [maps.expand(-1, len(images), -1, -1, -1)]
 
 
 def test_coarse_gate_keeps_the_fine_answer_in_the_coarse_basin():

@@ -145,10 +145,19 @@ class EvalConfig(_Checked):
     batch_size: int = rule(4, lo=1)  # query images per inference batch
     subpixel: bool = False  # sub-pixel peak (a parabola through the log-product), else the argmax pixel
     template_copies: int = rule(0, lo=0)  # template vectors averaged over this many augmented copies too
+    # template poses: also match the template scaled / rotated (about its centre) by these; per query
+    # image the pose whose landmarks match best answers (cascade.best_pose); (1.0,) x (0.0,): off
+    pose_scales: tuple[float, ...] = rule((1.0,), lo=0.5, hi=2.0, nonempty=True, distinct=True)
+    pose_rotations_deg: tuple[float, ...] = rule((0.0,), lo=-45.0, hi=45.0, nonempty=True, distinct=True)
     radii_mm: tuple[float, ...] = rule((2.0, 2.5, 3.0, 4.0), lo=0, lo_open=True, nonempty=True, distinct=True)
     figures: int = rule(4, lo=0)  # prediction figures written by ``evaluate``
     track_every: int = rule(1, lo=0)  # methods: per-landmark test error every N epochs (0: final only)
     track_images: int | None = rule(None, lo=1)  # methods: test images tracked per epoch (None: all)
+
+    @property
+    def poses(self) -> tuple[tuple[float, float], ...]:
+        """(scale, degrees) of every template pose: ``pose_scales`` x ``pose_rotations_deg``."""
+        return tuple((s, a) for s in self.pose_scales for a in self.pose_rotations_deg)
 
 
 SECTIONS = {"data": DataConfig, "backbone": BackboneConfig, "net": NetConfig, "train": TrainConfig,

@@ -12,6 +12,11 @@ Where the gates close everywhere (every location has some scale with cosine <= 0
 is 0 over the whole map) a plain argmax would return the corner pixel (0, 0). For those
 (image, landmark) pairs only, the clamped maps are floored at ``CLOSED_GATE_FLOOR`` before
 multiplying: the location where the most scales agree, and agree most, wins.
+
+Template poses (``eval.pose_scales`` x ``eval.pose_rotations_deg``): the template is also matched
+scaled and rotated (heads differ in size and tilt); :func:`best_pose` keeps, per query image, the
+maps of the pose whose K product peaks are highest (their geometric mean): a label-free choice
+made from the image's own similarities, one pose for all its landmarks.
 """
 from __future__ import annotations
 
@@ -39,6 +44,16 @@ def similarity_maps(embs: list[torch.Tensor], vectors: list[torch.Tensor], grid:
         cos = torch.einsum("bdhw,ld->blhw", F.normalize(emb, dim=1), vec).clamp_(min=0)  # (B, L, h, w)
         maps.append(F.interpolate(cos, size=(grid, grid), mode="bilinear", align_corners=False))
     return torch.stack(maps)
+
+
+def best_pose(per_pose: list[torch.Tensor]) -> torch.Tensor:
+    """P x (S, B, K, G, G) maps, one per template pose -> (S, B, K, G, G): for each image the maps of
+    the pose with the highest mean log product peak over its K landmarks."""
+    if len(per_pose) == 1:
+        return per_pose[0]
+    peaks = torch.stack([m.prod(dim=0).flatten(2).amax(dim=2) for m in per_pose])  # (P, B, K)
+    best = peaks.clamp(min=1e-30).log().mean(dim=2).argmax(dim=0)  # (B,)
+    return torch.stack([per_pose[p][:, b] for b, p in enumerate(best.tolist())], dim=1)
 
 
 def cascade_argmax(maps: torch.Tensor, subpixel: bool = False, allowed: torch.Tensor | None = None) -> torch.Tensor:

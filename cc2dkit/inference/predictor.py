@@ -5,7 +5,9 @@ maps of the widgets and the command line all go through it:
 
 - ``landmark_indices``: the K dataset landmarks it predicts;
 - :meth:`Predictor.matcher`: embeds the template with the current weights and returns a function
-  ``(images, keys) -> (S, B, K, G, G)`` similarity maps (the per-scale clamped cosines);
+  ``(images, keys) -> (S, B, K, G, G)`` similarity maps (the per-scale clamped cosines); with
+  template poses (``eval.pose_scales`` x ``eval.pose_rotations_deg``), those of each image's
+  best-matching pose (:meth:`Predictor.pose_matcher` gives every pose's);
 - :meth:`Predictor.predict_batch`: (B, K, 2) grid points of a batch of grid images;
 - :meth:`Predictor.predict_grid`: (N, K, 2) grid points of a dataset (or some of its rows);
 - :meth:`Predictor.predict`: (N, L, 2) original pixels, NaN for the landmarks it does not predict;
@@ -31,12 +33,13 @@ from ..config import MethodConfig
 from ..data.base import LandmarkDataset
 from ..data.coords import from_grid, to_grid
 from ..data.grid import GridImages, resize_to_grid
-from ..data.template_aug import augment_template
+from ..data.template_aug import affine_image_and_points, augment_template
 from ..network import CC2D, StackedModels
-from .cascade import cascade_argmax, similarity_maps, template_vectors
+from .cascade import best_pose, cascade_argmax, similarity_maps, template_vectors
 from .explain import ImageMaps
 
 Matcher = Callable[[torch.Tensor, list | None], torch.Tensor]  # (B, 1, G, G), keys -> (S, B, K, G, G)
+PoseMatcher = Callable[[torch.Tensor, list | None], list[torch.Tensor]]  # ... -> P x (S, B, K, G, G)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -84,6 +87,22 @@ class Template:
                                   torch.Generator().manual_seed(seed))
         return [Template(copies.images[i], copies.landmarks[i], None, self.names) for i in range(n)]
 
+    def posed(self, scale: float, angle: float) -> "Template":
+        """The template scaled by ``scale`` and rotated by ``angle`` degrees about its centre (at its
+        original resolution, landmarks moved exactly): how it would look on a larger, smaller or
+        tilted head. Needs ``original``; (1, 0) is the template itself."""
+        if (scale, angle) == (1.0, 0.0):
+            return self
+        if self.original is None:
+            raise ValueError("posed templates need the template's original image (Template.original)")
+        size = self.original.shape[:2]
+        image = torch.from_numpy(np.asarray(self.original, dtype=np.float32))[None]  # (1, H, W)
+        points = torch.from_numpy(from_grid(self.points, size, self.grid))
+        warped, moved = affine_image_and_points(image, points, angle, (0.0, 0.0), scale)
+        original = warped[0].numpy()
+        return Template(resize_to_grid(original, self.grid), to_grid(moved.numpy().astype(np.float64), size, self.grid),
+                        original, self.names)
+
     def subset(self, names: Sequence[str]) -> "Template":
         """This template with only ``names`` (case-insensitive), in that order; an error names the missing."""
         have = {n.lower(): i for i, n in enumerate(self.names)}
@@ -108,21 +127,24 @@ class Predictor(ABC):
     """K landmarks predicted by matching ``template`` with trained model(s) (see the module docstring)."""
 
     def __init__(self, template: Template, landmark_indices: Sequence[int], device: torch.device, batch_size: int,
-                 subpixel: bool = False, template_copies: int = 0):
+                 subpixel: bool = False, template_copies: int = 0,
+                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),)):
         self.template = template
         self.landmark_indices = [int(l) for l in landmark_indices]
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.subpixel = subpixel  # sub-pixel peaks (cascade.peak_offset), else the argmax pixel
         self.template_copies = template_copies  # template vectors averaged over this many augmented copies too
+        self.poses = check_poses(poses)  # (scale, degrees) of the posed templates; per image the best-matching one
 
-    def configured(self, subpixel: bool, template_copies: int) -> "Predictor":
+    def configured(self, subpixel: bool, template_copies: int,
+                   poses: Sequence[tuple[float, float]] = ((1.0, 0.0),)) -> "Predictor":
         """The same model(s) answering with these inference settings (``eval.subpixel``,
-        ``eval.template_copies``)."""
+        ``eval.template_copies``, the poses of ``eval.pose_scales`` x ``eval.pose_rotations_deg``)."""
         if template_copies < 0:
             raise ValueError(f"template_copies must be >= 0, got {template_copies}")
         other = copy.copy(self)
-        other.subpixel, other.template_copies = bool(subpixel), int(template_copies)
+        other.subpixel, other.template_copies, other.poses = bool(subpixel), int(template_copies), check_poses(poses)
         return other
 
     @property
@@ -131,14 +153,15 @@ class Predictor(ABC):
         return self
 
     def plain(self) -> "Predictor":
-        """The grid argmax against the template alone (no sub-pixel peak, no template copies): what
-        Infer-PL and per-epoch tracking use while training."""
+        """The grid argmax against the template alone (no sub-pixel peak, no template copies, one
+        pose): what Infer-PL and per-epoch tracking use while training."""
         return self.configured(False, 0)
 
-    def template_views(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The template and its augmented copies: images (C, 1, G, G) and the K landmarks (C, K, 2) on
-        the device; C = 1 + ``template_copies``."""
-        views = [self.template] + (self.template.augmented(self.template_copies) if self.template_copies else [])
+    def template_views(self, pose: tuple[float, float] = (1.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
+        """The template in ``pose`` and its augmented copies: images (C, 1, G, G) and the K landmarks
+        (C, K, 2) on the device; C = 1 + ``template_copies``."""
+        posed = self.template.posed(*pose)
+        views = [posed] + (posed.augmented(self.template_copies) if self.template_copies else [])
         images = torch.stack([v.image for v in views]).to(self.device)
         return images, torch.stack([v.points_of(self.landmark_indices) for v in views]).to(self.device)
 
@@ -148,8 +171,15 @@ class Predictor(ABC):
         """Strides of the S similarity scales, coarse to fine."""
 
     @abstractmethod
+    def pose_matcher(self) -> PoseMatcher:
+        """Embed the template in each of ``poses`` with the current weights; returns
+        ``maps(images, keys)`` -> P x (S, B, K, G, G), the query embedded once."""
+
     def matcher(self) -> Matcher:
-        """Embed the template with the current weights; returns ``maps(images, keys)``."""
+        """Embed the template with the current weights; returns ``maps(images, keys)``: per image the
+        maps of its best-matching template pose (the only pose, by default)."""
+        per_pose = self.pose_matcher()
+        return lambda images, keys: best_pose(per_pose(images, keys))
 
     @property
     def landmark_specific(self) -> bool:
@@ -232,8 +262,9 @@ class ModelPredictor(Predictor):
     embeds the template and every query once per landmark k, with landmark id k."""
 
     def __init__(self, model: CC2D, template: Template, landmark_indices: Sequence[int], device: torch.device,
-                 batch_size: int, subpixel: bool = False, template_copies: int = 0):
-        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies)
+                 batch_size: int, subpixel: bool = False, template_copies: int = 0,
+                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),)):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses)
         if model.n_landmarks and model.n_landmarks != len(self.landmark_indices):
             raise ValueError(f"a model with {model.n_landmarks} landmark adapters for "
                              f"{len(self.landmark_indices)} landmarks")
@@ -247,19 +278,30 @@ class ModelPredictor(Predictor):
     def landmark_specific(self) -> bool:
         return bool(self.model.n_landmarks)
 
-    def matcher(self) -> Matcher:
+    def pose_matcher(self) -> PoseMatcher:
         model, grid = self.model.eval(), self.template.grid
-        images, points = self.template_views()  # (C, 1, G, G), (C, K, 2)
+        views = [self.template_views(pose) for pose in self.poses]  # P x ((C, 1, G, G), (C, K, 2))
         if not model.n_landmarks:
-            vectors = mean_vectors(model(images), points, grid)  # [(K, D)]
-            return lambda images, keys: similarity_maps(model(images, keys), vectors, grid)
-        taps = model.taps(images)  # the backbone once; the decoder once per adapter
-        per_k = [mean_vectors(model.decoder(taps, k), points[:, k:k + 1], grid)
-                 for k in range(model.n_landmarks)]  # K x [(1, D)]
+            vectors = [mean_vectors(model(images), points, grid) for images, points in views]  # P x [(K, D)]
+
+            def maps(images, keys):
+                embs = model(images, keys)
+                return [similarity_maps(embs, v, grid) for v in vectors]
+            return maps
+        per_pose = []  # P x K x [(1, D)]
+        for images, points in views:
+            taps = model.taps(images)  # the backbone once; the decoder once per adapter
+            per_pose.append([mean_vectors(model.decoder(taps, k), points[:, k:k + 1], grid)
+                             for k in range(model.n_landmarks)])
 
         def maps(images, keys):
             taps = model.taps(images, keys)
-            return torch.cat([similarity_maps(model.decoder(taps, k), v, grid) for k, v in enumerate(per_k)], dim=2)
+            out = [[] for _ in per_pose]  # P x K x (S, B, 1, G, G)
+            for k in range(model.n_landmarks):
+                emb = model.decoder(taps, k)
+                for p, per_k in enumerate(per_pose):
+                    out[p].append(similarity_maps(emb, per_k[k], grid))
+            return [torch.cat(maps_k, dim=2) for maps_k in out]
         return maps
 
 
@@ -269,8 +311,8 @@ class ModelSetPredictor(Predictor):
 
     def __init__(self, models: Sequence[CC2D], template: Template, landmark_indices: Sequence[int],
                  device: torch.device, batch_size: int, stack_size: int | None = None, subpixel: bool = False,
-                 template_copies: int = 0):
-        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies)
+                 template_copies: int = 0, poses: Sequence[tuple[float, float]] = ((1.0, 0.0),)):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses)
         if len(models) != len(self.landmark_indices):
             raise ValueError(f"{len(models)} models for {len(self.landmark_indices)} landmarks")
         self.models = list(models)
@@ -280,23 +322,27 @@ class ModelSetPredictor(Predictor):
     def strides(self) -> tuple[int, ...]:
         return self.models[0].strides
 
-    def matcher(self) -> Matcher:
+    def pose_matcher(self) -> PoseMatcher:
         grid = self.template.grid
-        images, points = self.template_views()  # (C, 1, G, G), (C, K, 2)
-        stacks, vectors = [], []
+        views = [self.template_views(pose) for pose in self.poses]  # P x ((C, 1, G, G), (C, K, 2))
+        stacks, vectors = [], []  # vectors: per stack, P x K_c x [(1, D)]
         for chunk in self.chunks:
             stack = StackedModels([self.models[k] for k in chunk]).eval()
-            embs = stack(images)  # [(K_c, C, D, h, w)]
-            vectors.append([mean_vectors([e[j] for e in embs], points[:, k:k + 1], grid)
-                            for j, k in enumerate(chunk)])  # K_c x [(1, D)]
+            per_pose = []
+            for images, points in views:
+                embs = stack(images)  # [(K_c, C, D, h, w)]
+                per_pose.append([mean_vectors([e[j] for e in embs], points[:, k:k + 1], grid)
+                                 for j, k in enumerate(chunk)])
+            vectors.append(per_pose)
             stacks.append(stack)
 
         def maps(images, keys):
-            out = []
-            for stack, vecs in zip(stacks, vectors):
+            out = [[] for _ in self.poses]  # P x K x (S, B, 1, G, G)
+            for stack, per_pose in zip(stacks, vectors):
                 embs = stack(images, keys)  # [(K_c, B, D, h, w)]
-                out += [similarity_maps([e[j] for e in embs], v, grid) for j, v in enumerate(vecs)]
-            return torch.cat(out, dim=2)  # (S, B, K, G, G)
+                for p, vecs in enumerate(per_pose):
+                    out[p] += [similarity_maps([e[j] for e in embs], v, grid) for j, v in enumerate(vecs)]
+            return [torch.cat(maps_k, dim=2) for maps_k in out]  # P x (S, B, K, G, G)
         return maps
 
 
@@ -307,6 +353,14 @@ def mean_vectors(embs: list[torch.Tensor], points: torch.Tensor, grid: int) -> l
     if len(per_view) == 1:
         return per_view[0]
     return [torch.nn.functional.normalize(torch.stack(level).mean(0), dim=1) for level in zip(*per_view)]
+
+
+def check_poses(poses: Sequence[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """Template poses as (scale > 0, degrees) pairs, at least one, no two alike."""
+    out = tuple((float(s), float(a)) for s, a in poses)
+    if not out or len(set(out)) != len(out) or any(s <= 0 for s, _ in out):
+        raise ValueError(f"template poses must be distinct (scale > 0, degrees) pairs, at least one; got {poses}")
+    return out
 
 
 def stack_chunks(k: int, stack_size: int | None) -> list[list[int]]:

@@ -36,7 +36,7 @@ from ..config import RefineConfig
 from ..data.grid import GridImages, resize_to_grid
 from ..network import CC2D
 from .cascade import CLOSED_GATE_FLOOR, cascade_argmax, similarity_maps, template_vectors
-from .predictor import Matcher, Predictor, Template
+from .predictor import Matcher, PoseMatcher, Predictor, Template
 
 
 def crop_origins(points: torch.Tensor, crop: int, size: int) -> torch.Tensor:
@@ -99,6 +99,9 @@ class RefinedPredictor(Predictor):
 
     def matcher(self) -> Matcher:
         return self.coarse.matcher()
+
+    def pose_matcher(self) -> PoseMatcher:
+        return self.coarse.pose_matcher()
 
     @property
     def landmark_specific(self) -> bool:
