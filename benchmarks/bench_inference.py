@@ -6,7 +6,9 @@ refinements (issue 14's target: <= 1.0 s per image for 19 landmarks on 2 CPU cor
 
 Rows (``inference.refinement_variants``): the grid argmax against the template alone; sub-pixel
 peaks; + template copies (8 unless ``--copies``); the fine stage without and with the coarse gate
-when the run trained one. Features are computed for every
+when the run trained one; last, the run's predictor as configured (``eval.subpixel`` and
+``eval.template_copies`` off unless ``--set`` turns them on; ``--configured-only``: that row
+alone). Features are computed for every
 image (no feature cache: what a user's new image costs, the frozen VGG included). ``fixed s``: the
 template's embedding (once per predictor and template: its copies' too); ``s/image``: the rest,
 per image. Needs the run's data ($CC2DKIT_ISBI_ROOT for ISBI runs); the images are the first
@@ -28,6 +30,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20, help="test images to time")
     parser.add_argument("--copies", type=int, default=8, help="template copies of the last row")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--configured-only", action="store_true",
+                        help="time only the run's predictor as configured (its eval.* / refine.* with --set)")
     args = parser.parse_args()
 
     import pandas as pd
@@ -44,7 +48,8 @@ def main() -> None:
     device, _ = setup(cfg)
     loaded, test = load_run(args.run, device, cfg)  # its template with the original image (for the copies)
     test = test.subset(list(range(args.images)))
-    rows = refinement_variants(loaded, args.copies)
+    rows = {} if args.configured_only else refinement_variants(loaded, args.copies)
+    rows["as configured"] = loaded
     table = []
     with torch.no_grad():
         for label, predictor in rows.items():

@@ -6,7 +6,8 @@ The run's coarse predictor (its ``eval.*`` as in its config, or as ``--set`` say
 against the template in every pose of ``--scales`` x ``--rotations`` (scale about the template's
 centre, degrees), the query embedded once; its per-pose maps are then read with each pose set:
 the template alone, the scales alone, the rotations alone, all. Per image the pose whose landmarks
-match best answers (``cascade.best_pose``, label-free). Prints one row per pose set (MRE, SD, SDR,
+match best answers (``cascade.best_pose``, label-free); one more row lets each landmark take the
+pose of its own highest peak (no shared pose per image). Prints one row per pose set (MRE, SD, SDR,
 median, errors over 10 mm), the per-landmark MRE of each, how often each pose was chosen, and, for
 analysis only, how the chosen scale follows each test image's head size relative to the
 template's (a similarity fit of its ground truth to the template's landmarks: not used to choose)
@@ -62,10 +63,11 @@ def main() -> None:
     sets = {"template alone": [(1.0, 0.0)], "scales": [(s, 0.0) for s in args.scales],
             "rotations": [(1.0, a) for a in args.rotations], "scales x rotations": poses}
     t0 = time.perf_counter()
-    match = coarse.pose_matcher()
-    answers = {name: np.zeros((len(test), len(coarse.landmark_indices), 2)) for name in sets}
+    answers = {name: np.zeros((len(test), len(coarse.landmark_indices), 2))
+               for name in [*sets, "each landmark its own pose"]}
     chosen = np.zeros(len(test), dtype=int)  # index into poses, for the full set
     with torch.no_grad():
+        match = coarse.pose_matcher()
         for start in tqdm(range(0, len(test), coarse.batch_size), desc="poses", leave=False):
             rows = list(range(start, min(start + coarse.batch_size, len(test))))
             per_pose = match(test.images[rows].to(device), [test.keys[i] for i in rows])
@@ -73,6 +75,12 @@ def main() -> None:
                 maps = best_pose([per_pose[poses.index(p)] for p in members])
                 answers[name][rows] = cascade_argmax(maps, coarse.subpixel).cpu().double().numpy()
             peaks = torch.stack([m.prod(dim=0).flatten(2).amax(dim=2) for m in per_pose])  # (P, B, K)
+            own = peaks.argmax(dim=0)  # (B, K): each landmark the pose of its own highest peak
+            maps = torch.stack(per_pose)  # (P, S, B, K, G, G)
+            b_idx, k_idx = np.meshgrid(range(len(rows)), range(own.shape[1]), indexing="ij")
+            picked = maps[own, :, b_idx, k_idx]  # (B, K, S, G, G)
+            answers["each landmark its own pose"][rows] = cascade_argmax(
+                picked.permute(2, 0, 1, 3, 4), coarse.subpixel).cpu().double().numpy()
             chosen[rows] = peaks.clamp(min=1e-30).log().mean(dim=2).argmax(dim=0).cpu().numpy()
     seconds = time.perf_counter() - t0
     comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
