@@ -41,7 +41,7 @@ def main() -> None:
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.inference.cascade import best_pose, cascade_argmax
+    from cc2dkit.inference.cascade import best_pose, cascade_argmax, pose_choice, pose_peaks, upsampled
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
     from cc2dkit.runtime import setup
@@ -70,18 +70,17 @@ def main() -> None:
         match = coarse.pose_matcher()
         for start in tqdm(range(0, len(test), coarse.batch_size), desc="poses", leave=False):
             rows = list(range(start, min(start + coarse.batch_size, len(test))))
-            per_pose = match(test.images[rows].to(device), [test.keys[i] for i in rows])
+            per_pose = match(test.images[rows].to(device), [test.keys[i] for i in rows])  # P x S x (B, K, h, w)
             for name, members in sets.items():
-                maps = best_pose([per_pose[poses.index(p)] for p in members])
+                maps = best_pose([per_pose[poses.index(p)] for p in members], test.grid)
                 answers[name][rows] = cascade_argmax(maps, coarse.subpixel).cpu().double().numpy()
-            peaks = torch.stack([m.prod(dim=0).flatten(2).amax(dim=2) for m in per_pose])  # (P, B, K)
-            own = peaks.argmax(dim=0)  # (B, K): each landmark the pose of its own highest peak
-            maps = torch.stack(per_pose)  # (P, S, B, K, G, G)
+            chosen[rows] = pose_choice(per_pose, test.grid).cpu().numpy()
+            own = torch.stack([pose_peaks(m, test.grid) for m in per_pose]).argmax(dim=0)  # (B, K): own best pose
+            full = torch.stack([upsampled(m, test.grid) for m in per_pose])  # (P, S, B, K, G, G)
             b_idx, k_idx = np.meshgrid(range(len(rows)), range(own.shape[1]), indexing="ij")
-            picked = maps[own, :, b_idx, k_idx]  # (B, K, S, G, G)
+            picked = full[own, :, b_idx, k_idx]  # (B, K, S, G, G)
             answers["each landmark its own pose"][rows] = cascade_argmax(
                 picked.permute(2, 0, 1, 3, 4), coarse.subpixel).cpu().double().numpy()
-            chosen[rows] = peaks.clamp(min=1e-30).log().mean(dim=2).argmax(dim=0).cpu().numpy()
     seconds = time.perf_counter() - t0
     comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
     print(f"{args.run}: {len(test)} images, {len(poses)} poses, subpixel={coarse.subpixel}, "

@@ -179,8 +179,8 @@ class Bumps(Fixed):
     def pose_matcher(self):
         ys, xs = np.mgrid[0:GRID, 0:GRID]
         bumps = np.stack([np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 6.0) for x, y in self.peaks])  # (K, G, G)
-        maps = torch.tensor(bumps, dtype=torch.float32)[None, None]  # (S=1, 1, K, G, G)
-        return lambda images, keys: [maps.expand(-1, len(images), -1, -1, -1)]
+        maps = torch.tensor(bumps, dtype=torch.float32)[None]  # (1, K, G, G): one scale at the grid
+        return lambda images, keys: [[maps.expand(len(images), -1, -1, -1)]]  # one pose
 
 
 def test_coarse_gate_keeps_the_fine_answer_in_the_coarse_basin():

@@ -29,7 +29,7 @@ def _cpu() -> Config:
     # 1-thread minutes): --set train.epochs=10 --set refine.enabled=false, 37 min, 2.02 mm (at 10
     # epochs the fine stage does not help yet); 20 epochs, 58 min, 1.96 mm. Past 30 epochs nothing
     # improves (40: 1.93 mm); five runs of the preset: 1.90-1.94 mm; 48-53 min on 2 idle cores.
-    # Template poses (eval.pose_*) gained 0.02 mm for 0.5 s per image: left out (RESULTS, ninth session).
+    # Template poses (eval.pose_*) gained 0.02 mm for 0.12 s per image (1.06 s): left out (RESULTS, ninth session).
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),

@@ -15,8 +15,9 @@ multiplying: the location where the most scales agree, and agree most, wins.
 
 Template poses (``eval.pose_scales`` x ``eval.pose_rotations_deg``): the template is also matched
 scaled and rotated (heads differ in size and tilt); :func:`best_pose` keeps, per query image, the
-maps of the pose whose K product peaks are highest (their geometric mean): a label-free choice
-made from the image's own similarities, one pose for all its landmarks.
+maps of the pose whose K product peaks are highest (their geometric mean, read at a quarter of the
+grid; only the chosen pose's maps are upsampled to the grid): a label-free choice made from the
+image's own similarities, one pose for all its landmarks.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from ..network.sampling import sample_at
 
 CLOSED_GATE_FLOOR = 1e-4  # stands in for a closed gate (cosine <= 0) when no location passes all scales
+POSE_SCORE_STRIDE = 4  # template poses are scored at a quarter of the grid: 16 times cheaper than at the grid
 
 
 def template_vectors(embs: list[torch.Tensor], points: torch.Tensor, grid: int) -> list[torch.Tensor]:
@@ -37,23 +39,42 @@ def template_vectors(embs: list[torch.Tensor], points: torch.Tensor, grid: int) 
     return out
 
 
+def cosine_maps(embs: list[torch.Tensor], vectors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Query embeddings [(B, D, h, w)] x template vectors [(L, D)] -> [(B, L, h, w)] clamped cosines,
+    each scale at its own resolution."""
+    return [torch.einsum("bdhw,ld->blhw", F.normalize(emb, dim=1), vec).clamp_(min=0) for emb, vec in zip(embs, vectors)]
+
+
+def upsampled(maps: list[torch.Tensor], size: int) -> torch.Tensor:
+    """[(B, L, h, w)] per-scale maps -> (S, B, L, size, size), bilinear."""
+    return torch.stack([F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False) for m in maps])
+
+
 def similarity_maps(embs: list[torch.Tensor], vectors: list[torch.Tensor], grid: int) -> torch.Tensor:
     """Query embeddings [(B, D, h, w)] x template vectors [(L, D)] -> (S, B, L, G, G) clamped cosines."""
-    maps = []
-    for emb, vec in zip(embs, vectors):
-        cos = torch.einsum("bdhw,ld->blhw", F.normalize(emb, dim=1), vec).clamp_(min=0)  # (B, L, h, w)
-        maps.append(F.interpolate(cos, size=(grid, grid), mode="bilinear", align_corners=False))
-    return torch.stack(maps)
+    return upsampled(cosine_maps(embs, vectors), grid)
 
 
-def best_pose(per_pose: list[torch.Tensor]) -> torch.Tensor:
-    """P x (S, B, K, G, G) maps, one per template pose -> (S, B, K, G, G): for each image the maps of
-    the pose with the highest mean log product peak over its K landmarks."""
+def pose_peaks(maps: list[torch.Tensor], grid: int) -> torch.Tensor:
+    """[(B, L, h, w)] per-scale maps of one pose -> (B, L) maxima of their product, read at
+    ``grid // POSE_SCORE_STRIDE`` (the choice needs the peaks' heights, not their exact places)."""
+    return upsampled(maps, max(grid // POSE_SCORE_STRIDE, 1)).prod(dim=0).flatten(2).amax(dim=2)
+
+
+def pose_choice(per_pose: list[list[torch.Tensor]], grid: int) -> torch.Tensor:
+    """P poses' per-scale maps [(B, L, h, w)] -> (B,) index of each image's pose: the highest mean
+    log product peak over its L landmarks."""
+    peaks = torch.stack([pose_peaks(m, grid) for m in per_pose])  # (P, B, L)
+    return peaks.clamp(min=1e-30).log().mean(dim=2).argmax(dim=0)
+
+
+def best_pose(per_pose: list[list[torch.Tensor]], grid: int) -> torch.Tensor:
+    """P poses' per-scale maps [(B, L, h, w)] -> (S, B, L, G, G): each image's maps in its
+    :func:`pose_choice` pose, upsampled to the grid (only that pose's)."""
     if len(per_pose) == 1:
-        return per_pose[0]
-    peaks = torch.stack([m.prod(dim=0).flatten(2).amax(dim=2) for m in per_pose])  # (P, B, K)
-    best = peaks.clamp(min=1e-30).log().mean(dim=2).argmax(dim=0)  # (B,)
-    return torch.stack([per_pose[p][:, b] for b, p in enumerate(best.tolist())], dim=1)
+        return upsampled(per_pose[0], grid)
+    chosen = pose_choice(per_pose, grid).tolist()
+    return torch.cat([upsampled([m[b:b + 1] for m in per_pose[p]], grid) for b, p in enumerate(chosen)], dim=1)
 
 
 def cascade_argmax(maps: torch.Tensor, subpixel: bool = False, allowed: torch.Tensor | None = None) -> torch.Tensor:

@@ -35,11 +35,11 @@ from ..data.coords import from_grid, to_grid
 from ..data.grid import GridImages, resize_to_grid
 from ..data.template_aug import affine_image_and_points, augment_template
 from ..network import CC2D, StackedModels
-from .cascade import best_pose, cascade_argmax, similarity_maps, template_vectors
+from .cascade import best_pose, cascade_argmax, cosine_maps, template_vectors
 from .explain import ImageMaps
 
 Matcher = Callable[[torch.Tensor, list | None], torch.Tensor]  # (B, 1, G, G), keys -> (S, B, K, G, G)
-PoseMatcher = Callable[[torch.Tensor, list | None], list[torch.Tensor]]  # ... -> P x (S, B, K, G, G)
+PoseMatcher = Callable[[torch.Tensor, list | None], list[list[torch.Tensor]]]  # ... -> P x S x (B, K, h, w)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -173,13 +173,14 @@ class Predictor(ABC):
     @abstractmethod
     def pose_matcher(self) -> PoseMatcher:
         """Embed the template in each of ``poses`` with the current weights; returns
-        ``maps(images, keys)`` -> P x (S, B, K, G, G), the query embedded once."""
+        ``maps(images, keys)`` -> P x S x (B, K, h, w): every pose's clamped cosines at each scale's
+        own resolution (``cascade.cosine_maps``), the query embedded once."""
 
     def matcher(self) -> Matcher:
         """Embed the template with the current weights; returns ``maps(images, keys)``: per image the
         maps of its best-matching template pose (the only pose, by default)."""
-        per_pose = self.pose_matcher()
-        return lambda images, keys: best_pose(per_pose(images, keys))
+        per_pose, grid = self.pose_matcher(), self.template.grid
+        return lambda images, keys: best_pose(per_pose(images, keys), grid)
 
     @property
     def landmark_specific(self) -> bool:
@@ -284,10 +285,7 @@ class ModelPredictor(Predictor):
         if not model.n_landmarks:
             vectors = [mean_vectors(model(images), points, grid) for images, points in views]  # P x [(K, D)]
 
-            def maps(images, keys):
-                embs = model(images, keys)
-                return [similarity_maps(embs, v, grid) for v in vectors]
-            return maps
+            return lambda images, keys: pose_cosines(model(images, keys), vectors)
         per_pose = []  # P x K x [(1, D)]
         for images, points in views:
             taps = model.taps(images)  # the backbone once; the decoder once per adapter
@@ -296,12 +294,11 @@ class ModelPredictor(Predictor):
 
         def maps(images, keys):
             taps = model.taps(images, keys)
-            out = [[] for _ in per_pose]  # P x K x (S, B, 1, G, G)
+            out = [[] for _ in per_pose]  # P x K x S x (B, 1, h, w)
             for k in range(model.n_landmarks):
-                emb = model.decoder(taps, k)
-                for p, per_k in enumerate(per_pose):
-                    out[p].append(similarity_maps(emb, per_k[k], grid))
-            return [torch.cat(maps_k, dim=2) for maps_k in out]
+                for p, maps_p in enumerate(pose_cosines(model.decoder(taps, k), [per_k[k] for per_k in per_pose])):
+                    out[p].append(maps_p)
+            return [[torch.cat(level, dim=1) for level in zip(*maps_k)] for maps_k in out]
         return maps
 
 
@@ -337,13 +334,24 @@ class ModelSetPredictor(Predictor):
             stacks.append(stack)
 
         def maps(images, keys):
-            out = [[] for _ in self.poses]  # P x K x (S, B, 1, G, G)
+            out = [[] for _ in self.poses]  # P x K x S x (B, 1, h, w)
             for stack, per_pose in zip(stacks, vectors):
                 embs = stack(images, keys)  # [(K_c, B, D, h, w)]
-                for p, vecs in enumerate(per_pose):
-                    out[p] += [similarity_maps([e[j] for e in embs], v, grid) for j, v in enumerate(vecs)]
-            return [torch.cat(maps_k, dim=2) for maps_k in out]  # P x (S, B, K, G, G)
+                for j in range(len(per_pose[0])):
+                    for p, maps_p in enumerate(pose_cosines([e[j] for e in embs], [vecs[j] for vecs in per_pose])):
+                        out[p].append(maps_p)
+            return [[torch.cat(level, dim=1) for level in zip(*maps_k)] for maps_k in out]  # P x S x (B, K, h, w)
         return maps
+
+
+def pose_cosines(embs: list[torch.Tensor], per_pose: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
+    """Query embeddings [(B, D, h, w)] x P poses' template vectors [(L, D)] -> P x S x (B, L, h, w)
+    clamped cosines: one product per scale for all poses (P small calls cost more than one)."""
+    if len(per_pose) == 1:
+        return [cosine_maps(embs, per_pose[0])]
+    n = per_pose[0][0].shape[0]
+    joint = cosine_maps(embs, [torch.cat(level) for level in zip(*per_pose)])  # S x (B, P * L, h, w)
+    return [[m[:, p * n:(p + 1) * n] for m in joint] for p in range(len(per_pose))]
 
 
 def mean_vectors(embs: list[torch.Tensor], points: torch.Tensor, grid: int) -> list[torch.Tensor]:
