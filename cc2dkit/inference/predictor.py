@@ -284,7 +284,6 @@ class ModelPredictor(Predictor):
         views = [self.template_views(pose) for pose in self.poses]  # P x ((C, 1, G, G), (C, K, 2))
         if not model.n_landmarks:
             vectors = [mean_vectors(model(images), points, grid) for images, points in views]  # P x [(K, D)]
-
             return lambda images, keys: pose_cosines(model(images, keys), vectors)
         per_pose = []  # P x K x [(1, D)]
         for images, points in views:
@@ -294,11 +293,8 @@ class ModelPredictor(Predictor):
 
         def maps(images, keys):
             taps = model.taps(images, keys)
-            out = [[] for _ in per_pose]  # P x K x S x (B, 1, h, w)
-            for k in range(model.n_landmarks):
-                for p, maps_p in enumerate(pose_cosines(model.decoder(taps, k), [per_k[k] for per_k in per_pose])):
-                    out[p].append(maps_p)
-            return [[torch.cat(level, dim=1) for level in zip(*maps_k)] for maps_k in out]
+            return join_landmarks([pose_cosines(model.decoder(taps, k), [per_k[k] for per_k in per_pose])
+                                   for k in range(model.n_landmarks)])
         return maps
 
 
@@ -334,13 +330,12 @@ class ModelSetPredictor(Predictor):
             stacks.append(stack)
 
         def maps(images, keys):
-            out = [[] for _ in self.poses]  # P x K x S x (B, 1, h, w)
+            per_landmark = []  # K x P x S x (B, 1, h, w)
             for stack, per_pose in zip(stacks, vectors):
                 embs = stack(images, keys)  # [(K_c, B, D, h, w)]
-                for j in range(len(per_pose[0])):
-                    for p, maps_p in enumerate(pose_cosines([e[j] for e in embs], [vecs[j] for vecs in per_pose])):
-                        out[p].append(maps_p)
-            return [[torch.cat(level, dim=1) for level in zip(*maps_k)] for maps_k in out]  # P x S x (B, K, h, w)
+                per_landmark += [pose_cosines([e[j] for e in embs], [vecs[j] for vecs in per_pose])
+                                 for j in range(len(per_pose[0]))]
+            return join_landmarks(per_landmark)
         return maps
 
 
@@ -352,6 +347,11 @@ def pose_cosines(embs: list[torch.Tensor], per_pose: list[list[torch.Tensor]]) -
     n = per_pose[0][0].shape[0]
     joint = cosine_maps(embs, [torch.cat(level) for level in zip(*per_pose)])  # S x (B, P * L, h, w)
     return [[m[:, p * n:(p + 1) * n] for m in joint] for p in range(len(per_pose))]
+
+
+def join_landmarks(per_landmark: list[list[list[torch.Tensor]]]) -> list[list[torch.Tensor]]:
+    """K landmarks' P x S x (B, 1, h, w) maps -> P x S x (B, K, h, w)."""
+    return [[torch.cat(level, dim=1) for level in zip(*per_k)] for per_k in zip(*per_landmark)]
 
 
 def mean_vectors(embs: list[torch.Tensor], points: torch.Tensor, grid: int) -> list[torch.Tensor]:
