@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from cc2dkit.config import BackboneConfig, NetConfig
 from cc2dkit.data.coords import from_grid
 from cc2dkit.inference import ModelPredictor, ModelSetPredictor, Template, cascade_argmax, similarity_maps
-from cc2dkit.inference.cascade import best_pose, upsampled
+from cc2dkit.inference.cascade import best_pose, top_centroid, upsampled
 from cc2dkit.network import CC2D, AdapterBlocks, check_landmark_ids
 
 from .conftest import phantom_grids, tiny_cfg
@@ -142,6 +142,41 @@ def test_subpixel_peak_of_a_gaussian_is_exact_and_stays_within_half_a_pixel():
     edge[0, 0, 0, 0, 3], edge[0, 0, 0, 0, 4] = 1.0, 0.9  # a peak on the border row: no move across it
     assert cascade_argmax(edge, subpixel=True)[0, 0, 1] == 0.0
     assert -0.5 <= float(cascade_argmax(edge, subpixel=True)[0, 0, 0]) - 3 <= 0.5
+
+
+def test_top_centroid_finds_the_middle_of_a_ridge_and_the_centre_of_a_peak():
+    ys, xs = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    peak = torch.exp(-((xs - 10.3) ** 2 + (ys - 13.6) ** 2) / 8.0)  # a clean peak off the pixel centres
+    ridge = torch.where((ys == 5) & (xs >= 4) & (xs <= 15), 0.9, 0.1)  # flat along an edge, x 4..15
+    ridge[5, 4] = 0.92  # its argmax: the ridge's first pixel
+    twins = torch.full((24, 24), 0.1)
+    twins[3, 2], twins[19, 20] = 0.8, 0.8  # two places alike: the centroid answers between them
+    maps = torch.stack([peak, ridge, twins])[None, None]  # (S=1, B=1, L=3, 24, 24)
+    assert cascade_argmax(maps)[0, 1].tolist() == [4.0, 5.0]
+    got = cascade_argmax(maps, centroid=0.5)[0]
+    torch.testing.assert_close(got[0], torch.tensor([10.3, 13.6]), atol=0.02, rtol=0)
+    assert abs(float(got[1, 0]) - 9.5) < 0.1 and float(got[1, 1]) == 5.0  # the ridge's middle, not its end
+    torch.testing.assert_close(got[2], torch.tensor([11.0, 11.0]))
+    torch.testing.assert_close(top_centroid(maps[0], 0.5)[0], got)  # one scale: the product is the map
+    allowed = torch.zeros(24, 24, dtype=torch.bool)
+    allowed[:12, :12] = True  # only the first twin may answer
+    torch.testing.assert_close(cascade_argmax(maps, allowed=allowed, centroid=0.5)[0, 2], torch.tensor([2.0, 3.0]))
+    with pytest.raises(ValueError, match="must lie in"):
+        top_centroid(maps[0], 1.0)
+
+
+def test_a_predictor_answers_with_the_top_centroid_when_configured(tiny):
+    cfg, data, model = tiny
+    plain = ModelPredictor(model, Template.from_data(data, cfg.data.template), [0, 1, 2], CPU, 4)
+    centred = plain.configured(True, 0, centroid=0.5)
+    assert plain.centroid is None and centred.centroid == 0.5 and centred.plain().centroid is None
+    with torch.no_grad():
+        expected = cascade_argmax(plain.matcher()(data.images[[1, 2]], None), centroid=0.5).double().numpy()
+    np.testing.assert_allclose(centred.predict_grid(data, [1, 2]), expected, atol=1e-3)
+    assert not np.allclose(expected, plain.predict_grid(data, [1, 2]))
+    np.testing.assert_allclose(centred.image_maps(data, 1).prediction, expected[0], atol=1e-3)
+    with pytest.raises(ValueError, match="eval.centroid"):
+        plain.configured(False, 0, centroid=1.5)
 
 
 def test_best_pose_keeps_per_image_the_pose_whose_landmarks_match_best():

@@ -303,6 +303,34 @@ def test_predict_grid_moves_matches_each_capped_predictor_and_compare_answers_it
     assert by_predictor.loc["fine", "MRE_mm"] == pytest.approx(table.loc["fine", "MRE_mm"])
 
 
+class Ridges(Fixed):
+    """A coarse stage whose maps are one flat ridge per landmark, x from ``starts`` to 6 px further,
+    highest at its start (its argmax) with its middle 3 px further."""
+
+    def __init__(self, template, starts):
+        super().__init__(template, None)
+        self.starts = np.asarray(starts, dtype=np.float64)
+
+    def pose_matcher(self):
+        maps = torch.full((1, len(self.starts), GRID, GRID), 0.05)
+        for k, (x, y) in enumerate(self.starts.astype(int)):
+            maps[0, k, y, x:x + 7] = 0.9
+            maps[0, k, y, x] = 0.91
+        return lambda images, keys: [[maps.expand(len(images), -1, -1, -1)]]
+
+
+def test_the_fine_stage_starts_from_the_coarse_top_centroid_when_configured():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    starts = [[8.0, 9.0], [20.0, 21.0], [6.0, 25.0]]
+    for centroid, shift in ((None, 0.0), (0.5, 3.0)):
+        coarse = Ridges(template, starts).configured(False, 0, centroid=centroid)
+        refined = RefinedPredictor(coarse, _intensity_network(), fine_template, SCALE, CROP, coarse_gate=True)
+        got = refined.predict_grid_moves(data, [None])[0]  # the coarse answers the windows are cut around
+        np.testing.assert_allclose(got, np.asarray(starts)[None].repeat(2, 0) + [shift, 0.0], atol=0.05)
+
+
 def test_comparison_per_landmark_means_counts_and_summary():
     errors = {"a": np.array([[1.0, 12.0], [3.0, 2.0]]), "b": np.array([[11.0, 10.0], [15.0, 2.0]])}
     table = pd.DataFrame({"MRE_mm": [4.5, 9.5]}, index=["a", "b"])

@@ -149,6 +149,9 @@ class EvalConfig(_Checked):
     # image the pose whose landmarks match best answers (cascade.best_pose); (1.0,) x (0.0,): off
     pose_scales: tuple[float, ...] = rule((1.0,), lo=0.5, hi=2.0, nonempty=True, distinct=True)
     pose_rotations_deg: tuple[float, ...] = rule((0.0,), lo=-45.0, hi=45.0, nonempty=True, distinct=True)
+    # the answer: the centroid of the cascade product above this fraction of its peak (cascade.top_centroid;
+    # the middle of a ridge, not wherever its argmax falls), instead of the argmax; None: the argmax
+    centroid: float | None = rule(None, lo=0, hi=1, lo_open=True, hi_open=True)
     radii_mm: tuple[float, ...] = rule((2.0, 2.5, 3.0, 4.0), lo=0, lo_open=True, nonempty=True, distinct=True)
     figures: int = rule(4, lo=0)  # prediction figures written by ``evaluate``
     track_every: int = rule(1, lo=0)  # methods: per-landmark test error every N epochs (0: final only)

@@ -8,6 +8,12 @@ Sub-pixel (``subpixel=True``): the argmax pixel is moved by the vertex of a para
 log-product at it and its two neighbours, per axis (a Gaussian peak fit; at most half a pixel; no
 move at the border or where the peak is flat). A grid pixel of ISBI at grid 192 is 1-1.25 mm.
 
+Top centroid (``centroid=a``, e.g. 0.5): the answer is the centroid of the product's pixels above
+``a`` x its maximum, each weighted by its excess over that level (:func:`top_centroid`), instead of
+the argmax. Where the product is flat along a ridge (a landmark on a long edge, such as the
+mandible's angle) the argmax falls anywhere on it and the centroid at its middle; where two places
+match almost equally well it answers between them; a clean peak gives its own centre.
+
 Where the gates close everywhere (every location has some scale with cosine <= 0, so the product
 is 0 over the whole map) a plain argmax would return the corner pixel (0, 0). For those
 (image, landmark) pairs only, the clamped maps are floored at ``CLOSED_GATE_FLOOR`` before
@@ -77,9 +83,11 @@ def best_pose(per_pose: list[list[torch.Tensor]], grid: int) -> torch.Tensor:
     return torch.cat([upsampled([m[b:b + 1] for m in per_pose[p]], grid) for b, p in enumerate(chosen)], dim=1)
 
 
-def cascade_argmax(maps: torch.Tensor, subpixel: bool = False, allowed: torch.Tensor | None = None) -> torch.Tensor:
+def cascade_argmax(maps: torch.Tensor, subpixel: bool = False, allowed: torch.Tensor | None = None,
+                   centroid: float | None = None) -> torch.Tensor:
     """(S, B, L, G, G) per-scale maps -> (B, L, 2) grid (x, y) of the product's maximum; with
-    ``allowed`` (a bool mask broadcasting to (B, L, G, G)), the maximum over its True pixels.
+    ``allowed`` (a bool mask broadcasting to (B, L, G, G)), the maximum over its True pixels; with
+    ``centroid``, the :func:`top_centroid` of the product at that level instead (``subpixel`` unused).
 
     Pairs whose product is 0 everywhere (allowed) use the floored product instead (see the module doc).
     """
@@ -89,12 +97,29 @@ def cascade_argmax(maps: torch.Tensor, subpixel: bool = False, allowed: torch.Te
     if closed.any():
         floored = keep(maps.clamp(min=CLOSED_GATE_FLOOR).prod(dim=0))  # (B, L, G, G)
         prod = torch.where(closed[..., None, None], floored, prod)
+    if centroid is not None:
+        return top_centroid(prod, centroid)
     g = prod.shape[-1]
     flat = prod.flatten(2).argmax(dim=2)  # (B, L)
     xy = torch.stack([flat % g, flat // g], dim=-1)  # (B, L, 2) long
     if not subpixel:
         return xy.float()
     return xy.float() + peak_offset(prod, xy)
+
+
+def top_centroid(prod: torch.Tensor, level: float) -> torch.Tensor:
+    """(B, L, H, W) non-negative maps -> (B, L, 2) (x, y): the centroid of the pixels above ``level``
+    x the map's maximum, weighted by their excess over it (0 < level < 1; the maximum alone at 1)."""
+    if not 0 < level < 1:
+        raise ValueError(f"centroid level must lie in (0, 1), got {level}")
+    h, w = prod.shape[-2:]
+    weight = (prod - level * prod.flatten(2).amax(dim=2)[..., None, None]).clamp_(min=0)  # (B, L, H, W)
+    total = weight.sum(dim=(2, 3)).clamp(min=1e-30)  # (B, L)
+    xs = torch.arange(w, dtype=prod.dtype, device=prod.device)
+    ys = torch.arange(h, dtype=prod.dtype, device=prod.device)
+    x = (weight.sum(dim=2) * xs).sum(dim=2) / total  # column sums (B, L, W) weighted by x
+    y = (weight.sum(dim=3) * ys).sum(dim=2) / total
+    return torch.stack([x, y], dim=-1)
 
 
 def peak_offset(prod: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ class ImageMaps:
     image: np.ndarray  # (G, G) the query at grid resolution
     maps: np.ndarray  # (S, K, G, G) clamped cosine maps, coarse to fine
     strides: tuple[int, ...]  # stride of each of the S scales
-    prediction: np.ndarray  # (K, 2) grid (x, y) of the argmax of the product
+    prediction: np.ndarray  # (K, 2) grid (x, y) of the predictor's answer (the product's argmax, or as configured)
     truth: np.ndarray | None  # (K, 2) grid (x, y) ground truth, if known
 
     @property

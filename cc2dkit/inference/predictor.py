@@ -8,6 +8,8 @@ maps of the widgets and the command line all go through it:
   ``(images, keys) -> (S, B, K, G, G)`` similarity maps (the per-scale clamped cosines); with
   template poses (``eval.pose_scales`` x ``eval.pose_rotations_deg``), those of each image's
   best-matching pose (:meth:`Predictor.pose_matcher` gives every pose's);
+- :meth:`Predictor.answers`: the (B, K, 2) grid points those maps answer (argmax, sub-pixel peak
+  or top centroid, as configured);
 - :meth:`Predictor.predict_batch`: (B, K, 2) grid points of a batch of grid images;
 - :meth:`Predictor.predict_grid`: (N, K, 2) grid points of a dataset (or some of its rows);
 - :meth:`Predictor.predict`: (N, L, 2) original pixels, NaN for the landmarks it does not predict;
@@ -128,7 +130,7 @@ class Predictor(ABC):
 
     def __init__(self, template: Template, landmark_indices: Sequence[int], device: torch.device, batch_size: int,
                  subpixel: bool = False, template_copies: int = 0,
-                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),)):
+                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None):
         self.template = template
         self.landmark_indices = [int(l) for l in landmark_indices]
         self.device = torch.device(device)
@@ -136,15 +138,18 @@ class Predictor(ABC):
         self.subpixel = subpixel  # sub-pixel peaks (cascade.peak_offset), else the argmax pixel
         self.template_copies = template_copies  # template vectors averaged over this many augmented copies too
         self.poses = check_poses(poses)  # (scale, degrees) of the posed templates; per image the best-matching one
+        self.centroid = check_centroid(centroid)  # answer: the product's top centroid at this level (None: argmax)
 
     def configured(self, subpixel: bool, template_copies: int,
-                   poses: Sequence[tuple[float, float]] = ((1.0, 0.0),)) -> "Predictor":
+                   poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None) -> "Predictor":
         """The same model(s) answering with these inference settings (``eval.subpixel``,
-        ``eval.template_copies``, the poses of ``eval.pose_scales`` x ``eval.pose_rotations_deg``)."""
+        ``eval.template_copies``, the poses of ``eval.pose_scales`` x ``eval.pose_rotations_deg``,
+        ``eval.centroid``)."""
         if template_copies < 0:
             raise ValueError(f"template_copies must be >= 0, got {template_copies}")
         other = copy.copy(self)
         other.subpixel, other.template_copies, other.poses = bool(subpixel), int(template_copies), check_poses(poses)
+        other.centroid = check_centroid(centroid)
         return other
 
     @property
@@ -154,7 +159,7 @@ class Predictor(ABC):
 
     def plain(self) -> "Predictor":
         """The grid argmax against the template alone (no sub-pixel peak, no template copies, one
-        pose): what Infer-PL and per-epoch tracking use while training."""
+        pose, no centroid): what Infer-PL and per-epoch tracking use while training."""
         return self.configured(False, 0)
 
     def template_views(self, pose: tuple[float, float] = (1.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -215,10 +220,15 @@ class Predictor(ABC):
             other.landmark_indices = list(range(len(template.points)))
         return other
 
+    def answers(self, maps: torch.Tensor) -> torch.Tensor:
+        """(S, B, K, G, G) similarity maps -> (B, K, 2) grid points as configured: the product's argmax
+        (sub-pixel with ``subpixel``) or its top centroid (``centroid``)."""
+        return cascade_argmax(maps, self.subpixel, centroid=self.centroid)
+
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor, keys: list | None = None) -> np.ndarray:
         """(B, 1, G, G) grid images -> (B, K, 2) grid points (``keys``: their feature-cache keys)."""
-        return cascade_argmax(self.matcher()(images.to(self.device), keys), self.subpixel).cpu().double().numpy()
+        return self.answers(self.matcher()(images.to(self.device), keys)).cpu().double().numpy()
 
     @torch.no_grad()
     def map_batches(self, data: GridImages, rows: Sequence[int], progress: bool = False, desc: str = "predict"):
@@ -235,7 +245,7 @@ class Predictor(ABC):
         rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
         out = np.zeros((len(rows), len(self.landmark_indices), 2))
         for start, chunk, maps in self.map_batches(data, rows, progress):
-            out[start:start + len(chunk)] = cascade_argmax(maps, self.subpixel).cpu().double().numpy()
+            out[start:start + len(chunk)] = self.answers(maps).cpu().double().numpy()
         return out
 
     def predict(self, data: GridImages, progress: bool = False) -> np.ndarray:
@@ -253,7 +263,7 @@ class Predictor(ABC):
             raise IndexError(f"image index {index} out of range for {len(data)} images")
         image = data.images[index]
         maps = self.matcher()(image[None].to(self.device), [data.keys[index]])  # (S, 1, K, G, G)
-        pred = cascade_argmax(maps, self.subpixel)[0].cpu().double().numpy()
+        pred = self.answers(maps)[0].cpu().double().numpy()
         truth = data.landmarks[index][self.landmark_indices] if data.labelled[index] else None
         return ImageMaps(image[0].cpu().numpy(), maps[:, 0].cpu().numpy(), tuple(self.strides), pred, truth)
 
@@ -264,8 +274,8 @@ class ModelPredictor(Predictor):
 
     def __init__(self, model: CC2D, template: Template, landmark_indices: Sequence[int], device: torch.device,
                  batch_size: int, subpixel: bool = False, template_copies: int = 0,
-                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),)):
-        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses)
+                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses, centroid)
         if model.n_landmarks and model.n_landmarks != len(self.landmark_indices):
             raise ValueError(f"a model with {model.n_landmarks} landmark adapters for "
                              f"{len(self.landmark_indices)} landmarks")
@@ -304,8 +314,9 @@ class ModelSetPredictor(Predictor):
 
     def __init__(self, models: Sequence[CC2D], template: Template, landmark_indices: Sequence[int],
                  device: torch.device, batch_size: int, stack_size: int | None = None, subpixel: bool = False,
-                 template_copies: int = 0, poses: Sequence[tuple[float, float]] = ((1.0, 0.0),)):
-        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses)
+                 template_copies: int = 0, poses: Sequence[tuple[float, float]] = ((1.0, 0.0),),
+                 centroid: float | None = None):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses, centroid)
         if len(models) != len(self.landmark_indices):
             raise ValueError(f"{len(models)} models for {len(self.landmark_indices)} landmarks")
         self.models = list(models)
@@ -369,6 +380,13 @@ def check_poses(poses: Sequence[tuple[float, float]]) -> tuple[tuple[float, floa
     if not out or len(set(out)) != len(out) or any(s <= 0 for s, _ in out):
         raise ValueError(f"template poses must be distinct (scale > 0, degrees) pairs, at least one; got {poses}")
     return out
+
+
+def check_centroid(level: float | None) -> float | None:
+    """A top-centroid level in (0, 1), or None (the argmax)."""
+    if level is not None and not 0 < level < 1:
+        raise ValueError(f"the centroid level (eval.centroid) must lie in (0, 1) or be None, got {level}")
+    return None if level is None else float(level)
 
 
 def stack_chunks(k: int, stack_size: int | None) -> list[list[int]]:

@@ -185,7 +185,7 @@ class RefinedPredictor(Predictor):
                 yield (j, coarse[j], *self.window_maps(data.dataset[i].image, coarse[j], vectors))
             return
         for start, chunk, maps in self.coarse.map_batches(data, rows, progress, "refine"):  # (S, B, K, G, G)
-            coarse = cascade_argmax(maps, self.coarse.subpixel).cpu().double().numpy()
+            coarse = self.coarse.answers(maps).cpu().double().numpy()
             for b, i in enumerate(chunk):
                 yield (start + b, coarse[b],
                        *self.window_maps(data.dataset[i].image, coarse[b], vectors, maps[:, b].prod(dim=0)))

@@ -69,9 +69,10 @@ def make_predictor(spec: MethodSpec, ctx: RunContext, models: list[CC2D]) -> Pre
     cfg = ctx.cfg
     if spec.per_landmark:
         return ModelSetPredictor(models, ctx.template, ctx.landmarks, ctx.device, cfg.eval.batch_size,
-                                 cfg.method.stack_size, cfg.eval.subpixel, cfg.eval.template_copies, cfg.eval.poses)
+                                 cfg.method.stack_size, cfg.eval.subpixel, cfg.eval.template_copies, cfg.eval.poses,
+                                 cfg.eval.centroid)
     return ModelPredictor(models[0], ctx.template, ctx.landmarks, ctx.device, cfg.eval.batch_size, cfg.eval.subpixel,
-                          cfg.eval.template_copies, cfg.eval.poses)
+                          cfg.eval.template_copies, cfg.eval.poses, cfg.eval.centroid)
 
 
 def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resume: bool = False) -> MethodResult:

@@ -199,9 +199,10 @@ def _predictor(cfg: Config, weights: list, landmarks: list[int], template: Templ
     models = [m.to(device) for m in models]
     if spec.per_landmark:
         return ModelSetPredictor(models, template, landmarks, device, cfg.eval.batch_size, cfg.method.stack_size,
-                                 cfg.eval.subpixel, cfg.eval.template_copies, cfg.eval.poses)
+                                 cfg.eval.subpixel, cfg.eval.template_copies, cfg.eval.poses,
+                                 cfg.eval.centroid)
     return ModelPredictor(models[0], template, landmarks, device, cfg.eval.batch_size, cfg.eval.subpixel,
-                          cfg.eval.template_copies, cfg.eval.poses)
+                          cfg.eval.template_copies, cfg.eval.poses, cfg.eval.centroid)
 
 
 # -- results of a split -------------------------------------------------------------------------
