@@ -319,16 +319,21 @@ class Ridges(Fixed):
         return lambda images, keys: [[maps.expand(len(images), -1, -1, -1)]]
 
 
-def test_the_fine_stage_starts_from_the_coarse_top_centroid_when_configured():
+def test_both_stages_answer_with_the_top_centroid_when_configured():
     data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
     template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
     starts = [[8.0, 9.0], [20.0, 21.0], [6.0, 25.0]]
+    flat = _intensity_network()  # a fine network without information: the gate (the coarse ridge) decides
+    flat.forward = lambda images, keys=None, landmark_ids=None: [torch.ones(len(images), 4, *images.shape[-2:])] * 5
     for centroid, shift in ((None, 0.0), (0.5, 3.0)):
         coarse = Ridges(template, starts).configured(False, 0, centroid=centroid)
-        refined = RefinedPredictor(coarse, _intensity_network(), fine_template, SCALE, CROP, coarse_gate=True)
-        got = refined.predict_grid_moves(data, [None])[0]  # the coarse answers the windows are cut around
-        np.testing.assert_allclose(got, np.asarray(starts)[None].repeat(2, 0) + [shift, 0.0], atol=0.05)
+        refined = RefinedPredictor(coarse, flat, fine_template, SCALE, CROP, coarse_gate=True)
+        assert refined.centroid == centroid
+        got = refined.predict_grid_moves(data, [None])  # [0]: the coarse answers the windows are cut around
+        expected = np.asarray(starts)[None].repeat(2, 0) + [shift, 0.0]
+        np.testing.assert_allclose(got[0], expected, atol=0.05)
+        np.testing.assert_allclose(got[None], expected, atol=0.3)  # the fine answer reads its maps the same way
 
 
 def test_comparison_per_landmark_means_counts_and_summary():

@@ -5,7 +5,8 @@ For landmark k on an image, :class:`RefinedPredictor` resizes the original image
 grid* (``scale`` x the grid), cuts a ``crop`` x ``crop`` window around the coarse answer, and
 matches it with a second network (trained by the same self-supervision on such windows, see
 ``training.CropPatchSource``) against the template's window around its landmark k: the cascade of
-the fine network's maps inside the window, its argmax (sub-pixel with ``subpixel``) is the answer.
+the fine network's maps inside the window, its argmax (sub-pixel with ``subpixel``; its top
+centroid with ``centroid``, the coarse stage's setting, as the coarse answer) is the answer.
 The fine network is one plain CC2D for every landmark and every method (the coarse predictor may
 be any :class:`~cc2dkit.inference.Predictor`).
 
@@ -60,7 +61,8 @@ class RefinedPredictor(Predictor):
 
     def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int,
                  coarse_gate: bool = False, max_move: float | None = None, whole_image: bool = False):
-        super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel)
+        super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel,
+                         centroid=coarse.centroid)
         if fine.n_landmarks:
             raise ValueError("the fine network is one plain CC2D for every landmark")
         fine_grid = scale * coarse.template.grid
@@ -164,8 +166,8 @@ class RefinedPredictor(Predictor):
             dx2 = (steps[None, None, :] - centre[:, 0, None, None]) ** 2  # (K, 1, C)
             dy2 = (steps[None, :, None] - centre[:, 1, None, None]) ** 2  # (K, C, 1)
             allowed = (dx2 + dy2 <= (self.scale * max_move) ** 2)[None].to(maps.device)  # (1, K, C, C)
-        # (S, B=1, K, C, C) -> (K, 2) in the windows
-        local = cascade_argmax(maps[:, None], self.subpixel, allowed)[0].cpu()
+        # (S, B=1, K, C, C) -> (K, 2) in the windows; a top centroid over the allowed pixels only
+        local = cascade_argmax(maps[:, None], self.subpixel, allowed, self.centroid)[0].cpu()
         fine_points = (local + origins.float()).double().numpy()
         return (fine_points + 0.5) / self.scale - 0.5
 

@@ -1,0 +1,81 @@
+"""The top centroid (``eval.centroid``) ablated on a finished run: the answer read as the cascade
+product's argmax and as its centroid above each ``--levels`` fraction of the peak.
+
+    python benchmarks/centroid_check.py runs/idle2/run --levels 0.3 0.5 0.8 --set num_threads=2
+    python benchmarks/centroid_check.py runs/small9/adapter_4 --fine-from runs/idle2/run --levels 0.5
+
+The run's coarse predictor (its ``eval.*`` as in its config, or as ``--set`` says; ``eval.centroid``
+is set here) maps every test image once; the maps are read with the argmax (sub-pixel with
+``eval.subpixel``) and with each level. With a fine stage (the run's own, or ``--fine-from``'s)
+the refined answer is also computed from each start (the fine stage's windows are cut around the
+coarse answer: one more pass per level). Prints one row per reading (MRE, SD, SDR, median, errors
+over 10 mm) and the per-landmark MRE. A sensitivity table: a level is chosen before it is run,
+not from this table.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from cc2dkit.analysis import compare_answers
+    from cc2dkit.config import apply_overrides, parse_sets
+    from cc2dkit.inference import RefinedPredictor, cascade_argmax
+    from cc2dkit.methods import run_config
+    from cc2dkit.methods.apply import load_run, with_fine_stage
+    from cc2dkit.runtime import setup
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", help="a finished run folder")
+    ap.add_argument("--levels", nargs="+", type=float, default=[0.5], help="centroid levels, each in (0, 1)")
+    ap.add_argument("--fine-from", default=None, metavar="RUN", help="refine with the fine stage this run trained")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / refine.* / num_threads")
+    args = ap.parse_args()
+    if not all(0 < level < 1 for level in args.levels):
+        sys.exit(f"--levels {' '.join(map(str, args.levels))}: each a fraction of the peak in (0, 1)")
+    cfg = apply_overrides(run_config(args.run), {**parse_sets(args.set), "eval.centroid": None})
+    device, _ = setup(cfg)
+    predictor, test = load_run(args.run, device, cfg)
+    if args.fine_from is not None:
+        try:
+            predictor = with_fine_stage(predictor, args.fine_from, device, cfg.refine)
+        except (OSError, ValueError) as e:
+            sys.exit(str(e))
+    coarse = predictor.coarse_stage
+    levels = [None, *args.levels]
+    label = {None: "argmax" + (" (sub-pixel)" if coarse.subpixel else ""), **{v: f"centroid {v:g}" for v in args.levels}}
+    t0 = time.perf_counter()
+    answers = {f"coarse, {label[v]}": np.empty((len(test), len(coarse.landmark_indices), 2)) for v in levels}
+    with torch.no_grad():
+        for start, chunk, maps in coarse.map_batches(test, list(range(len(test))), progress=True):
+            for v in levels:
+                answers[f"coarse, {label[v]}"][start:start + len(chunk)] = (
+                    cascade_argmax(maps, coarse.subpixel, centroid=v).cpu().double().numpy())
+    if isinstance(predictor, RefinedPredictor):
+        for v in levels:
+            start_from = coarse.configured(coarse.subpixel, coarse.template_copies, coarse.poses, v)
+            answers[f"refined, {label[v]}"] = predictor.variant(start_from).predict_grid(test, progress=True)
+    seconds = time.perf_counter() - t0
+    comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
+    fine = f", fine stage of {args.fine_from}" if args.fine_from else ""
+    refined = (f", refined: coarse_gate={predictor.coarse_gate}, max_move={predictor.max_move}"
+               if isinstance(predictor, RefinedPredictor) else "")
+    print(f"{args.run}: {len(test)} images, subpixel={coarse.subpixel}, template_copies={coarse.template_copies}, "
+          f"{len(coarse.poses)} pose(s){refined}{fine}, {seconds:.0f} s")
+    with pd.option_context("display.width", 220, "display.precision", 2):
+        print(comparison.table.to_string())
+        print(f"per-landmark MRE ({comparison.unit}):")
+        print(comparison.per_landmark().to_string())
+
+
+if __name__ == "__main__":
+    main()
