@@ -50,7 +50,7 @@ import pandas as pd  # noqa: E402
 BUDGETS = {  # overrides of the cpu preset, per trained model
     "small": {"train.epochs": 10, "train.steps_per_epoch": 10, "method.pl_images": 30, "eval.track_images": 10,
               "eval.track_every": 2, "train.lr_schedule": "constant", "eval.subpixel": False,
-              "eval.template_copies": 0, "refine.enabled": False},
+              "eval.template_copies": 0, "eval.centroid": None, "refine.enabled": False},
     "preset": {},
 }
 

@@ -23,7 +23,8 @@ def test_preset_protocols():
     # the best one-model recipe measured on 2 CPU cores (RESULTS.md, E1)
     assert (cpu.method.name, cpu.method.adapter_channels, cpu.method.pl_images) == ("adapter", 4, 60)
     assert (cpu.train.epochs, cpu.train.steps_per_epoch, cpu.train.lr_schedule) == (30, 20, "cosine")
-    assert cpu.eval.subpixel and cpu.eval.template_copies == 8
+    assert cpu.eval.subpixel and cpu.eval.template_copies == 8 and cpu.eval.centroid == 0.5
+    assert paper.eval.centroid is None  # the paper's argmax
     assert preset("smoke").data.source == "phantom"
     assert paper.eval.poses == ((1.0, 0.0),)  # template poses off unless asked for
     posed = preset("smoke", **{"eval.pose_scales": "0.9,1", "eval.pose_rotations_deg": "[-8, 8]"})

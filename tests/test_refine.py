@@ -17,6 +17,7 @@ from cc2dkit.inference.refine import crop_origins, cut, refinement_variants, win
 from cc2dkit.methods import load_predictor, run_method, with_fine_stage
 from cc2dkit.network import CC2D
 from cc2dkit.widgets import refinement_explorer
+from cc2dkit.widgets.refinement import PeakView
 
 from .conftest import phantom_grids, tiny_cfg
 
@@ -203,15 +204,19 @@ def test_refinement_variants_of_a_coarse_and_of_a_refined_predictor():
     template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
     coarse = Bumps(template, data.landmarks[1])
     plain = refinement_variants(coarse, copies=4)
-    assert list(plain) == ["grid argmax", "sub-pixel", "sub-pixel + 4 template copies"]
-    assert [(p.subpixel, p.template_copies) for p in plain.values()] == [(False, 0), (True, 0), (True, 4)]
-    assert list(refinement_variants(coarse, copies=0)) == ["grid argmax", "sub-pixel"]
+    assert list(plain) == ["grid argmax", "sub-pixel", "sub-pixel + 4 template copies",
+                           "sub-pixel + 4 template copies, top centroid 0.5"]
+    assert [(p.subpixel, p.template_copies, p.centroid) for p in plain.values()] == [
+        (False, 0, None), (True, 0, None), (True, 4, None), (True, 4, 0.5)]
+    assert list(refinement_variants(coarse, copies=0, centroid=0.3)) == ["grid argmax", "sub-pixel",
+                                                                        "sub-pixel, top centroid 0.3"]
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
     refined = RefinedPredictor(coarse.configured(False, 0), _intensity_network(), fine_template, SCALE, CROP)
     variants = refinement_variants(refined, copies=4)
-    assert list(variants)[3:] == ["fine stage", "fine stage, coarse gate"]
-    assert [v.coarse_gate for v in list(variants.values())[3:]] == [False, True]
+    assert list(variants)[3:] == ["fine stage", "fine stage, coarse gate", "fine stage, coarse gate, top centroid 0.5"]
+    assert [v.coarse_gate for v in list(variants.values())[3:]] == [False, True, True]
     assert all(v.coarse.subpixel and v.fine is refined.fine for v in list(variants.values())[3:])
+    assert [(v.coarse.centroid, v.centroid) for v in list(variants.values())[3:]] == [(None, None)] * 2 + [(0.5, 0.5)]
     with pytest.raises(ValueError, match="template_copies"):
         coarse.configured(True, -1)
 
@@ -243,6 +248,12 @@ def test_compare_predictors_scores_each_and_the_explorer_follows_the_picker():
     assert legend[1].startswith(f"off: mean {mm_per_grid_x:.2f}")
     with pytest.raises(IndexError):
         refinement_explorer(comparison, maps, 5)
+    many = {f"variant {j}": maps["exact"] for j in range(6)}  # more predictors than fit one row
+    view = PeakView(many, {label: off.points[1] for label in many}, comparison.landmark_names)
+    shown = [ax for ax in view.figure.axes if ax.axison and ax.images]
+    assert len(view.axes) == 6 and len(shown) == 6
+    assert {round(ax.get_position().width, 3) for ax in view.axes} == {round(view.axes[0].get_position().width, 3)}
+    assert len({round(ax.get_position().y0, 2) for ax in view.axes}) == 2  # two rows of panels
 
 
 def test_max_move_keeps_the_fine_answer_near_the_coarse_one():
@@ -279,8 +290,9 @@ def test_refinement_variants_add_the_capped_fine_stage():
                                coarse_gate=True, max_move=3)
     variants = refinement_variants(refined, copies=0)
     assert list(variants)[2:] == ["fine stage", "fine stage, coarse gate",
-                                  "fine stage, coarse gate, moves <= 3 grid px"]
-    assert [v.max_move for v in list(variants.values())[2:]] == [None, None, 3]
+                                  "fine stage, coarse gate, moves <= 3 grid px",
+                                  "fine stage, coarse gate, moves <= 3 grid px, top centroid 0.5"]
+    assert [v.max_move for v in list(variants.values())[2:]] == [None, None, 3, 3]
 
 
 def test_predict_grid_moves_matches_each_capped_predictor_and_compare_answers_its_table():

@@ -14,6 +14,8 @@ def test_small_budget_overrides_the_cpu_preset():
     cfg = run_methods.config_for("atd", [], "small")
     assert (cfg.method.name, cfg.train.epochs, cfg.train.steps_per_epoch, cfg.method.pl_images) == ("atd", 10, 10, 30)
     assert not cfg.refine.enabled and cfg.train.lr_schedule == "constant"
+    # its answer: the grid argmax against the template alone
+    assert (cfg.eval.subpixel, cfg.eval.template_copies, cfg.eval.centroid) == (False, 0, None)
 
 
 def test_preset_budget_is_the_cpu_preset_with_the_method_and_sets():

@@ -22,7 +22,7 @@ def _smoke() -> Config:
 def _cpu() -> Config:
     # The kit's best one-model recipe on 2 CPU cores (benchmarks/RESULTS.md, "The cpu preset with its
     # fine stage"): a C-Adapter C_A 4, PLs on 60 images, 30 epochs x 20 steps per stage with a cosine
-    # LR, answers with sub-pixel peaks against the template and 8 augmented copies of it, refined by a
+    # LR, answers (the product's top centroid) against the template and 8 augmented copies of it, refined by a
     # fine network at 2x the grid (50 steps per epoch on 128-pixel windows), gated by the coarse
     # product, moving an answer at most 3 grid pixels. Without the fine stage (run E1):
     # --set refine.enabled=false. Shorter (RESULTS, "The cpu preset against training minutes"; busy
@@ -30,6 +30,8 @@ def _cpu() -> Config:
     # epochs the fine stage does not help yet); 20 epochs, 58 min, 1.96 mm. Past 30 epochs nothing
     # improves (40: 1.93 mm); five runs of the preset: 1.90-1.94 mm; 48-53 min on 2 idle cores.
     # Template poses (eval.pose_*) gained 0.02 mm for 0.12 s per image (1.06 s): left out (RESULTS, ninth session).
+    # Both stages answer with the top centroid at half the peak (eval.centroid=0.5, no cost): 0.05 mm on
+    # each model measured (RESULTS, tenth session); --set eval.centroid=none gives the argmax.
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),
@@ -37,7 +39,7 @@ def _cpu() -> Config:
                                 cache_max_mb=4096),
         net=NetConfig(embed_dim=64, decoder_widths=(256, 128, 128, 64, 64)),
         train=TrainConfig(epochs=30, batch_size=8, lr=3e-4, steps_per_epoch=20, lr_schedule="cosine"),
-        eval=EvalConfig(subpixel=True, template_copies=8, track_every=3, track_images=10),
+        eval=EvalConfig(subpixel=True, template_copies=8, centroid=0.5, track_every=3, track_images=10),
         method=MethodConfig(name="adapter", adapter_channels=4, pl_images=60),
         refine=RefineConfig(enabled=True, scale=2, crop=128, steps_per_epoch=50, max_move=3.0),
         device="cpu",

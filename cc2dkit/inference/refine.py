@@ -232,12 +232,13 @@ def fine_template(template: Template, scale: int) -> torch.Tensor:
     return resize_to_grid(template.original, scale * template.grid)
 
 
-def refinement_variants(predictor: Predictor, copies: int = 8) -> dict[str, Predictor]:
+def refinement_variants(predictor: Predictor, copies: int = 8, centroid: float = 0.5) -> dict[str, Predictor]:
     """The coarse answer and each refinement of a trained predictor, by label: the grid argmax, the
     sub-pixel peak, sub-pixel + ``copies`` template copies; for a predictor with a fine stage also
     the fine stage (on the sub-pixel coarse answer) without and with the coarse gate, and gated with
-    its ``max_move`` when it has one. Template copies need the template's original image
-    (``Template.original``)."""
+    its ``max_move`` when it has one; last, the last of these with both stages answering with the
+    top ``centroid`` (``eval.centroid``) instead of the argmax. Template copies need the template's
+    original image (``Template.original``)."""
     refined = predictor if isinstance(predictor, RefinedPredictor) else None
     coarse = predictor.coarse_stage
     out = {"grid argmax": coarse.plain(), "sub-pixel": coarse.configured(True, 0)}
@@ -249,5 +250,10 @@ def refinement_variants(predictor: Predictor, copies: int = 8) -> dict[str, Pred
         if refined.max_move is not None:
             out[f"fine stage, coarse gate, moves <= {refined.max_move:g} grid px"] = refined.variant(
                 coarse.configured(True, 0), coarse_gate=True)
+    last_label, last = list(out.items())[-1]
+    start = last.coarse_stage
+    centred = start.configured(start.subpixel, start.template_copies, start.poses, centroid)
+    out[f"{last_label}, top centroid {centroid:g}"] = (last.variant(centred) if isinstance(last, RefinedPredictor)
+                                                        else centred)
     return out
 

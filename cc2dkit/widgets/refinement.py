@@ -16,6 +16,7 @@ from .picker import LandmarkPicker
 from .views import WIDTH_IN, FigureView
 
 MARKERS = ("x", "+", "^", "s", "D", "v", "*")  # one per predictor, in the order given
+PANELS_PER_ROW = 4  # more predictors wrap onto further rows: each panel stays about 2.2 inches wide
 
 
 class PeakView(FigureView):
@@ -30,8 +31,13 @@ class PeakView(FigureView):
         self.image_name, self.radius = image_name, radius
         first = next(iter(self.maps.values()))
         self.truth = first.truth
-        fig = Figure(figsize=(min(WIDTH_IN, 2.6 * len(self.maps) + 1.0), 3.6), layout="constrained")
-        self.axes = np.atleast_1d(fig.subplots(1, len(self.maps)))
+        cols = min(len(self.maps), PANELS_PER_ROW)
+        rows = -(-len(self.maps) // cols)
+        fig = Figure(figsize=(min(WIDTH_IN, 2.6 * cols + 1.0), 2.9 * rows + 0.7), layout="constrained")
+        grid = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+        for ax in grid[len(self.maps):]:  # the last row's empty places
+            ax.set_axis_off()
+        self.axes = grid[:len(self.maps)]
         self.images, self.marks, self.truth_marks = [], [], []
         for ax, (label, m) in zip(self.axes, self.maps.items()):
             self.images.append(ax.imshow(m.product[0], cmap="magma", vmin=0))
