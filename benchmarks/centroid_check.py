@@ -24,14 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> None:
     import numpy as np
-    import pandas as pd
     import torch
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference import RefinedPredictor, cascade_argmax
     from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run, with_fine_stage
+    from cc2dkit.methods.apply import load_run
     from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,12 +43,10 @@ def main() -> None:
         sys.exit(f"--levels {' '.join(map(str, args.levels))}: each a fraction of the peak in (0, 1)")
     cfg = apply_overrides(run_config(args.run), {**parse_sets(args.set), "eval.centroid": None})
     device, _ = setup(cfg)
-    predictor, test = load_run(args.run, device, cfg)
-    if args.fine_from is not None:
-        try:
-            predictor = with_fine_stage(predictor, args.fine_from, device, cfg.refine)
-        except (OSError, ValueError) as e:
-            sys.exit(str(e))
+    try:
+        predictor, test = load_run(args.run, device, cfg, fine_from=args.fine_from)
+    except (OSError, ValueError) as e:
+        sys.exit(str(e))
     coarse = predictor.coarse_stage
     levels = [None, *args.levels]
     label = {None: "argmax" + (" (sub-pixel)" if coarse.subpixel else ""), **{v: f"centroid {v:g}" for v in args.levels}}
@@ -71,10 +68,7 @@ def main() -> None:
                if isinstance(predictor, RefinedPredictor) else "")
     print(f"{args.run}: {len(test)} images, subpixel={coarse.subpixel}, template_copies={coarse.template_copies}, "
           f"{len(coarse.poses)} pose(s){refined}{fine}, {seconds:.0f} s")
-    with pd.option_context("display.width", 220, "display.precision", 2):
-        print(comparison.table.to_string())
-        print(f"per-landmark MRE ({comparison.unit}):")
-        print(comparison.per_landmark().to_string())
+    print(comparison.report())
 
 
 if __name__ == "__main__":

@@ -22,13 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main() -> None:
     import numpy as np
-    import pandas as pd
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference import RefinedPredictor
     from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run, with_fine_stage
+    from cc2dkit.methods.apply import load_run
     from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,12 +45,10 @@ def main() -> None:
         sys.exit(f"--moves {' '.join(args.moves)}: each a positive number of grid pixels or 'none'")
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     device, _ = setup(cfg)
-    predictor, test = load_run(args.run, device, cfg)
-    if args.fine_from is not None:
-        try:
-            predictor = with_fine_stage(predictor, args.fine_from, device, cfg.refine)
-        except (OSError, ValueError) as e:
-            sys.exit(str(e))
+    try:
+        predictor, test = load_run(args.run, device, cfg, fine_from=args.fine_from)
+    except (OSError, ValueError) as e:
+        sys.exit(str(e))
     if not isinstance(predictor, RefinedPredictor):
         sys.exit(f"{args.run}: its model has no fine stage (--fine-from RUN takes another run's)")
     t0 = time.perf_counter()
@@ -63,12 +60,7 @@ def main() -> None:
     moved = np.linalg.norm(answers[None] - answers[0], axis=-1) if None in answers else None
     fine = f", fine stage of {args.fine_from}" if args.fine_from else ""
     print(f"{args.run}: {len(test)} images, coarse_gate={predictor.coarse_gate}{fine}, {seconds:.0f} s")
-    with pd.option_context("display.width", 200, "display.precision", 2):
-        print(comparison.table.to_string())
-    per_landmark = comparison.per_landmark()
-    print(f"per-landmark MRE ({comparison.unit}):")
-    with pd.option_context("display.width", 200, "display.precision", 2):
-        print(per_landmark.to_string())
+    print(comparison.report())
     if moved is not None:
         q = np.percentile(moved, [50, 90, 95, 99, 100])
         print("uncapped fine stage, move from the coarse answer (grid px): median {:.2f}, 90% {:.2f}, 95% {:.2f}, "

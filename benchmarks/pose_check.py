@@ -85,10 +85,7 @@ def main() -> None:
     comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
     print(f"{args.run}: {len(test)} images, {len(poses)} poses, subpixel={coarse.subpixel}, "
           f"template_copies={coarse.template_copies}, {seconds:.0f} s")
-    with pd.option_context("display.width", 200, "display.precision", 2):
-        print(comparison.table.to_string())
-        print(f"per-landmark MRE ({comparison.unit}):")
-        print(comparison.per_landmark().to_string())
+    print(comparison.report())
     counts = pd.Series([poses[c] for c in chosen]).value_counts()
     print("poses chosen (scale, degrees) over the test images:\n" + counts.to_string())
     reference = coarse.template.points[coarse.landmark_indices]

@@ -358,6 +358,8 @@ def test_comparison_per_landmark_means_counts_and_summary():
     text = comparison.summary(over=12)  # sella has 15 in b; nasion nothing over 12
     assert "errors over 12 mm" in text and "sella" in text.split("landmark")[-1]
     assert "nasion" not in text.split("landmarks with any):")[-1]
+    report = comparison.report().splitlines()  # the table, then the per-landmark means
+    assert report[-4] == "per-landmark MRE (mm):" and report[-2].split() == ["sella", "2.0", "13.0"]
 
 
 class HalfLabelled(Dots):

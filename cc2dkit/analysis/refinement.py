@@ -30,6 +30,11 @@ class PredictorComparison:
         stat = (lambda e: e.mean(axis=0)) if over is None else (lambda e: (e > over).sum(axis=0))
         return pd.DataFrame({label: stat(e) for label, e in self.errors.items()}, index=self.landmark_names)
 
+    def report(self) -> str:
+        """The table, then the per-landmark mean errors, as text (what the benchmarks print)."""
+        with pd.option_context("display.width", 220, "display.precision", 2):
+            return f"{self.table.to_string()}\nper-landmark MRE ({self.unit}):\n{self.per_landmark().to_string()}"
+
     def summary(self, over: float = 10.0) -> str:
         """The table, then the errors over ``over`` per landmark (only landmarks with any), as text."""
         far = self.per_landmark(over)

@@ -32,16 +32,20 @@ def user_template(image: str | Path, csv: str | Path, grid: int) -> Template:
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Config | None = None,
-             progress: bool = False) -> tuple[Predictor, GridImages]:
+             progress: bool = False, fine_from: str | Path | None = None) -> tuple[Predictor, GridImages]:
     """A finished run's predictor and its test split at the model grid (``cfg``: the run's config
     with inference or path changes; None: the run's own). The predictor is matched against the
     run's template read from its data, with the template's original image, which template copies
-    and the fine stage need (model files of older versions lack it)."""
+    and the fine stage need (model files of older versions lack it); refined by the fine stage of
+    the run ``fine_from``, if given (:func:`with_fine_stage`)."""
     cfg = run_config(run_dir) if cfg is None else cfg
     predictor = load_predictor(run_dir, device, cfg)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     template = Template.from_dataset(train_set, cfg.data.template, cfg.data.grid)
-    return predictor.with_template(template), GridImages(test_set, cfg.data.grid, "test", progress)
+    predictor = predictor.with_template(template)
+    if fine_from is not None:
+        predictor = with_fine_stage(predictor, fine_from, device, cfg.refine)
+    return predictor, GridImages(test_set, cfg.data.grid, "test", progress)
 
 
 def predict_folder(run_dir: str | Path, images: str | Path, template: Template | None = None,
