@@ -28,10 +28,11 @@ def _cpu() -> Config:
     # --set refine.enabled=false. Shorter (RESULTS, "The cpu preset against training minutes"; busy
     # 1-thread minutes): --set train.epochs=10 --set refine.enabled=false, 37 min, 2.02 mm (at 10
     # epochs the fine stage does not help yet); 20 epochs, 58 min, 1.96 mm. Past 30 epochs nothing
-    # improves (40: 1.93 mm); five runs of the preset: 1.90-1.94 mm; 48-53 min on 2 idle cores.
+    # improves (40: 1.93 mm); six runs of the preset with the argmax: 1.90-1.94 mm; 48-53 min on 2 idle cores.
     # Template poses (eval.pose_*) gained 0.02 mm for 0.12 s per image (1.06 s): left out (RESULTS, ninth session).
     # Both stages answer with the top centroid at half the peak (eval.centroid=0.5, no cost): 0.05 mm on
-    # each model measured (RESULTS, tenth session); --set eval.centroid=none gives the argmax.
+    # each of three models (two preset runs: 1.88, 1.87 mm; RESULTS, tenth session); --set eval.centroid=none
+    # gives the argmax.
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),
