@@ -107,11 +107,19 @@ def cascade_argmax(maps: torch.Tensor, subpixel: bool = False, allowed: torch.Te
     return xy.float() + peak_offset(prod, xy)
 
 
+def check_centroid(level: float | None) -> float | None:
+    """A top-centroid level in (0, 1) (``eval.centroid``), or None (the argmax)."""
+    if level is not None and not 0 < level < 1:
+        raise ValueError(f"the centroid level (eval.centroid) must lie in (0, 1) or be None, got {level}")
+    return None if level is None else float(level)
+
+
 def top_centroid(prod: torch.Tensor, level: float) -> torch.Tensor:
     """(B, L, H, W) non-negative maps -> (B, L, 2) (x, y): the centroid of the pixels above ``level``
     x the map's maximum, weighted by their excess over it (0 < level < 1; the maximum alone at 1)."""
-    if not 0 < level < 1:
-        raise ValueError(f"centroid level must lie in (0, 1), got {level}")
+    level = check_centroid(level)
+    if level is None:
+        raise ValueError("top_centroid needs a level in (0, 1), got None")
     h, w = prod.shape[-2:]
     weight = (prod - level * prod.flatten(2).amax(dim=2)[..., None, None]).clamp_(min=0)  # (B, L, H, W)
     total = weight.sum(dim=(2, 3)).clamp(min=1e-30)  # (B, L)

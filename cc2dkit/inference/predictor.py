@@ -37,7 +37,7 @@ from ..data.coords import from_grid, to_grid
 from ..data.grid import GridImages, resize_to_grid
 from ..data.template_aug import affine_image_and_points, augment_template
 from ..network import CC2D, StackedModels
-from .cascade import best_pose, cascade_argmax, cosine_maps, template_vectors
+from .cascade import best_pose, cascade_argmax, check_centroid, cosine_maps, template_vectors
 from .explain import ImageMaps
 
 Matcher = Callable[[torch.Tensor, list | None], torch.Tensor]  # (B, 1, G, G), keys -> (S, B, K, G, G)
@@ -220,10 +220,11 @@ class Predictor(ABC):
             other.landmark_indices = list(range(len(template.points)))
         return other
 
-    def answers(self, maps: torch.Tensor) -> torch.Tensor:
+    def answers(self, maps: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
         """(S, B, K, G, G) similarity maps -> (B, K, 2) grid points as configured: the product's argmax
-        (sub-pixel with ``subpixel``) or its top centroid (``centroid``)."""
-        return cascade_argmax(maps, self.subpixel, centroid=self.centroid)
+        (sub-pixel with ``subpixel``) or its top centroid (``centroid``); over the True pixels of
+        ``allowed`` only, when given (``cascade.cascade_argmax``)."""
+        return cascade_argmax(maps, self.subpixel, allowed, self.centroid)
 
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor, keys: list | None = None) -> np.ndarray:
@@ -380,13 +381,6 @@ def check_poses(poses: Sequence[tuple[float, float]]) -> tuple[tuple[float, floa
     if not out or len(set(out)) != len(out) or any(s <= 0 for s, _ in out):
         raise ValueError(f"template poses must be distinct (scale > 0, degrees) pairs, at least one; got {poses}")
     return out
-
-
-def check_centroid(level: float | None) -> float | None:
-    """A top-centroid level in (0, 1), or None (the argmax)."""
-    if level is not None and not 0 < level < 1:
-        raise ValueError(f"the centroid level (eval.centroid) must lie in (0, 1) or be None, got {level}")
-    return None if level is None else float(level)
 
 
 def stack_chunks(k: int, stack_size: int | None) -> list[list[int]]:

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from ..config import RefineConfig
 from ..data.grid import GridImages, resize_to_grid
 from ..network import CC2D
-from .cascade import CLOSED_GATE_FLOOR, cascade_argmax, similarity_maps, template_vectors
+from .cascade import CLOSED_GATE_FLOOR, similarity_maps, template_vectors
 from .predictor import Matcher, PoseMatcher, Predictor, Template
 
 
@@ -167,7 +167,7 @@ class RefinedPredictor(Predictor):
             dy2 = (steps[None, :, None] - centre[:, 1, None, None]) ** 2  # (K, C, 1)
             allowed = (dx2 + dy2 <= (self.scale * max_move) ** 2)[None].to(maps.device)  # (1, K, C, C)
         # (S, B=1, K, C, C) -> (K, 2) in the windows; a top centroid over the allowed pixels only
-        local = cascade_argmax(maps[:, None], self.subpixel, allowed, self.centroid)[0].cpu()
+        local = self.answers(maps[:, None], allowed)[0].cpu()
         fine_points = (local + origins.float()).double().numpy()
         return (fine_points + 0.5) / self.scale - 0.5
 
