@@ -6,13 +6,18 @@ Each configuration runs in its own subprocess so its peak resident memory (ru_ma
     python benchmarks/bench_core.py --grids 192 --steps 3
     python benchmarks/bench_core.py --run runs/cpu       # also print that run's Test1 metrics
     python benchmarks/bench_core.py --grids 384 --set train.channels_last=on --set train.amp=bf16
+    python benchmarks/bench_core.py --grids 192 --set method.name=cc2d     # a plain CC2D, not the C-Adapter
 
 Data: ISBI 2015 when $CC2DKIT_ISBI_ROOT is set (the speed does not depend on the pixels), the
-phantom otherwise. Backbone: VGG16 (random weights: speed only). Prints a pandas table.
+phantom otherwise. Backbone: VGG16 (random weights: speed only). The network is one model of the
+config's method (the ``cpu`` preset's: the C-Adapter C_A 4, its batches' landmark ids drawn at
+random; SLA / C-ATD: one of their K plain models); inference matches all landmarks in
+``eval.amp``'s precision (``--set eval.amp=bf16``). Prints a pandas table.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -47,8 +52,8 @@ def measure_one(grid: int, cache: bool, steps: int, n_images: int, sets: list[st
     from cc2dkit.data import SubsetDataset, build_datasets
     from cc2dkit.data.grid import GridImages
     from cc2dkit.inference import ModelPredictor, Template
-    from cc2dkit.network import CC2D
-    from cc2dkit.runtime import setup
+    from cc2dkit.methods.registry import method_spec
+    from cc2dkit.runtime import setup, use_bf16
     from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
 
     cfg, n = _config(grid, cache, n_images, sets)
@@ -56,29 +61,36 @@ def measure_one(grid: int, cache: bool, steps: int, n_images: int, sets: list[st
     train, test = build_datasets(cfg.data, cfg.seed)
     train = SubsetDataset(train, train.ids[:n])
     data = GridImages(train, grid, "train", progress=False)
-    model = CC2D(cfg.net, cfg.backbone).to(device)
+    k = len(data.landmark_names)
+    model = method_spec(cfg).build_model(cfg, k).to(device)
     opt = make_optimizer(model, cfg)
     src = RandomPatchSource(data, cfg.train)
+
+    def batch():  # an adapter's samples each train one landmark's adapter
+        b = src.sample(cfg.train.batch_size, gen)
+        ids = torch.randint(0, k, (len(b.images),), generator=gen) if model.n_landmarks else None
+        return dataclasses.replace(b, landmark_ids=ids)
+
     if cache:  # warm: every image's frozen features computed once
         model.cache.features(data.keys, data.images)
-    ssl_step(model, [src.sample(cfg.train.batch_size, gen)], opt, cfg.train, device)  # warm-up step
+    ssl_step(model, [batch()], opt, cfg.train, device)  # warm-up step
     t0 = time.perf_counter()
     for _ in range(steps):
-        ssl_step(model, [src.sample(cfg.train.batch_size, gen)], opt, cfg.train, device)
+        ssl_step(model, [batch()], opt, cfg.train, device)
     train_s = time.perf_counter() - t0
     labelled = [i for i in range(len(data)) if data.labelled[i]]
     template = Template(data.images[labelled[0]], data.landmarks[labelled[0]])
-    predictor = ModelPredictor(model, template, range(len(data.landmark_names)), device, 4)
+    predictor = ModelPredictor(model, template, range(k), device, 4, bf16=use_bf16(cfg.eval.amp, device))
     predictor.predict_grid(data, [0])  # warm-up
     t0 = time.perf_counter()
     predictor.predict_grid(data, [0, 1, 2, 3])
     infer_s = (time.perf_counter() - t0) / 4
     return {
-        "grid": grid, "cache": "on" if cache else "off", "data": cfg.data.source,
+        "grid": grid, "cache": "on" if cache else "off", "data": cfg.data.source, "method": cfg.method.name,
         "landmarks": len(data.landmark_names), "train_samples_per_s": steps * cfg.train.batch_size / train_s,
         "s_per_step": train_s / steps, "infer_s_per_image_all_landmarks": infer_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(), "device": device.type, "amp": cfg.train.amp,
+        "threads": torch.get_num_threads(), "device": device.type, "amp": cfg.train.amp, "eval_amp": cfg.eval.amp,
         "channels_last": cfg.train.channels_last,
     }
 

@@ -7,8 +7,9 @@ refinements (issue 14's target: <= 1.0 s per image for 19 landmarks on 2 CPU cor
 Rows (``inference.refinement_variants``): the grid argmax against the template alone; sub-pixel
 peaks; + template copies (8 unless ``--copies``); the fine stage without and with the coarse gate
 (and its cap) when the run trained one; the last of these read with the top centroid; last, the
-run's predictor as configured (``eval.subpixel``, ``eval.template_copies`` and ``eval.centroid``
-off unless ``--set`` turns them on; ``--configured-only``: that row alone). Features are computed for every
+run's predictor as configured (``eval.subpixel``, ``eval.template_copies``, ``eval.centroid`` and
+``eval.amp`` off unless ``--set`` turns them on; with ``--set eval.amp=bf16`` every row runs its
+networks in bfloat16; ``--configured-only``: that row alone). Features are computed for every
 image (no feature cache: what a user's new image costs, the frozen VGG included). ``fixed s``: the
 template's embedding (once per predictor and template: its copies' too); ``s/image``: the rest,
 per image. Needs the run's data ($CC2DKIT_ISBI_ROOT for ISBI runs); the images are the first
@@ -44,7 +45,7 @@ def main() -> None:
     from cc2dkit.runtime import setup
 
     cfg = apply_overrides(run_config(args.run), {"backbone.cache_features": False, "eval.subpixel": False,
-                                                 "eval.template_copies": 0, "eval.centroid": None,
+                                                 "eval.template_copies": 0, "eval.centroid": None, "eval.amp": "off",
                                                  **parse_sets(args.set)})
     device, _ = setup(cfg)
     loaded, test = load_run(args.run, device, cfg)  # its template with the original image (for the copies)

@@ -1,6 +1,8 @@
-"""Seeding, device choice and thread settings, all taken from the config; per-trainee generators."""
+"""Seeding, device choice, thread settings and mixed precision, all taken from the config;
+per-trainee generators."""
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -25,6 +27,33 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} asked for, but CUDA is not available (use device=cpu or auto)")
     return dev
+
+
+AMP_MODES = ("auto", "bf16", "off")  # train.amp, eval.amp
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX (recent Xeons, AMD Zen 4 and later); elsewhere bf16 runs emulated, slower than
+    float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own (private) probes
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def use_bf16(mode: str, device: torch.device) -> bool:
+    """``train.amp`` / ``eval.amp`` on ``device``: "bf16", "off", or "auto" (bf16 where it is native)."""
+    if mode not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {mode!r}")
+    return native_bf16(device) if mode == "auto" else mode == "bf16"
+
+
+def bf16_autocast(on: bool, device: torch.device):
+    """``torch.autocast`` in bfloat16 on ``device`` when ``on``, else a context that does nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if on else contextlib.nullcontext()
 
 
 def setup(cfg: Config) -> tuple[torch.device, torch.Generator]:

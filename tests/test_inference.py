@@ -179,6 +179,28 @@ def test_a_predictor_answers_with_the_top_centroid_when_configured(tiny):
         plain.configured(False, 0, centroid=1.5)
 
 
+def test_bf16_inference_runs_the_networks_in_bf16_and_reads_float32_maps(tiny, monkeypatch):
+    cfg, data, model = tiny
+    plain = ModelPredictor(model, Template.from_data(data, cfg.data.template), [0, 1, 2], CPU, 4)
+    half = plain.configured(False, 0, bf16=True)
+    assert half.bf16 and not plain.bf16 and not half.plain().bf16  # Infer-PL and tracking stay float32
+    assert half.configured(True, 0, centroid=0.5).bf16  # other settings keep the precision
+    seen, decoder = [], model.decoder.forward
+
+    def recording(taps, ids=None):  # the dtype the decoder computes in
+        out = decoder(taps, ids)
+        seen.append(out[0].dtype)
+        return out
+
+    monkeypatch.setattr(model.decoder, "forward", recording)
+    with torch.no_grad():
+        exact, approx = plain.matcher()(data.images[[1, 2]], None), half.matcher()(data.images[[1, 2]], None)
+    assert seen == [torch.float32] * 2 + [torch.bfloat16] * 2  # template and query of each
+    assert approx.dtype == torch.float32 and approx.shape == exact.shape
+    torch.testing.assert_close(approx, exact, atol=0.05, rtol=0)  # bf16 keeps ~3 significant digits
+    assert not torch.equal(approx, exact)
+
+
 def test_best_pose_keeps_per_image_the_pose_whose_landmarks_match_best():
     low, high = torch.full((2, 2, 3, 8, 8), 0.3), torch.full((2, 2, 3, 8, 8), 0.3)  # (S, B, K, h, w)
     high[:, 0, :, 3:5, 3:5] = 0.9  # image 0: the second pose peaks higher on every landmark

@@ -348,6 +348,27 @@ def test_both_stages_answer_with_the_top_centroid_when_configured():
         np.testing.assert_allclose(got[None], expected, atol=0.3)  # the fine answer reads its maps the same way
 
 
+def test_the_fine_network_runs_in_bf16_when_the_coarse_stage_does():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    fine, seen = _intensity_network(), []
+    forward = fine.forward
+
+    def recording(images, keys=None, landmark_ids=None):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return forward(images, keys, landmark_ids)
+
+    fine.forward = recording
+    starts = np.array([[[9.0, 8.0], [22.0, 25.0], [5.0, 27.0]]] * 2)
+    for bf16, whole in ((False, False), (True, False), (True, True)):
+        seen.clear()
+        coarse = Fixed(template, starts).configured(False, 0, bf16=bf16)
+        refined = RefinedPredictor(coarse, fine, fine_template, SCALE, CROP, whole_image=whole)
+        assert refined.bf16 == bf16 and refined.predict_grid(data).shape == (2, 3, 2)
+        assert seen == [bf16] * 3  # the template's windows, then each image's
+
+
 def test_comparison_per_landmark_means_counts_and_summary():
     errors = {"a": np.array([[1.0, 12.0], [3.0, 2.0]]), "b": np.array([[11.0, 10.0], [15.0, 2.0]])}
     table = pd.DataFrame({"MRE_mm": [4.5, 9.5]}, index=["a", "b"])

@@ -94,7 +94,7 @@ class TrainConfig(_Checked):
     brightness: float = rule(0.3, lo=0, hi=1, hi_open=True)
     contrast: float = rule(0.3, lo=0, hi=1, hi_open=True)
     save_every: int = rule(1, lo=1)  # checkpoint every N epochs (and always at the end)
-    amp: str = rule("auto", choices=("auto", "bf16", "off"))  # mixed precision: "auto" = bf16 on CUDA, off on CPU
+    amp: str = rule("auto", choices=("auto", "bf16", "off"))  # the step in bf16: "auto" = on CUDA, off on a CPU
     channels_last: bool | None = None  # NHWC convolutions in the training step (None: on CUDA only)
 
 
@@ -152,6 +152,9 @@ class EvalConfig(_Checked):
     # the answer: the centroid of the cascade product above this fraction of its peak (cascade.top_centroid;
     # the middle of a ridge, not wherever its argmax falls), instead of the argmax; None: the argmax
     centroid: float | None = rule(None, lo=0, hi=1, lo_open=True, hi_open=True)
+    # the networks' forward passes at inference in bfloat16 (embeddings back in float32 before the
+    # cosines): "auto" = where the device computes bf16 natively (runtime.native_bf16), "bf16", "off"
+    amp: str = rule("off", choices=("auto", "bf16", "off"))
     radii_mm: tuple[float, ...] = rule((2.0, 2.5, 3.0, 4.0), lo=0, lo_open=True, nonempty=True, distinct=True)
     figures: int = rule(4, lo=0)  # prediction figures written by ``evaluate``
     track_every: int = rule(1, lo=0)  # methods: per-landmark test error every N epochs (0: final only)
@@ -168,7 +171,7 @@ SECTIONS = {"data": DataConfig, "backbone": BackboneConfig, "net": NetConfig, "t
 REMOVED = {"train": ("seed",)}  # fields of older config.json files, read and dropped (the top-level seed is used)
 # Fields added since config.json files were first written, with the value that reproduces such a
 # file's run when its section lacks them (a new default would change how an old run answers):
-ADDED = {"refine": {"coarse_gate": False, "whole_image": False}}
+ADDED = {"refine": {"coarse_gate": False, "whole_image": False}, "eval": {"amp": "off"}}
 
 # What may differ between a run's config and the config it is resumed / used for prediction with:
 # (backbone.weights: the file may move, its sha256 may not)

@@ -37,6 +37,7 @@ from ..data.coords import from_grid, to_grid
 from ..data.grid import GridImages, resize_to_grid
 from ..data.template_aug import affine_image_and_points, augment_template
 from ..network import CC2D, StackedModels
+from ..runtime import bf16_autocast
 from .cascade import best_pose, cascade_argmax, check_centroid, cosine_maps, template_vectors
 from .explain import ImageMaps
 
@@ -130,7 +131,8 @@ class Predictor(ABC):
 
     def __init__(self, template: Template, landmark_indices: Sequence[int], device: torch.device, batch_size: int,
                  subpixel: bool = False, template_copies: int = 0,
-                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None):
+                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
+                 bf16: bool = False):
         self.template = template
         self.landmark_indices = [int(l) for l in landmark_indices]
         self.device = torch.device(device)
@@ -139,17 +141,19 @@ class Predictor(ABC):
         self.template_copies = template_copies  # template vectors averaged over this many augmented copies too
         self.poses = check_poses(poses)  # (scale, degrees) of the posed templates; per image the best-matching one
         self.centroid = check_centroid(centroid)  # answer: the product's top centroid at this level (None: argmax)
+        self.bf16 = bool(bf16)  # the networks' forward passes in bfloat16 (``embed``), the cosines in float32
 
     def configured(self, subpixel: bool, template_copies: int,
-                   poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None) -> "Predictor":
+                   poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
+                   bf16: bool | None = None) -> "Predictor":
         """The same model(s) answering with these inference settings (``eval.subpixel``,
         ``eval.template_copies``, the poses of ``eval.pose_scales`` x ``eval.pose_rotations_deg``,
-        ``eval.centroid``)."""
+        ``eval.centroid``; ``bf16``: ``eval.amp`` resolved, None keeps this predictor's)."""
         if template_copies < 0:
             raise ValueError(f"template_copies must be >= 0, got {template_copies}")
         other = copy.copy(self)
         other.subpixel, other.template_copies, other.poses = bool(subpixel), int(template_copies), check_poses(poses)
-        other.centroid = check_centroid(centroid)
+        other.centroid, other.bf16 = check_centroid(centroid), self.bf16 if bf16 is None else bool(bf16)
         return other
 
     @property
@@ -159,8 +163,8 @@ class Predictor(ABC):
 
     def plain(self) -> "Predictor":
         """The grid argmax against the template alone (no sub-pixel peak, no template copies, one
-        pose, no centroid): what Infer-PL and per-epoch tracking use while training."""
-        return self.configured(False, 0)
+        pose, no centroid, float32): what Infer-PL and per-epoch tracking use while training."""
+        return self.configured(False, 0, bf16=False)
 
     def template_views(self, pose: tuple[float, float] = (1.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
         """The template in ``pose`` and its augmented copies: images (C, 1, G, G) and the K landmarks
@@ -169,6 +173,13 @@ class Predictor(ABC):
         views = [posed] + (posed.augmented(self.template_copies) if self.template_copies else [])
         images = torch.stack([v.image for v in views]).to(self.device)
         return images, torch.stack([v.points_of(self.landmark_indices) for v in views]).to(self.device)
+
+    def embed(self, net: Callable[..., list[torch.Tensor]], *args) -> list[torch.Tensor]:
+        """``net(*args)`` (embeddings or backbone taps), under bfloat16 autocast when ``bf16``;
+        returned in float32, so the cosines and everything after them are float32 either way."""
+        with bf16_autocast(self.bf16, self.device):
+            out = net(*args)
+        return [t.float() for t in out]
 
     @property
     @abstractmethod
@@ -275,8 +286,10 @@ class ModelPredictor(Predictor):
 
     def __init__(self, model: CC2D, template: Template, landmark_indices: Sequence[int], device: torch.device,
                  batch_size: int, subpixel: bool = False, template_copies: int = 0,
-                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None):
-        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses, centroid)
+                 poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
+                 bf16: bool = False):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses, centroid,
+                         bf16)
         if model.n_landmarks and model.n_landmarks != len(self.landmark_indices):
             raise ValueError(f"a model with {model.n_landmarks} landmark adapters for "
                              f"{len(self.landmark_indices)} landmarks")
@@ -294,17 +307,18 @@ class ModelPredictor(Predictor):
         model, grid = self.model.eval(), self.template.grid
         views = [self.template_views(pose) for pose in self.poses]  # P x ((C, 1, G, G), (C, K, 2))
         if not model.n_landmarks:
-            vectors = [mean_vectors(model(images), points, grid) for images, points in views]  # P x [(K, D)]
-            return lambda images, keys: pose_cosines(model(images, keys), vectors)
+            vectors = [mean_vectors(self.embed(model, images), points, grid)
+                       for images, points in views]  # P x [(K, D)]
+            return lambda images, keys: pose_cosines(self.embed(model, images, keys), vectors)
         per_pose = []  # P x K x [(1, D)]
         for images, points in views:
-            taps = model.taps(images)  # the backbone once; the decoder once per adapter
-            per_pose.append([mean_vectors(model.decoder(taps, k), points[:, k:k + 1], grid)
+            taps = self.embed(model.taps, images)  # the backbone once; the decoder once per adapter
+            per_pose.append([mean_vectors(self.embed(model.decoder, taps, k), points[:, k:k + 1], grid)
                              for k in range(model.n_landmarks)])
 
         def maps(images, keys):
-            taps = model.taps(images, keys)
-            return join_landmarks([pose_cosines(model.decoder(taps, k), [per_k[k] for per_k in per_pose])
+            taps = self.embed(model.taps, images, keys)
+            return join_landmarks([pose_cosines(self.embed(model.decoder, taps, k), [per_k[k] for per_k in per_pose])
                                    for k in range(model.n_landmarks)])
         return maps
 
@@ -316,8 +330,9 @@ class ModelSetPredictor(Predictor):
     def __init__(self, models: Sequence[CC2D], template: Template, landmark_indices: Sequence[int],
                  device: torch.device, batch_size: int, stack_size: int | None = None, subpixel: bool = False,
                  template_copies: int = 0, poses: Sequence[tuple[float, float]] = ((1.0, 0.0),),
-                 centroid: float | None = None):
-        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses, centroid)
+                 centroid: float | None = None, bf16: bool = False):
+        super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses, centroid,
+                         bf16)
         if len(models) != len(self.landmark_indices):
             raise ValueError(f"{len(models)} models for {len(self.landmark_indices)} landmarks")
         self.models = list(models)
@@ -335,7 +350,7 @@ class ModelSetPredictor(Predictor):
             stack = StackedModels([self.models[k] for k in chunk]).eval()
             per_pose = []
             for images, points in views:
-                embs = stack(images)  # [(K_c, C, D, h, w)]
+                embs = self.embed(stack, images)  # [(K_c, C, D, h, w)]
                 per_pose.append([mean_vectors([e[j] for e in embs], points[:, k:k + 1], grid)
                                  for j, k in enumerate(chunk)])
             vectors.append(per_pose)
@@ -344,7 +359,7 @@ class ModelSetPredictor(Predictor):
         def maps(images, keys):
             per_landmark = []  # K x P x S x (B, 1, h, w)
             for stack, per_pose in zip(stacks, vectors):
-                embs = stack(images, keys)  # [(K_c, B, D, h, w)]
+                embs = self.embed(stack, images, keys)  # [(K_c, B, D, h, w)]
                 per_landmark += [pose_cosines([e[j] for e in embs], [vecs[j] for vecs in per_pose])
                                  for j in range(len(per_pose[0]))]
             return join_landmarks(per_landmark)

@@ -62,7 +62,7 @@ class RefinedPredictor(Predictor):
     def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int,
                  coarse_gate: bool = False, max_move: float | None = None, whole_image: bool = False):
         super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel,
-                         centroid=coarse.centroid)
+                         centroid=coarse.centroid, bf16=coarse.bf16)
         if fine.n_landmarks:
             raise ValueError("the fine network is one plain CC2D for every landmark")
         fine_grid = scale * coarse.template.grid
@@ -127,10 +127,10 @@ class RefinedPredictor(Predictor):
         self.fine.eval()
         points = self.to_fine(self.template.points[self.landmark_indices])  # (K, 2)
         if self.whole_image:
-            return template_vectors(self.fine(self.template_fine[None].to(self.device)), points.to(self.device),
-                                    self.fine_grid)
+            return template_vectors(self.embed(self.fine, self.template_fine[None].to(self.device)),
+                                    points.to(self.device), self.fine_grid)
         origins = crop_origins(points, self.crop, self.fine_grid)
-        embs = self.fine(cut(self.template_fine, origins, self.crop).to(self.device))  # [(K, D, h, w)]
+        embs = self.embed(self.fine, cut(self.template_fine, origins, self.crop).to(self.device))  # [(K, D, h, w)]
         local = (points - origins.float()).to(self.device)  # each landmark inside its own window
         per_k = [template_vectors([e[k:k + 1] for e in embs], local[k:k + 1], self.crop) for k in range(len(points))]
         return [torch.cat(level) for level in zip(*per_k)]
@@ -144,11 +144,12 @@ class RefinedPredictor(Predictor):
         fine_image = resize_to_grid(image, self.fine_grid)  # (1, G_f, G_f)
         origins = crop_origins(self.to_fine(grid_points), self.crop, self.fine_grid)  # (K, 2)
         if self.whole_image:  # the fine image embedded once; each landmark's window cut from its maps
-            full = similarity_maps(self.fine(fine_image[None].to(self.device)), vectors, self.fine_grid)[:, 0]
+            full = similarity_maps(self.embed(self.fine, fine_image[None].to(self.device)), vectors,
+                                   self.fine_grid)[:, 0]
             maps = torch.stack([full[:, k, y:y + self.crop, x:x + self.crop]
                                 for k, (x, y) in enumerate(origins.tolist())], dim=1)  # (S, K, C, C)
         else:
-            embs = self.fine(cut(fine_image, origins, self.crop).to(self.device))  # [(K, D, h, w)]
+            embs = self.embed(self.fine, cut(fine_image, origins, self.crop).to(self.device))  # [(K, D, h, w)]
             maps = torch.cat([similarity_maps([e[k:k + 1] for e in embs], [v[k:k + 1] for v in vectors],
                                               self.crop)[:, 0] for k in range(len(origins))], dim=1)  # (S, K, C, C)
         if coarse_product is not None:  # one more factor of the product: (S + 1, K, C, C)
@@ -237,11 +238,11 @@ def refinement_variants(predictor: Predictor, copies: int = 8, centroid: float =
     sub-pixel peak, sub-pixel + ``copies`` template copies; for a predictor with a fine stage also
     the fine stage (on the sub-pixel coarse answer) without and with the coarse gate, and gated with
     its ``max_move`` when it has one; last, the last of these with both stages answering with the
-    top ``centroid`` (``eval.centroid``) instead of the argmax. Template copies need the template's
-    original image (``Template.original``)."""
+    top ``centroid`` (``eval.centroid``) instead of the argmax. Each in the predictor's precision
+    (``bf16``). Template copies need the template's original image (``Template.original``)."""
     refined = predictor if isinstance(predictor, RefinedPredictor) else None
     coarse = predictor.coarse_stage
-    out = {"grid argmax": coarse.plain(), "sub-pixel": coarse.configured(True, 0)}
+    out = {"grid argmax": coarse.configured(False, 0), "sub-pixel": coarse.configured(True, 0)}  # its precision
     if copies:
         out[f"sub-pixel + {copies} template copies"] = coarse.configured(True, copies)
     if refined is not None:

@@ -21,10 +21,15 @@ pseudo-labels). Methods with a ``pl`` stage re-infer the pseudo-labels after the
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from ..config import Config
+from ..inference import ModelPredictor, ModelSetPredictor, Predictor, Template
 from ..network import CC2D, AdapterBlocks, PlainBlocks
+from ..runtime import use_bf16
 
 STAGES = ("ssl", "template", "pl")
 WIDE_DEFAULT_EXTRA = 16
@@ -58,6 +63,18 @@ class MethodSpec:
         if not self.per_landmark:
             return [first]
         return [first] + [self.build_model(cfg, n_landmarks, shared=first) for _ in range(n_landmarks - 1)]
+
+    def predictor(self, cfg: Config, models: Sequence[CC2D], template: Template, landmarks: Sequence[int],
+                  device: torch.device) -> Predictor:
+        """The trained ``models`` answering for ``landmarks`` as ``cfg.eval`` says (the one place
+        a config becomes a predictor: a run's end, a run folder read back)."""
+        e = cfg.eval
+        settings = dict(subpixel=e.subpixel, template_copies=e.template_copies, poses=e.poses, centroid=e.centroid,
+                        bf16=use_bf16(e.amp, torch.device(device)))
+        if self.per_landmark:
+            return ModelSetPredictor(models, template, landmarks, device, e.batch_size, cfg.method.stack_size,
+                                     **settings)
+        return ModelPredictor(models[0], template, landmarks, device, e.batch_size, **settings)
 
 
 METHODS: dict[str, MethodSpec] = {s.name: s for s in (

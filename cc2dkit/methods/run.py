@@ -22,7 +22,7 @@ from ..backbone import recorded_weights
 from ..config import RESUME_MAY_CHANGE, Config, config_diff
 from ..data.template_aug import TemplateCopies, augment_template
 from ..data.grid import GridImages
-from ..inference import ModelPredictor, ModelSetPredictor, Predictor, RefinedPredictor, fine_template
+from ..inference import Predictor, RefinedPredictor, fine_template
 from ..network import CC2D
 from ..training import (CropPatchSource, PLPatchSource, PLState, RandomPatchSource, TemplatePatchSource,
                         make_optimizer)
@@ -65,16 +65,6 @@ def stage_sources(spec: MethodSpec, ctx: RunContext, copies: TemplateCopies | No
     return {s: [makers[s](g) for g in groups] for s in spec.stages}
 
 
-def make_predictor(spec: MethodSpec, ctx: RunContext, models: list[CC2D]) -> Predictor:
-    cfg = ctx.cfg
-    if spec.per_landmark:
-        return ModelSetPredictor(models, ctx.template, ctx.landmarks, ctx.device, cfg.eval.batch_size,
-                                 cfg.method.stack_size, cfg.eval.subpixel, cfg.eval.template_copies, cfg.eval.poses,
-                                 cfg.eval.centroid)
-    return ModelPredictor(models[0], ctx.template, ctx.landmarks, ctx.device, cfg.eval.batch_size, cfg.eval.subpixel,
-                          cfg.eval.template_copies, cfg.eval.poses, cfg.eval.centroid)
-
-
 def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resume: bool = False) -> MethodResult:
     """Train ``cfg.method.name``, evaluate on the test split, write the run folder ``out_dir`` (if given).
 
@@ -109,7 +99,8 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
         pl = PLState.random(ctx.train, ctx.unlabelled, ctx.landmarks, ctx.generator)
         pl.record(0, ctx.train)
     sources = stage_sources(spec, ctx, copies, pl)
-    final = make_predictor(spec, ctx, models)  # the eval.* settings: how the trained model answers
+    # the eval.* settings: how the trained model answers
+    final = spec.predictor(cfg, models, ctx.template, ctx.landmarks, ctx.device)
     predictor = final.plain()  # Infer-PL and tracking: the grid argmax against the template alone (cheap)
     log, start = EpochLog(ctx), 0
     batched = spec.per_landmark and batched_training(cfg, ctx.device)

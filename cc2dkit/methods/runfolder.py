@@ -31,7 +31,7 @@ from .. import __version__
 from ..config import PREDICTION_KEEPS, Config, config_diff, matches
 from ..data.folder import landmarks_frame
 from ..data.grid import GridImages
-from ..inference import ModelPredictor, ModelSetPredictor, Predictor, RefinedPredictor, Template
+from ..inference import ModelSetPredictor, Predictor, RefinedPredictor, Template
 from ..metrics import errors_long, per_landmark_table, radial_errors_mm
 from ..network import CC2D
 from ..network.legacy import upgrade_decoder_state
@@ -197,12 +197,7 @@ def _predictor(cfg: Config, weights: list, landmarks: list[int], template: Templ
         m.load_trainable_state_dict(upgrade_decoder_state(w, m.decoder, f"{where} ({LEGACY.get(where.name)})")
                                     if legacy else w)
     models = [m.to(device) for m in models]
-    if spec.per_landmark:
-        return ModelSetPredictor(models, template, landmarks, device, cfg.eval.batch_size, cfg.method.stack_size,
-                                 cfg.eval.subpixel, cfg.eval.template_copies, cfg.eval.poses,
-                                 cfg.eval.centroid)
-    return ModelPredictor(models[0], template, landmarks, device, cfg.eval.batch_size, cfg.eval.subpixel,
-                          cfg.eval.template_copies, cfg.eval.poses, cfg.eval.centroid)
+    return spec.predictor(cfg, models, template, landmarks, device)
 
 
 # -- results of a split -------------------------------------------------------------------------
