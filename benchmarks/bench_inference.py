@@ -3,6 +3,7 @@ refinements (issue 14's target: <= 1.0 s per image for 19 landmarks on 2 CPU cor
 
     python benchmarks/bench_inference.py runs/cpu --images 20
     python benchmarks/bench_inference.py runs/cpu --images 20 --set num_threads=1
+    python benchmarks/bench_inference.py runs/cpu --images 40 --configured-only --precisions off bf16 --repeat 3
 
 Rows (``inference.refinement_variants``): the grid argmax against the template alone; sub-pixel
 peaks; + template copies (8 unless ``--copies``); the fine stage without and with the coarse gate
@@ -13,7 +14,9 @@ networks in bfloat16; ``--configured-only``: that row alone). Features are compu
 image (no feature cache: what a user's new image costs, the frozen VGG included). ``fixed s``: the
 template's embedding (once per predictor and template: its copies' too); ``s/image``: the rest,
 per image. Needs the run's data ($CC2DKIT_ISBI_ROOT for ISBI runs); the images are the first
-``--images`` of its test split. Prints a pandas table.
+``--images`` of its test split. ``--precisions off bf16``: every row timed with its networks in
+float32 and in bfloat16 (``eval.amp``; the machine's noise then hits both alike); ``--repeat N``:
+every row timed N times, round-robin, the median and the range printed. Prints a pandas table.
 """
 from __future__ import annotations
 
@@ -33,8 +36,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--configured-only", action="store_true",
                         help="time only the run's predictor as configured (its eval.* / refine.* with --set)")
+    parser.add_argument("--precisions", nargs="+", choices=("off", "bf16"), default=None,
+                        help="time every row in each of these inference precisions (default: as configured)")
+    parser.add_argument("--repeat", type=int, default=1, help="timings of every row, round-robin (median shown)")
     args = parser.parse_args()
 
+    import numpy as np
     import pandas as pd
     import torch
 
@@ -52,18 +59,29 @@ def main() -> None:
     test = test.subset(list(range(args.images)))
     rows = {} if args.configured_only else refinement_variants(loaded, args.copies)
     rows["as configured"] = loaded
-    table = []
+    if args.precisions:  # each row in each precision: configured() keeps every other setting
+        rows = {f"{label} [{'bf16' if p == 'bf16' else 'float32'}]":
+                predictor.configured(predictor.subpixel, predictor.template_copies, predictor.poses,
+                                     predictor.centroid, bf16=p == "bf16")
+                for label, predictor in rows.items() for p in args.precisions}
+    times = {label: [] for label in rows}  # (fixed s, s/image) per timing
     with torch.no_grad():
-        for label, predictor in rows.items():
-            t0 = time.perf_counter()
-            predictor.matcher()
-            fixed = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            predictor.predict_grid(test)
-            total = time.perf_counter() - t0
-            table.append({"predictor": label, "landmarks": len(predictor.landmark_indices), "images": len(test),
-                          "fixed s": fixed, "s/image": max(total - fixed, 0.0) / len(test),
-                          "threads": torch.get_num_threads()})
+        for _ in range(max(args.repeat, 1)):
+            for label, predictor in rows.items():
+                t0 = time.perf_counter()
+                predictor.matcher()
+                fixed = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                predictor.predict_grid(test)
+                total = time.perf_counter() - t0
+                times[label].append((fixed, max(total - fixed, 0.0) / len(test)))
+    table = []
+    for label, predictor in rows.items():
+        fixed, per_image = np.asarray(times[label]).T
+        table.append({"predictor": label, "landmarks": len(predictor.landmark_indices), "images": len(test),
+                      "fixed s": float(np.median(fixed)), "s/image": float(np.median(per_image)),
+                      "min": float(per_image.min()), "max": float(per_image.max()), "timings": len(per_image),
+                      "threads": torch.get_num_threads()})
     print(pd.DataFrame(table).round(3).to_string(index=False))
 
 

@@ -367,6 +367,8 @@ def test_the_fine_network_runs_in_bf16_when_the_coarse_stage_does():
         refined = RefinedPredictor(coarse, fine, fine_template, SCALE, CROP, whole_image=whole)
         assert refined.bf16 == bf16 and refined.predict_grid(data).shape == (2, 3, 2)
         assert seen == [bf16] * 3  # the template's windows, then each image's
+        both = refined.configured(True, 0, centroid=0.5, bf16=not bf16)  # both stages take the settings
+        assert both.bf16 == both.coarse_stage.bf16 == (not bf16) and both.coarse_stage.centroid == both.centroid == 0.5
 
 
 def test_comparison_per_landmark_means_counts_and_summary():

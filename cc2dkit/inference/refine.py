@@ -87,6 +87,12 @@ class RefinedPredictor(Predictor):
         return RefinedPredictor(coarse or self.coarse, self.fine, self.template_fine, self.scale, self.crop,
                                 **{**kept, **changes})
 
+    def configured(self, subpixel: bool, template_copies: int,
+                   poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
+                   bf16: bool | None = None) -> "RefinedPredictor":
+        """Both stages with these settings (the fine stage reads its windows as the coarse stage its maps)."""
+        return self.variant(self.coarse.configured(subpixel, template_copies, poses, centroid, bf16))
+
     @property
     def coarse_stage(self) -> Predictor:
         return self.coarse
