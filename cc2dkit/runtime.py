@@ -34,8 +34,8 @@ AMP_MODES = ("auto", "bf16", "off")  # train.amp, eval.amp
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with
-    AVX512-BF16 or AMX (recent Xeons, AMD Zen 4 and later); elsewhere bf16 runs emulated, slower than
-    float32."""
+    AVX512-BF16 or AMX (recent Xeons, AMD Zen 4 and later). Elsewhere bf16 is emulated, which is
+    usually slower than float32 (not measured here: the development machine has AVX512-BF16)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
