@@ -116,6 +116,8 @@ def test_old_config_files_still_read():
     d["refine"] = {"enabled": True, "scale": 2, "crop": 128, "steps_per_epoch": 50}
     old = Config.from_dict(d).refine
     assert (old.enabled, old.coarse_gate, old.whole_image, old.max_move) == (True, False, False, None)
+    del d["eval"]["amp"]  # an eval section from before eval.amp: float32, as that run answered
+    assert Config.from_dict(d).eval.amp == "off" and preset("cpu").eval.amp == "auto"
     assert Config.from_dict(preset("cpu").to_dict()) == preset("cpu")  # written now: read back as written
 
 
