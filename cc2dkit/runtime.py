@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from .config import Config
+from .config import AMP_MODES, Config
 from .distributed import init_distributed
 
 
@@ -27,9 +27,6 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} asked for, but CUDA is not available (use device=cpu or auto)")
     return dev
-
-
-AMP_MODES = ("auto", "bf16", "off")  # train.amp, eval.amp
 
 
 def native_bf16(device: torch.device) -> bool:

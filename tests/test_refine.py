@@ -369,6 +369,9 @@ def test_the_fine_network_runs_in_bf16_when_the_coarse_stage_does():
         assert seen == [bf16] * 3  # the template's windows, then each image's
         both = refined.configured(True, 0, centroid=0.5, bf16=not bf16)  # both stages take the settings
         assert both.bf16 == both.coarse_stage.bf16 == (not bf16) and both.coarse_stage.centroid == both.centroid == 0.5
+    copies = RefinedPredictor(Fixed(template, starts).configured(True, 3, [(1.0, 0.0), (1.1, 0.0)]), fine,
+                              fine_template, SCALE, CROP)
+    assert (copies.template_copies, copies.poses) == (3, ((1.0, 0.0), (1.1, 0.0)))  # read off the coarse stage
 
 
 def test_comparison_per_landmark_means_counts_and_summary():

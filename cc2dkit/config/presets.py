@@ -33,7 +33,7 @@ def _cpu() -> Config:
     # Both stages answer with the top centroid at half the peak (eval.centroid=0.5, no cost): 0.05 mm on
     # each of three models (two preset runs: 1.88, 1.87 mm; RESULTS, tenth session); --set eval.centroid=none
     # gives the argmax. On a CPU with native bf16 (AVX512-BF16 / AMX) both networks run in bfloat16 at
-    # inference (eval.amp="auto"; the cosines in float32): 0.86 against 1.29 s per image, the same answers
+    # inference (eval.amp="auto"; the cosines in float32): 0.78 against 1.24 s per image, the same answers
     # (MRE within 0.01 mm on two runs; RESULTS, eleventh session); elsewhere float32. Training: float32.
     return Config(
         name="cpu",

@@ -24,6 +24,7 @@ from .rules import parse, rule, validate
 ISBI_ROOT_ENV = "CC2DKIT_ISBI_ROOT"
 WEIGHTS_ENV = "CC2DKIT_WEIGHTS"
 METHOD_NAMES = ("cc2d", "multi", "wide", "sla", "atd", "adapter")  # rows of methods/registry.py
+AMP_MODES = ("auto", "bf16", "off")  # train.amp, eval.amp (resolved on a device by runtime.use_bf16)
 
 
 class _Checked:
@@ -94,7 +95,7 @@ class TrainConfig(_Checked):
     brightness: float = rule(0.3, lo=0, hi=1, hi_open=True)
     contrast: float = rule(0.3, lo=0, hi=1, hi_open=True)
     save_every: int = rule(1, lo=1)  # checkpoint every N epochs (and always at the end)
-    amp: str = rule("auto", choices=("auto", "bf16", "off"))  # the step in bf16: "auto" = on CUDA, off on a CPU
+    amp: str = rule("auto", choices=AMP_MODES)  # the step in bf16: "auto" = on CUDA, off on a CPU
     channels_last: bool | None = None  # NHWC convolutions in the training step (None: on CUDA only)
 
 
@@ -154,7 +155,7 @@ class EvalConfig(_Checked):
     centroid: float | None = rule(None, lo=0, hi=1, lo_open=True, hi_open=True)
     # the networks' forward passes at inference in bfloat16 (embeddings back in float32 before the
     # cosines): "auto" = where the device computes bf16 natively (runtime.native_bf16), "bf16", "off"
-    amp: str = rule("off", choices=("auto", "bf16", "off"))
+    amp: str = rule("off", choices=AMP_MODES)
     radii_mm: tuple[float, ...] = rule((2.0, 2.5, 3.0, 4.0), lo=0, lo_open=True, nonempty=True, distinct=True)
     figures: int = rule(4, lo=0)  # prediction figures written by ``evaluate``
     track_every: int = rule(1, lo=0)  # methods: per-landmark test error every N epochs (0: final only)

@@ -61,8 +61,9 @@ class RefinedPredictor(Predictor):
 
     def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int,
                  coarse_gate: bool = False, max_move: float | None = None, whole_image: bool = False):
+        # the coarse stage's settings, so that reading them off either stage (configured()) gives the same
         super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel,
-                         centroid=coarse.centroid, bf16=coarse.bf16)
+                         coarse.template_copies, coarse.poses, coarse.centroid, coarse.bf16)
         if fine.n_landmarks:
             raise ValueError("the fine network is one plain CC2D for every landmark")
         fine_grid = scale * coarse.template.grid

@@ -26,10 +26,11 @@ from .loss import cc2d_loss
 from .parallel import DataParallel
 from .patches import PatchBatch
 
+
 def autocast(cfg: TrainConfig, device: torch.device):
     """The autocast context of ``cfg.amp`` on ``device``: "auto" is bf16 on CUDA and float32 on a CPU,
-    even one with native bf16 (there it sped the C-Adapter's step up by 7% only: RESULTS, eleventh
-    session; inference gains more, ``eval.amp``)."""
+    even one with native bf16 (the C-Adapter's step ran 1.5x faster there, but no preset run has
+    shown that bf16 training answers as well: RESULTS, eleventh session)."""
     on = device.type == "cuda" if cfg.amp == "auto" else use_bf16(cfg.amp, device)
     return bf16_autocast(on, device)
 
