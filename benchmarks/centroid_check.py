@@ -9,8 +9,13 @@ is set here) maps every test image once; the maps are read with the argmax (sub-
 ``eval.subpixel``) and with each level. With a fine stage (the run's own, or ``--fine-from``'s)
 the refined answer is also computed from each start (the fine stage's windows are cut around the
 coarse answer: one more pass per level). Prints one row per reading (MRE, SD, SDR, median, errors
-over 10 mm) and the per-landmark MRE. A sensitivity table: a level is chosen before it is run,
-not from this table.
+over 10 mm), the per-landmark MRE, and per landmark how many answers the fine stage moved out of
+and into the largest ``eval.radii_mm`` circle. A sensitivity table: a level is chosen before it is
+run, not from this table.
+
+``--fine-copies``: the refined rows again with the fine stage's template vectors averaged over the
+coarse stage's ``eval.template_copies`` augmented copies (``refine.template_copies``), and the
+other way round when the config already has it.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ def main() -> None:
     ap.add_argument("run", help="a finished run folder")
     ap.add_argument("--levels", nargs="+", type=float, default=[0.5], help="centroid levels, each in (0, 1)")
     ap.add_argument("--fine-from", default=None, metavar="RUN", help="refine with the fine stage this run trained")
+    ap.add_argument("--fine-copies", action="store_true", help="also refine with refine.template_copies flipped")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / refine.* / num_threads")
     args = ap.parse_args()
     if not all(0 < level < 1 for level in args.levels):
@@ -61,14 +67,24 @@ def main() -> None:
         for v in levels:
             start_from = coarse.configured(coarse.subpixel, coarse.template_copies, coarse.poses, v)
             answers[f"refined, {label[v]}"] = predictor.variant(start_from).predict_grid(test, progress=True)
+            if args.fine_copies:
+                flipped = predictor.variant(start_from, fine_copies=not predictor.fine_copies)
+                answers[f"refined, {label[v]}, fine copies {flipped.fine_copies}"] = flipped.predict_grid(test, True)
     seconds = time.perf_counter() - t0
     comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
     fine = f", fine stage of {args.fine_from}" if args.fine_from else ""
-    refined = (f", refined: coarse_gate={predictor.coarse_gate}, max_move={predictor.max_move}"
+    refined = (f", refined: coarse_gate={predictor.coarse_gate}, max_move={predictor.max_move}, "
+               f"fine_copies={predictor.fine_copies}"
                if isinstance(predictor, RefinedPredictor) else "")
     print(f"{args.run}: {len(test)} images, subpixel={coarse.subpixel}, template_copies={coarse.template_copies}, "
           f"{len(coarse.poses)} pose(s){refined}{fine}, {seconds:.0f} s")
     print(comparison.report())
+    radius = max(cfg.eval.radii_mm)
+    for after in (a for a in answers if a.startswith("refined")):
+        moved = comparison.crossings("coarse," + after.split(",")[1], after, radius)
+        print(f"{after}: answers moved out of / into the {radius:g} mm circle by the fine stage, per landmark "
+              f"(landmarks with any):\n{moved[(moved.out + moved['in']) > 0].to_string()}\n"
+              f"all: out {moved.out.sum()}, in {moved['in'].sum()}")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ BAD = {
     "method.adapter_channels": [-1], "method.batched": ["x"], "method.stack_size": [0], "method.pl_images": [0],
     "method.pl_max_move": [0, -1.0, "x"], "method.pl_agree": ["x", True],  # True without pl_max_move
     "refine.enabled": ["x"], "refine.scale": [0], "refine.crop": [100, 32], "refine.steps_per_epoch": [0], "refine.coarse_gate": ["x"],
-    "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"],
+    "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"], "refine.template_copies": ["x", 8],
     "eval.batch_size": [0], "eval.subpixel": ["x"], "eval.amp": ["fp16", ""], "eval.template_copies": [-1], "eval.radii_mm": [(), (2.0, 2.0), (-1.0,)], "eval.figures": [-1],
     "eval.track_every": [-1], "eval.track_images": [0],
     "eval.centroid": [0.0, 1.0, -0.5, "x"],
@@ -115,7 +115,8 @@ def test_old_config_files_still_read():
     # a refine section written before coarse_gate / whole_image existed answers as it did then
     d["refine"] = {"enabled": True, "scale": 2, "crop": 128, "steps_per_epoch": 50}
     old = Config.from_dict(d).refine
-    assert (old.enabled, old.coarse_gate, old.whole_image, old.max_move) == (True, False, False, None)
+    assert (old.enabled, old.coarse_gate, old.whole_image, old.max_move, old.template_copies) == (
+        True, False, False, None, False)
     del d["eval"]["amp"]  # an eval section from before eval.amp: float32, as that run answered
     assert Config.from_dict(d).eval.amp == "off" and preset("cpu").eval.amp == "auto"
     assert Config.from_dict(preset("cpu").to_dict()) == preset("cpu")  # written now: read back as written

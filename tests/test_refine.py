@@ -128,16 +128,19 @@ def test_a_run_of_single_landmark_models_trains_and_answers_with_a_fine_stage():
 
 def test_another_runs_fine_stage_refines_any_model(tmp_path):
     fine_cfg = tiny_cfg(**{"train.epochs": 1, "method.name": "multi", "refine.enabled": True, "refine.scale": 2,
-                           "refine.crop": 64, "refine.steps_per_epoch": 2, "refine.max_move": 3.0})
+                           "refine.crop": 64, "refine.steps_per_epoch": 2, "refine.max_move": 3.0,
+                           "refine.template_copies": True})
     data = phantom_grids(fine_cfg)
     donor = run_method(fine_cfg, tmp_path / "donor", data, progress=False)
     other = run_method(tiny_cfg(**{"train.epochs": 1, "method.name": "sla"}), tmp_path / "sla", data, progress=False)
     # a model with its own run's fine stage answers as that run did
     own = with_fine_stage(load_predictor(tmp_path / "donor"), tmp_path / "donor")
-    assert own.max_move == 3.0 and np.array_equal(own.predict(data[1]), donor.predictions, equal_nan=True)
+    assert own.max_move == 3.0 and own.fine_copies
+    assert np.array_equal(own.predict(data[1]), donor.predictions, equal_nan=True)
     # another method's model keeps its coarse stage and takes the donor's fine network
-    refined = with_fine_stage(other.predictor, tmp_path / "donor", refine=dataclasses.replace(fine_cfg.refine, max_move=None))
-    assert isinstance(refined.coarse, ModelSetPredictor) and refined.max_move is None
+    settings = dataclasses.replace(fine_cfg.refine, max_move=None, template_copies=False)
+    refined = with_fine_stage(other.predictor, tmp_path / "donor", refine=settings)
+    assert isinstance(refined.coarse, ModelSetPredictor) and refined.max_move is None and not refined.fine_copies
     assert refined.scale == 2 and refined.crop == 64
     for a, b in zip(refined.fine.state_dict().values(), donor.predictor.fine.state_dict().values()):
         assert torch.equal(a, b)
@@ -374,6 +377,34 @@ def test_the_fine_network_runs_in_bf16_when_the_coarse_stage_does():
     assert (copies.template_copies, copies.poses) == (3, ((1.0, 0.0), (1.1, 0.0)))  # read off the coarse stage
 
 
+def test_fine_copies_average_the_fine_vectors_over_the_coarse_stages_template_copies():
+    data = GridImages(Dots([(0, 0), (3.0, -2.0), (-2.0, 4.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    coarse = Fixed(template, data.landmarks + 0.7).configured(True, 3)
+    alone = RefinedPredictor(coarse, _intensity_network(), fine_template, SCALE, CROP)
+    copied = alone.variant(fine_copies=True)
+    assert copied.fine_copies and copied.with_template(template).fine_copies and not alone.fine_copies
+    images, points = copied.fine_views()
+    assert images.shape == (4, 1, GRID * SCALE, GRID * SCALE) and points.shape == (4, 3, 2)
+    assert torch.equal(images[0], fine_template) and alone.fine_views()[0].shape[0] == 1
+    # the copies moved as the coarse stage's copies are (the same random moves), at the fine grid
+    coarse_copies = torch.stack([c.points_of([0, 1, 2]) for c in template.augmented(3)])
+    assert torch.allclose(points[1:], copied.to_fine(coarse_copies.numpy()), atol=1e-3)
+    assert (points[1:] - points[:1]).abs().max() > 1.0  # they did move
+    for image, pts in zip(images, points):  # each copy's dots where its landmarks say
+        xy = pts.round().long()
+        assert (image[0, xy[:, 1], xy[:, 0]] > 0.8 * image.max()).all()
+    assert copied.configured(True, 0).fine_views()[0].shape[0] == 1  # no copies configured: the template alone
+    truth = data.landmarks[1:]
+    for whole in (False, True):
+        a, c = alone.variant(whole_image=whole), copied.variant(whole_image=whole)
+        va, vc = a.fine_vectors(), c.fine_vectors()
+        assert [v.shape for v in va] == [v.shape for v in vc] and not torch.allclose(va[-1], vc[-1])
+        assert torch.allclose(vc[-1].norm(dim=1), torch.ones(3))
+        assert np.abs(c.predict_grid(data, [1, 2]) - truth).max() < 0.3
+
+
 def test_comparison_per_landmark_means_counts_and_summary():
     errors = {"a": np.array([[1.0, 12.0], [3.0, 2.0]]), "b": np.array([[11.0, 10.0], [15.0, 2.0]])}
     table = pd.DataFrame({"MRE_mm": [4.5, 9.5]}, index=["a", "b"])
@@ -386,6 +417,10 @@ def test_comparison_per_landmark_means_counts_and_summary():
     assert "nasion" not in text.split("landmarks with any):")[-1]
     report = comparison.report().splitlines()  # the table, then the per-landmark means
     assert report[-4] == "per-landmark MRE (mm):" and report[-2].split() == ["sella", "2.0", "13.0"]
+    moved = comparison.crossings("a", "b", 3.0)  # 3.0 itself is inside
+    assert moved.loc["sella"].tolist() == [2, 0, -2] and moved.loc["nasion"].tolist() == [0, 0, 0]
+    assert comparison.crossings("b", "a", 10.0).loc["nasion"].tolist() == [1, 0, -1]  # 10 is in, 12 is not
+    assert comparison.crossings("b", "a", 11.0).loc["sella"].tolist() == [0, 1, 1]  # 11 was in; 15 -> 3 comes in
 
 
 class HalfLabelled(Dots):

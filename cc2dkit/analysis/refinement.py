@@ -30,6 +30,14 @@ class PredictorComparison:
         stat = (lambda e: e.mean(axis=0)) if over is None else (lambda e: (e > over).sum(axis=0))
         return pd.DataFrame({label: stat(e) for label, e in self.errors.items()}, index=self.landmark_names)
 
+    def crossings(self, before: str, after: str, radius: float) -> pd.DataFrame:
+        """Landmarks x (out, in, net): how many answers ``after`` moved out of the ``radius`` circle
+        that ``before``'s were in, and into it from outside (a step such as the fine stage moves
+        answers both ways; its SDR change is the net over all landmarks)."""
+        was, now = self.errors[before] <= radius, self.errors[after] <= radius  # (N, K)
+        out, into = (was & ~now).sum(axis=0), (~was & now).sum(axis=0)
+        return pd.DataFrame({"out": out, "in": into, "net": into - out}, index=self.landmark_names)
+
     def report(self) -> str:
         """The table, then the per-landmark mean errors, as text (what the benchmarks print)."""
         with pd.option_context("display.width", 220, "display.precision", 2):

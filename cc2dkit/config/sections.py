@@ -138,6 +138,9 @@ class RefineConfig(_Checked):
     # inference: the fine answer within max_move grid px of the coarse one (None: anywhere in the window)
     max_move: float | None = rule(None, lo=0, lo_open=True)
     whole_image: bool = True  # inference: the whole fine image embedded once, not K windows (same MRE, half the time)
+    # inference: the fine stage's template vectors averaged over the eval.template_copies augmented
+    # copies too (at the fine grid), as the coarse stage's are; False: the template alone
+    template_copies: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ SECTIONS = {"data": DataConfig, "backbone": BackboneConfig, "net": NetConfig, "t
 REMOVED = {"train": ("seed",)}  # fields of older config.json files, read and dropped (the top-level seed is used)
 # Fields added since config.json files were first written, with the value that reproduces such a
 # file's run when its section lacks them (a new default would change how an old run answers):
-ADDED = {"refine": {"coarse_gate": False, "whole_image": False}, "eval": {"amp": "off"}}
+ADDED = {"refine": {"coarse_gate": False, "whole_image": False, "template_copies": False}, "eval": {"amp": "off"}}
 
 # What may differ between a run's config and the config it is resumed / used for prediction with:
 # (backbone.weights: the file may move, its sha256 may not)

@@ -384,7 +384,12 @@ def join_landmarks(per_landmark: list[list[list[torch.Tensor]]]) -> list[list[to
 def mean_vectors(embs: list[torch.Tensor], points: torch.Tensor, grid: int) -> list[torch.Tensor]:
     """Template vectors of C views [(C, D, h, w)] at their points (C, K, 2), averaged over the views
     and made unit length again: [(K, D)] (C = 1: the template's own vectors)."""
-    per_view = [template_vectors([e[c:c + 1] for e in embs], points[c], grid) for c in range(len(points))]
+    return average_views([template_vectors([e[c:c + 1] for e in embs], points[c], grid) for c in range(len(points))])
+
+
+def average_views(per_view: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """C views' template vectors, [(K, D)] per scale each -> their mean per scale, made unit length
+    again (one view: as it is)."""
     if len(per_view) == 1:
         return per_view[0]
     return [torch.nn.functional.normalize(torch.stack(level).mean(0), dim=1) for level in zip(*per_view)]

@@ -23,6 +23,10 @@ memory grows with the fine grid's area (at 4 x 384 = 1536 pixels, use windows on
 ``max_move``: the fine answer stays within this many grid pixels of the coarse answer (a disk in
 the window; None: anywhere in it). The fine stage is for the last few millimetres: a look-alike
 further away (the other side's gonion, a neighbouring tooth) is the coarse stage's question.
+
+``fine_copies``: the fine stage's template vectors are averaged over the coarse stage's
+``template_copies`` augmented copies of the template too (made at the fine grid), as the coarse
+stage's are; otherwise the template alone gives them.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from ..config import RefineConfig
 from ..data.grid import GridImages, resize_to_grid
 from ..network import CC2D
 from .cascade import CLOSED_GATE_FLOOR, similarity_maps, template_vectors
-from .predictor import Matcher, PoseMatcher, Predictor, Template
+from .predictor import Matcher, PoseMatcher, Predictor, Template, average_views, mean_vectors
 
 
 def crop_origins(points: torch.Tensor, crop: int, size: int) -> torch.Tensor:
@@ -60,7 +64,8 @@ class RefinedPredictor(Predictor):
     """
 
     def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int,
-                 coarse_gate: bool = False, max_move: float | None = None, whole_image: bool = False):
+                 coarse_gate: bool = False, max_move: float | None = None, whole_image: bool = False,
+                 fine_copies: bool = False):
         # the coarse stage's settings, so that reading them off either stage (configured()) gives the same
         super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel,
                          coarse.template_copies, coarse.poses, coarse.centroid, coarse.bf16)
@@ -74,17 +79,19 @@ class RefinedPredictor(Predictor):
         if max_move is not None and max_move <= 0:
             raise ValueError(f"max_move={max_move}: a positive number of grid pixels, or None")
         self.scale, self.crop, self.coarse_gate, self.max_move = scale, crop, coarse_gate, max_move
-        self.whole_image = whole_image
+        self.whole_image, self.fine_copies = whole_image, fine_copies
 
     @classmethod
     def build(cls, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, rc: RefineConfig) -> "RefinedPredictor":
         """The fine stage as the config's ``refine`` section says."""
-        return cls(coarse, fine, template_fine, rc.scale, rc.crop, rc.coarse_gate, rc.max_move, rc.whole_image)
+        return cls(coarse, fine, template_fine, rc.scale, rc.crop, rc.coarse_gate, rc.max_move, rc.whole_image,
+                   rc.template_copies)
 
     def variant(self, coarse: Predictor | None = None, **changes) -> "RefinedPredictor":
         """The same fine stage on another coarse predictor and / or with other ``coarse_gate`` /
-        ``max_move`` / ``whole_image``."""
-        kept = {"coarse_gate": self.coarse_gate, "max_move": self.max_move, "whole_image": self.whole_image}
+        ``max_move`` / ``whole_image`` / ``fine_copies``."""
+        kept = {"coarse_gate": self.coarse_gate, "max_move": self.max_move, "whole_image": self.whole_image,
+                "fine_copies": self.fine_copies}
         return RefinedPredictor(coarse or self.coarse, self.fine, self.template_fine, self.scale, self.crop,
                                 **{**kept, **changes})
 
@@ -122,22 +129,39 @@ class RefinedPredictor(Predictor):
             raise ValueError("a refined predictor needs the template's original image (Template.original)")
         return RefinedPredictor(self.coarse.with_template(template), self.fine,
                                 resize_to_grid(template.original, self.fine_grid), self.scale, self.crop,
-                                self.coarse_gate, self.max_move, self.whole_image)
+                                self.coarse_gate, self.max_move, self.whole_image, self.fine_copies)
 
     def to_fine(self, grid_points: np.ndarray) -> torch.Tensor:
         """Grid points -> fine-grid points (both span the same stretched image)."""
         return torch.as_tensor((np.asarray(grid_points) + 0.5) * self.scale - 0.5, dtype=torch.float32)
 
+    def fine_views(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The template at the fine grid, and with ``fine_copies`` its ``template_copies`` augmented
+        copies there: images (C, 1, G_f, G_f) and the K landmarks (C, K, 2) in fine-grid pixels."""
+        points = self.to_fine(self.template.points[self.landmark_indices])  # (K, 2)
+        if not (self.fine_copies and self.template_copies):
+            return self.template_fine[None], points[None]
+        at_fine = Template(self.template_fine, self.to_fine(self.template.points).double().numpy(),
+                           self.template.original, self.template.names)
+        copies = at_fine.augmented(self.template_copies)  # the same random moves as the coarse stage's copies
+        return (torch.stack([self.template_fine, *(c.image for c in copies)]),
+                torch.stack([points, *(c.points_of(self.landmark_indices) for c in copies)]))
+
     @torch.no_grad()
     def fine_vectors(self) -> list[torch.Tensor]:
-        """The fine network's template vectors of the K landmarks: [(K, D)] per scale."""
+        """The fine network's template vectors of the K landmarks (averaged over ``fine_views``):
+        [(K, D)] per scale."""
         self.fine.eval()
-        points = self.to_fine(self.template.points[self.landmark_indices])  # (K, 2)
+        images, points = self.fine_views()  # (C, 1, G_f, G_f), (C, K, 2)
         if self.whole_image:
-            return template_vectors(self.embed(self.fine, self.template_fine[None].to(self.device)),
-                                    points.to(self.device), self.fine_grid)
+            return mean_vectors(self.embed(self.fine, images.to(self.device)), points.to(self.device), self.fine_grid)
+        return average_views([self.window_vectors(image, view_points) for image, view_points in zip(images, points)])
+
+    def window_vectors(self, image: torch.Tensor, points: torch.Tensor) -> list[torch.Tensor]:
+        """One template view (1, G_f, G_f) and its (K, 2) landmarks -> [(K, D)] per scale, each
+        landmark's vector read in its own window (what the network trained on)."""
         origins = crop_origins(points, self.crop, self.fine_grid)
-        embs = self.embed(self.fine, cut(self.template_fine, origins, self.crop).to(self.device))  # [(K, D, h, w)]
+        embs = self.embed(self.fine, cut(image, origins, self.crop).to(self.device))  # [(K, D, h, w)]
         local = (points - origins.float()).to(self.device)  # each landmark inside its own window
         per_k = [template_vectors([e[k:k + 1] for e in embs], local[k:k + 1], self.crop) for k in range(len(points))]
         return [torch.cat(level) for level in zip(*per_k)]

@@ -72,8 +72,8 @@ def with_fine_stage(predictor: Predictor, fine_run: str | Path, device: torch.de
     (``refine.enabled=true``). The fine network is one plain CC2D trained on image windows without
     landmarks or pseudo-labels, so one trained fine stage serves any method's model at the same grid
     (e.g. one fine network for every row of a comparison). ``refine``: the inference settings
-    (``coarse_gate``, ``max_move``, ``whole_image``; None: the fine run's); scale and crop are the
-    fine run's, since its network was trained at them. The fine template is cut from
+    (``coarse_gate``, ``max_move``, ``whole_image``, ``template_copies``; None: the fine run's);
+    scale and crop are the fine run's, since its network was trained at them. The fine template is cut from
     ``predictor``'s own template image."""
     fine_run = Path(fine_run)
     donor = load_predictor(fine_run, device)
@@ -86,7 +86,7 @@ def with_fine_stage(predictor: Predictor, fine_run: str | Path, device: torch.de
         raise ValueError("a fine stage needs the template's own image, which this model file lacks (an older "
                          "cc2dkit): give the template again (--template, or Predictor.with_template)")
     settings = {} if refine is None else {"coarse_gate": refine.coarse_gate, "max_move": refine.max_move,
-                                          "whole_image": refine.whole_image}
+                                          "whole_image": refine.whole_image, "fine_copies": refine.template_copies}
     return donor.variant(coarse=predictor.coarse_stage, **settings).with_template(predictor.template)
 
 
