@@ -69,7 +69,8 @@ def main() -> None:
             answers[f"refined, {label[v]}"] = predictor.variant(start_from).predict_grid(test, progress=True)
             if args.fine_copies:
                 flipped = predictor.variant(start_from, fine_copies=not predictor.fine_copies)
-                answers[f"refined, {label[v]}, fine copies {flipped.fine_copies}"] = flipped.predict_grid(test, True)
+                key = f"refined, {label[v]}, fine copies {flipped.fine_copies}"
+                answers[key] = flipped.predict_grid(test, progress=True)
     seconds = time.perf_counter() - t0
     comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
     fine = f", fine stage of {args.fine_from}" if args.fine_from else ""

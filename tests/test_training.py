@@ -135,6 +135,7 @@ def test_training_is_reproducible_on_cpu(smoke_cfg):
 
 
 def test_bf16_autocast_step_is_close_to_float32(smoke_cfg):
+    from cc2dkit.runtime import native_bf16
     from cc2dkit.training.step import autocast
     data = _phantom(smoke_cfg)
     batch = RandomPatchSource(data, smoke_cfg.train).sample(4, torch.Generator().manual_seed(0))
@@ -145,7 +146,11 @@ def test_bf16_autocast_step_is_close_to_float32(smoke_cfg):
         model = CC2D(cfg.net, cfg.backbone)
         (losses[amp],) = ssl_step(model, [batch], make_optimizer(model, cfg), cfg.train, torch.device("cpu"))
     assert np.isfinite(losses["bf16"]) and losses["bf16"] == pytest.approx(losses["off"], rel=0.05)
-    assert autocast(smoke_cfg.train, torch.device("cpu")).__class__.__name__ == "nullcontext"  # auto: off on CPU
+    cpu = torch.device("cpu")
+    assert autocast(smoke_cfg.train, cpu).__class__.__name__ == "nullcontext"  # smoke: "off", exact float32
+    auto = autocast(smoke_cfg.replace(**{"train.amp": "auto"}).train, cpu)  # bf16 where the CPU has it natively
+    assert (auto.__class__.__name__ == "nullcontext") != native_bf16(cpu)
+    assert preset("cpu").train.amp == "auto"
     with pytest.raises(ValueError, match="'fp8'"):
         autocast(smoke_cfg.replace(**{"train.amp": "fp8"}).train, torch.device("cpu"))
 
