@@ -30,7 +30,7 @@ from .patches import PatchBatch
 def autocast(cfg: TrainConfig, device: torch.device):
     """The autocast context of ``cfg.amp`` on ``device``: "auto" is bf16 where the device computes it
     natively (a recent GPU; a CPU with AVX512-BF16 or AMX: two `cpu` preset runs trained so answered
-    as their float32 runs, in 0.8x the epoch time; RESULTS, twelfth session), float32 elsewhere."""
+    as their float32 runs, in 0.84x the training-step minutes; RESULTS, twelfth session), float32 elsewhere."""
     return bf16_autocast(use_bf16(cfg.amp, device), device)
 
 
