@@ -63,14 +63,16 @@ def main() -> None:
             for v in levels:
                 answers[f"coarse, {label[v]}"][start:start + len(chunk)] = (
                     cascade_argmax(maps, coarse.subpixel, centroid=v).cpu().double().numpy())
+    started_from = {}  # each refined row's coarse row
     if isinstance(predictor, RefinedPredictor):
         for v in levels:
             start_from = coarse.configured(coarse.subpixel, coarse.template_copies, coarse.poses, v)
-            answers[f"refined, {label[v]}"] = predictor.variant(start_from).predict_grid(test, progress=True)
+            variants = {f"refined, {label[v]}": predictor.variant(start_from)}
             if args.fine_copies:
                 flipped = predictor.variant(start_from, fine_copies=not predictor.fine_copies)
-                key = f"refined, {label[v]}, fine copies {flipped.fine_copies}"
-                answers[key] = flipped.predict_grid(test, progress=True)
+                variants[f"refined, {label[v]}, fine copies {flipped.fine_copies}"] = flipped
+            for key, variant in variants.items():
+                answers[key], started_from[key] = variant.predict_grid(test, progress=True), f"coarse, {label[v]}"
     seconds = time.perf_counter() - t0
     comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
     fine = f", fine stage of {args.fine_from}" if args.fine_from else ""
@@ -81,8 +83,8 @@ def main() -> None:
           f"{len(coarse.poses)} pose(s){refined}{fine}, {seconds:.0f} s")
     print(comparison.report())
     radius = max(cfg.eval.radii_mm)
-    for after in (a for a in answers if a.startswith("refined")):
-        moved = comparison.crossings("coarse," + after.split(",")[1], after, radius)
+    for after, before in started_from.items():
+        moved = comparison.crossings(before, after, radius)
         print(f"{after}: answers moved out of / into the {radius:g} mm circle by the fine stage, per landmark "
               f"(landmarks with any):\n{moved[(moved.out + moved['in']) > 0].to_string()}\n"
               f"all: out {moved.out.sum()}, in {moved['in'].sum()}")

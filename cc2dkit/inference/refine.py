@@ -81,19 +81,27 @@ class RefinedPredictor(Predictor):
         self.scale, self.crop, self.coarse_gate, self.max_move = scale, crop, coarse_gate, max_move
         self.whole_image, self.fine_copies = whole_image, fine_copies
 
+    @staticmethod
+    def settings_of(rc: RefineConfig) -> dict:
+        """The ``refine`` section's inference settings as this class's keyword arguments."""
+        return {"coarse_gate": rc.coarse_gate, "max_move": rc.max_move, "whole_image": rc.whole_image,
+                "fine_copies": rc.template_copies}
+
     @classmethod
     def build(cls, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, rc: RefineConfig) -> "RefinedPredictor":
         """The fine stage as the config's ``refine`` section says."""
-        return cls(coarse, fine, template_fine, rc.scale, rc.crop, rc.coarse_gate, rc.max_move, rc.whole_image,
-                   rc.template_copies)
+        return cls(coarse, fine, template_fine, rc.scale, rc.crop, **cls.settings_of(rc))
+
+    @property
+    def settings(self) -> dict:
+        """This fine stage's inference settings (``settings_of``'s keys)."""
+        return {"coarse_gate": self.coarse_gate, "max_move": self.max_move, "whole_image": self.whole_image,
+                "fine_copies": self.fine_copies}
 
     def variant(self, coarse: Predictor | None = None, **changes) -> "RefinedPredictor":
-        """The same fine stage on another coarse predictor and / or with other ``coarse_gate`` /
-        ``max_move`` / ``whole_image`` / ``fine_copies``."""
-        kept = {"coarse_gate": self.coarse_gate, "max_move": self.max_move, "whole_image": self.whole_image,
-                "fine_copies": self.fine_copies}
+        """The same fine stage on another coarse predictor and / or with other ``settings``."""
         return RefinedPredictor(coarse or self.coarse, self.fine, self.template_fine, self.scale, self.crop,
-                                **{**kept, **changes})
+                                **{**self.settings, **changes})
 
     def configured(self, subpixel: bool, template_copies: int,
                    poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
@@ -129,7 +137,7 @@ class RefinedPredictor(Predictor):
             raise ValueError("a refined predictor needs the template's original image (Template.original)")
         return RefinedPredictor(self.coarse.with_template(template), self.fine,
                                 resize_to_grid(template.original, self.fine_grid), self.scale, self.crop,
-                                self.coarse_gate, self.max_move, self.whole_image, self.fine_copies)
+                                **self.settings)
 
     def to_fine(self, grid_points: np.ndarray) -> torch.Tensor:
         """Grid points -> fine-grid points (both span the same stretched image)."""

@@ -85,8 +85,7 @@ def with_fine_stage(predictor: Predictor, fine_run: str | Path, device: torch.de
     if predictor.template.original is None:
         raise ValueError("a fine stage needs the template's own image, which this model file lacks (an older "
                          "cc2dkit): give the template again (--template, or Predictor.with_template)")
-    settings = {} if refine is None else {"coarse_gate": refine.coarse_gate, "max_move": refine.max_move,
-                                          "whole_image": refine.whole_image, "fine_copies": refine.template_copies}
+    settings = {} if refine is None else RefinedPredictor.settings_of(refine)
     return donor.variant(coarse=predictor.coarse_stage, **settings).with_template(predictor.template)
 
 
