@@ -195,3 +195,23 @@ def test_pl_agree_waives_the_cap_only_for_answers_that_agree(cfg, data):
         np.testing.assert_array_equal(h["pls"][agreed], h["answers"][agreed])  # and is waived where it agreed
         released += int((agreed & (moved > 1.0)).sum())
     assert released > 0  # some PL followed two agreeing answers further than the cap would let it
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_infer_pl_runs_in_the_training_steps_precision(cfg, data, monkeypatch, amp):
+    """Infer-PL and tracking are part of training: their network passes follow ``train.amp``, while
+    the trained model's own answers keep ``eval.amp``."""
+    import cc2dkit.methods.run as run_module
+    seen, real = [], run_module.run_epochs
+
+    def recording(ctx, stages, trainees, predictor, *rest):
+        seen.append(predictor)
+        return real(ctx, stages, trainees, predictor, *rest)
+
+    monkeypatch.setattr(run_module, "run_epochs", recording)
+    c = cfg.replace(**{"train.epochs": 1, "train.steps_per_epoch": 1, "method.name": "multi",
+                       "train.amp": amp, "eval.amp": "off"})
+    run_method(c, None, data, progress=False)
+    (predictor,) = seen
+    assert predictor.bf16 == (amp == "bf16")
+    assert (predictor.subpixel, predictor.template_copies, predictor.centroid) == (False, 0, None)

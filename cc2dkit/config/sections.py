@@ -95,7 +95,7 @@ class TrainConfig(_Checked):
     brightness: float = rule(0.3, lo=0, hi=1, hi_open=True)
     contrast: float = rule(0.3, lo=0, hi=1, hi_open=True)
     save_every: int = rule(1, lo=1)  # checkpoint every N epochs (and always at the end)
-    amp: str = rule("auto", choices=AMP_MODES)  # the step in bf16: "auto" = where the device computes it natively
+    amp: str = rule("auto", choices=AMP_MODES)  # step, Infer-PL, tracking in bf16; "auto": where native
     channels_last: bool | None = None  # NHWC convolutions in the training step (None: on CUDA only)
 
 

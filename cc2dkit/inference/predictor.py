@@ -161,10 +161,11 @@ class Predictor(ABC):
         """The predictor at the model grid: itself, or a refined predictor's coarse stage."""
         return self
 
-    def plain(self) -> "Predictor":
+    def plain(self, bf16: bool = False) -> "Predictor":
         """The grid argmax against the template alone (no sub-pixel peak, no template copies, one
-        pose, no centroid, float32): what Infer-PL and per-epoch tracking use while training."""
-        return self.configured(False, 0, bf16=False)
+        pose, no centroid), its networks in bfloat16 when ``bf16``: what Infer-PL and per-epoch
+        tracking use while training (``bf16``: ``train.amp`` resolved, as the training step)."""
+        return self.configured(False, 0, bf16=bf16)
 
     def template_views(self, pose: tuple[float, float] = (1.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
         """The template in ``pose`` and its augmented copies: images (C, 1, G, G) and the K landmarks

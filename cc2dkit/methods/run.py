@@ -27,6 +27,7 @@ from ..network import CC2D
 from ..training import (CropPatchSource, PLPatchSource, PLState, RandomPatchSource, TemplatePatchSource,
                         make_optimizer)
 from ..distributed import env_dist
+from ..runtime import use_bf16
 from .checkpoint import load_checkpoint, restore, restore_trainees, save_checkpoint
 from .context import EpochLog, RunContext, predict_rows, prepare_context
 from .loop import Trainee, distribute, layout, make_trainees, run_epochs, trainee_states, training_groups
@@ -101,7 +102,8 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     sources = stage_sources(spec, ctx, copies, pl)
     # the eval.* settings: how the trained model answers
     final = spec.predictor(cfg, models, ctx.template, ctx.landmarks, ctx.device)
-    predictor = final.plain()  # Infer-PL and tracking: the grid argmax against the template alone (cheap)
+    # Infer-PL and tracking: the grid argmax against the template alone (cheap), in the training step's precision
+    predictor = final.plain(bf16=use_bf16(cfg.train.amp, ctx.device))
     log, start = EpochLog(ctx), 0
     batched = spec.per_landmark and batched_training(cfg, ctx.device)
     groups = training_groups(ctx, spec.per_landmark, batched)
