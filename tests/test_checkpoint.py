@@ -69,3 +69,33 @@ def test_a_save_killed_mid_write_leaves_nothing_behind_after_the_next(tmp_path):
     (tmp_path / "checkpoint.pt.tmp").write_bytes(b"")  # what a kill during torch.save leaves
     save_atomic({"format": CHECKPOINT_FORMAT}, tmp_path / "checkpoint.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_a_resume_keeps_the_precision_the_run_trained_in(tmp_path):
+    """train.amp may change on resume only in spelling: "auto" resolves by device, and a run moved to
+    another machine (or saved before "auto" meant bf16 on a CPU) must not switch precision silently."""
+    from cc2dkit.runtime import native_bf16
+    cfg = tiny_cfg(**{"train.epochs": 1, "train.steps_per_epoch": 1, "train.amp": "off"})
+    data = phantom_grids(cfg)
+    run_method(cfg, tmp_path, data, progress=False)
+    assert load_checkpoint(tmp_path)["train_bf16"] is False
+    longer = cfg.replace(**{"train.epochs": 2})
+    with pytest.raises(ValueError, match="cannot resume .*trained in float32.*--set train.amp=off"):
+        run_method(longer.replace(**{"train.amp": "bf16"}), tmp_path, data, progress=False, resume=True)
+    auto = longer.replace(**{"train.amp": "auto"})
+    native = native_bf16(torch.device("cpu"))
+    if native:  # this CPU resolves "auto" to bf16: refused
+        with pytest.raises(ValueError, match="train.amp='auto' means bfloat16 on cpu"):
+            run_method(auto, tmp_path, data, progress=False, resume=True)
+    # a checkpoint saved before the record, when "auto" meant float32 on a CPU: "auto" is ambiguous,
+    # an explicit choice is taken
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    del state["train_bf16"]
+    state["config"]["train"]["amp"] = "auto"
+    save_atomic(state, tmp_path / CHECKPOINT)
+    if native:
+        with pytest.raises(ValueError, match="does not record the precision.*now means bfloat16 on cpu"):
+            run_method(auto, tmp_path, data, progress=False, resume=True)
+    resumed = run_method(longer, tmp_path, data, progress=False, resume=True)  # explicit "off"
+    assert list(resumed.metrics["epoch"].unique()) == [1, 2]
+    assert load_checkpoint(tmp_path)["train_bf16"] is False

@@ -179,8 +179,9 @@ ADDED = {"refine": {"coarse_gate": False, "whole_image": False, "template_copies
 
 # What may differ between a run's config and the config it is resumed / used for prediction with:
 # (backbone.weights: the file may move, its sha256 may not)
-RESUME_MAY_CHANGE = ("name", "train.epochs", "train.save_every", "eval.*", "refine.coarse_gate", "refine.max_move",
-                     "refine.whole_image", "num_threads", "device", "backbone.weights", "backbone.cache_*")
+RESUME_MAY_CHANGE = ("name", "train.epochs", "train.save_every", "train.amp", "eval.*", "refine.coarse_gate",
+                     "refine.max_move", "refine.whole_image", "num_threads", "device", "backbone.weights",
+                     "backbone.cache_*")  # train.amp: only as spelled, the precision may not (run.check_precision)
 PREDICTION_KEEPS = ("data.grid", "backbone.arch", "backbone.weights_sha256", "net.*", "method.name",
                     "method.landmarks", "method.adapter_channels", "refine.enabled", "refine.scale", "refine.crop")
 

@@ -1,8 +1,9 @@
 """Resumable runs: everything an interrupted run needs, saved after every ``train.save_every`` epochs.
 
 ``checkpoint.pt`` holds the config it was trained with, the epoch, the trainable weights of every model, the optimizers, the
-run's generator state and each trainee's, the pseudo-labels with their history, the per-epoch log rows and the
-*layout* (how models are grouped for training: one model, K models one by one, or stacks). A run
+run's generator state and each trainee's, the pseudo-labels with their history, the per-epoch log rows, the
+*layout* (how models are grouped for training: one model, K models one by one, or stacks) and the
+precision it trained in (``train.amp`` resolved on its device: "auto" depends on the machine). A run
 resumed from it continues at the next epoch; with the same config it ends with the same numbers
 as an uninterrupted run (everything random is drawn from the saved generator; augmented templates
 are regenerated from the seed before the restore).
@@ -18,8 +19,9 @@ from .runfolder import CHECKPOINT, CHECKPOINT_FORMAT, LEGACY, load_saved, save_a
 
 
 def save_checkpoint(out: Path, cfg: Config, epoch: int, models: list, optimizers: list, generators: list,
-                    generator: torch.Generator, pl_state, log_rows: list[dict], layout: str) -> Path:
-    """``optimizers`` / ``generators``: the state dicts / states of the trainees (in their order)."""
+                    generator: torch.Generator, pl_state, log_rows: list[dict], layout: str, bf16: bool) -> Path:
+    """``optimizers`` / ``generators``: the state dicts / states of the trainees (in their order);
+    ``bf16``: whether the run trains in bfloat16 (``train.amp`` resolved)."""
     state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch,
              "models": [m.trainable_state_dict() for m in models],
              "optimizers": list(optimizers),
@@ -27,7 +29,7 @@ def save_checkpoint(out: Path, cfg: Config, epoch: int, models: list, optimizers
              "generator": generator.get_state(),
              "pls": None if pl_state is None else pl_state.pls,
              "pl_history": None if pl_state is None else pl_state.history,
-             "log": log_rows, "layout": layout}
+             "log": log_rows, "layout": layout, "train_bf16": bool(bf16)}
     return save_atomic(state, out / CHECKPOINT)
 
 

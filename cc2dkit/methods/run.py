@@ -27,7 +27,7 @@ from ..network import CC2D
 from ..training import (CropPatchSource, PLPatchSource, PLState, RandomPatchSource, TemplatePatchSource,
                         make_optimizer)
 from ..distributed import env_dist
-from ..runtime import use_bf16
+from ..runtime import resolve_device, use_bf16
 from .checkpoint import load_checkpoint, restore, restore_trainees, save_checkpoint
 from .context import EpochLog, RunContext, predict_rows, prepare_context
 from .loop import Trainee, distribute, layout, make_trainees, run_epochs, trainee_states, training_groups
@@ -102,8 +102,8 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     sources = stage_sources(spec, ctx, copies, pl)
     # the eval.* settings: how the trained model answers
     final = spec.predictor(cfg, models, ctx.template, ctx.landmarks, ctx.device)
-    # Infer-PL and tracking: the grid argmax against the template alone (cheap), in the training step's precision
-    predictor = final.plain(bf16=use_bf16(cfg.train.amp, ctx.device))
+    bf16 = use_bf16(cfg.train.amp, ctx.device)  # the step, Infer-PL and tracking
+    predictor = final.plain(bf16=bf16)  # Infer-PL and tracking: the grid argmax against the template alone (cheap)
     log, start = EpochLog(ctx), 0
     batched = spec.per_landmark and batched_training(cfg, ctx.device)
     groups = training_groups(ctx, spec.per_landmark, batched)
@@ -131,7 +131,7 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
             optimizers, generators = trainee_states(ctx, trainees)  # every rank: a collective when shared out
             if ctx.out is not None:
                 save_checkpoint(ctx.out, cfg, epoch, trained, optimizers, generators, ctx.generator, pl, log.rows,
-                                grouping)
+                                grouping, bf16)
 
     run_epochs(ctx, stages, trainees, predictor, pl, log, start, save, spec.name, progress)
     predictor = final
@@ -166,6 +166,28 @@ def check_resume(state: dict, cfg: Config) -> None:
     if state["epoch"] > cfg.train.epochs:
         raise ValueError(f"cannot resume {state['path']}: it holds epoch {state['epoch']}, more than "
                          f"train.epochs={cfg.train.epochs}; resume with train.epochs >= {state['epoch']}")
+    check_precision(state, saved, cfg)
+
+
+def check_precision(state: dict, saved: Config, cfg: Config) -> None:
+    """A run trains on in the precision it started in: ``train.amp`` may change on resume only in
+    how it is spelled ("auto" resolves by device: a run moved to another machine must not switch
+    precision silently)."""
+    device = resolve_device(cfg.device)
+    now = use_bf16(cfg.train.amp, device)
+    name = {True: "bfloat16", False: "float32"}
+    was = state.get("train_bf16")
+    if was is None:  # saved before the record: an explicit train.amp is the user's choice; "auto" changed meaning
+        old_auto = device.type == "cuda"  # "auto" meant bf16 on CUDA only before it meant "where native"
+        if cfg.train.amp == "auto" and saved.train.amp == "auto" and old_auto != now:
+            raise ValueError(f"cannot resume {state['path']}: its checkpoint does not record the precision it "
+                             f"trained in, and train.amp='auto' now means {name[now]} on {device} (it meant "
+                             f"{name[old_auto]} before); resume with --set train.amp=off or --set train.amp=bf16")
+        return
+    if was != now:
+        raise ValueError(f"cannot resume {state['path']}: it trained in {name[was]}, and train.amp="
+                         f"{cfg.train.amp!r} means {name[now]} on {device}; resume with --set train.amp="
+                         f"{'bf16' if was else 'off'} to train on as it did")
 
 
 def refuse_to_overwrite(out: Path) -> None:
