@@ -1,11 +1,17 @@
-"""The label-free shape check (``inference/shape.py``) on a finished run: coarse answers with and without it.
+"""The label-free shape check (``inference/shape.py``) on a finished run: answers with and without it.
 
-    python benchmarks/shape_guard.py runs/e1_adapter4_long --set eval.subpixel=true --set eval.template_copies=8
+    python benchmarks/shape_guard.py runs/idle2/run --set num_threads=2
+    python benchmarks/shape_guard.py runs/e1_adapter4_long --neighbours all --set eval.subpixel=true
 
-The run's coarse predictor answers the unlabelled training images (the template excluded); their
-answers make the shape model. On the test split each answer further than ``--reach`` x its spread
-from where the other landmarks put it is re-picked under a Gaussian around that place. Prints both
-rows (MRE, SD, SDR, median, errors over 10 mm), how many answers were re-picked, and the seconds.
+The run's coarse predictor (its ``eval.*`` as in its config, or as ``--set`` says) answers the
+unlabelled training images (the template excluded); their answers make the shape models, one per
+``--neighbours`` size (``all``: each expectation fitted to all other landmarks), and the size
+whose expectations those answers agree with best is chosen (label-free; each size's median
+distance is printed). On the test split, each coarse answer further than ``--reach`` x its spread
+from its expected place is re-picked under a Gaussian around that place (read as the predictor
+reads its maps), with the chosen model and with ``all``. With a fine stage the refined answer is
+also computed from each start, the Gaussian joining the gate. Prints one row per answer (MRE,
+SD, SDR, median, errors over 10 mm), the answers re-picked per landmark, and the seconds.
 """
 from __future__ import annotations
 
@@ -20,12 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     import numpy as np
     import pandas as pd
+    import torch
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.data import build_datasets
     from cc2dkit.data.grid import GridImages
-    from cc2dkit.inference import cascade_argmax
+    from cc2dkit.inference import RefinedPredictor
     from cc2dkit.inference.shape import ShapeModel
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
@@ -33,37 +40,85 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
-    ap.add_argument("--reach", type=float, default=3.0)
+    ap.add_argument("--reach", type=float, default=3.0, help="re-pick answers further than this x their spread")
+    ap.add_argument("--neighbours", nargs="+", default=["4", "6", "8", "12", "all"],
+                    help="neighbourhood sizes to choose from (label-free); 'all': every other landmark")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
+    try:
+        sizes = tuple(None if n == "all" else int(n) for n in args.neighbours)
+    except ValueError:
+        sys.exit(f"--neighbours {' '.join(args.neighbours)}: each a whole number or 'all'")
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     device, _ = setup(cfg)
-    predictor, test = load_run(args.run, device, cfg)
+    try:
+        predictor, test = load_run(args.run, device, cfg)
+    except (OSError, ValueError) as e:
+        sys.exit(str(e))
     coarse = predictor.coarse_stage
+    refined = predictor if isinstance(predictor, RefinedPredictor) else None
     train_set, _ = build_datasets(cfg.data, cfg.seed)
     train = GridImages(train_set, cfg.data.grid, "train")
     rows = [i for i, key in enumerate(train.ids) if key != cfg.data.template]
     t0 = time.perf_counter()
-    shapes = ShapeModel.from_answers(coarse.predict_grid(train, rows, progress=True),
-                                     coarse.template.points[coarse.landmark_indices])
+    unlabelled = coarse.predict_grid(train, rows, progress=True)
+    reference = coarse.template.points[coarse.landmark_indices]
+    try:
+        chosen, scores = ShapeModel.choose(unlabelled, reference, sizes)
+    except ValueError as e:
+        sys.exit(str(e))
+    models = {f"neighbours {chosen.neighbours or 'all'} (chosen)": chosen}
+    if chosen.neighbours is not None:
+        models["neighbours all"] = ShapeModel.from_answers(unlabelled, reference)
     model_s = time.perf_counter() - t0
-    plain, guarded, moved = [], [], []
     t0 = time.perf_counter()
-    for _, _, maps in coarse.map_batches(test, list(range(len(test))), progress=True, desc="test"):
-        points = cascade_argmax(maps, coarse.subpixel).cpu().double().numpy()
-        g, m = shapes.guard(maps, points, args.reach, coarse.subpixel)
-        plain.append(points), guarded.append(g), moved.append(m)
+    n, k = len(test), len(coarse.landmark_indices)
+    answers = {"coarse": np.empty((n, k, 2))} | {f"coarse, {m}": np.empty((n, k, 2)) for m in models}
+    if refined is not None:
+        answers |= {"refined": np.empty((n, k, 2))} | {f"refined, {m}": np.empty((n, k, 2)) for m in models}
+        vectors = refined.fine_vectors()
+    moved = {m: np.zeros((n, k), dtype=bool) for m in models}
+    with torch.no_grad():
+        for start, chunk, maps in coarse.map_batches(test, list(range(n)), progress=True, desc="test"):
+            points = coarse.answers(maps).cpu().double().numpy()
+            answers["coarse"][start:start + len(chunk)] = points
+            starts = {"": (points, maps)}
+            for name, model in models.items():
+                factor, far = model.priors(points, args.reach, maps.shape[-1])
+                guarded = torch.cat([maps, factor[None].to(maps.device)])  # the Gaussian: one more factor
+                picked = np.where(far[..., None], coarse.answers(guarded).cpu().double().numpy(), points)
+                answers[f"coarse, {name}"][start:start + len(chunk)] = picked
+                moved[name][start:start + len(chunk)] = far
+                starts[name] = (picked, guarded)
+            if refined is None:
+                continue
+            for b, i in enumerate(chunk):
+                image, plain_fine = test.dataset[i].image, None
+                for name, (start_points, start_maps) in starts.items():
+                    key = f"refined, {name}" if name else "refined"
+                    if name and not moved[name][start + b].any():  # nothing re-picked: the same windows and gate
+                        answers[key][start + b] = plain_fine
+                        continue
+                    fine_maps, origins = refined.window_maps(image, start_points[b], vectors,
+                                                             start_maps[:, b].prod(dim=0))
+                    answers[key][start + b] = refined.answer(fine_maps, origins, start_points[b], refined.max_move)
+                    if not name:
+                        plain_fine = answers[key][start + b]
     test_s = time.perf_counter() - t0
-    moved = np.concatenate(moved)
-    table = compare_answers({"coarse": np.concatenate(plain), f"shape check, reach {args.reach:g}":
-                             np.concatenate(guarded)}, test, coarse.landmark_indices, cfg.eval.radii_mm).table
-    print(f"shape model from {len(rows)} unlabelled images in {model_s:.0f} s; sigma (grid px) "
-          + ", ".join(f"{s:.1f}" for s in shapes.sigma))
-    print(f"re-picked {int(moved.sum())} of {moved.size} answers; test {test_s:.0f} s")
+    comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
+    print(f"{args.run}: {n} images, subpixel={coarse.subpixel}, centroid={coarse.centroid}, "
+          f"template_copies={coarse.template_copies}, reach {args.reach:g}; shape models from {len(rows)} "
+          f"unlabelled images in {model_s:.0f} s, test {test_s:.0f} s")
+    print("median distance of the unlabelled answers to their expected places (mean-shape grid px), per "
+          "neighbourhood size: " + ", ".join(f"{s or 'all'}: {v:.3f}" for s, v in scores.items()))
     names = np.array(coarse.landmark_names)
-    print("re-picked per landmark:", dict(zip(*np.unique(names[np.nonzero(moved)[1]], return_counts=True))))
+    for name, model in models.items():
+        print(f"{name}: sigma (grid px) " + ", ".join(f"{s:.1f}" for s in model.sigma))
+        which, count = np.unique(names[np.nonzero(moved[name])[1]], return_counts=True)
+        print(f"  re-picked {int(moved[name].sum())} of {moved[name].size}: "
+              + ", ".join(f"{w} {c}" for w, c in zip(which.tolist(), count.tolist())))
     with pd.option_context("display.width", 200, "display.precision", 2):
-        print(table.to_string())
+        print(comparison.table.to_string())
 
 
 if __name__ == "__main__":

@@ -64,3 +64,64 @@ def test_guard_repicks_only_the_far_answer_at_the_second_peak_near_its_place():
     assert moved[0].tolist() == [False, True, False, False, False, False]
     np.testing.assert_allclose(guarded[0, 1], truth[1], atol=1.0)
     np.testing.assert_allclose(np.delete(guarded[0], 1, axis=0), np.delete(answers[0], 1, axis=0))
+
+
+def _two_parts(rng, n=40, noise=0.3):
+    """Answers of a shape in two parts that move independently (a jaw against a skull): 4 landmarks
+    each, every part under its own random similarity per image."""
+    left = 4 * np.array([[10.0, 10.0], [16.0, 9.0], [12.0, 17.0], [17.0, 15.0]])
+    right = left + [160.0, 100.0]
+    sets = []
+    for _ in range(n):
+        parts = [_similar(p - p.mean(0), rng.uniform(-0.3, 0.3), rng.uniform(0.85, 1.15),
+                          p.mean(0) + rng.uniform(-16, 16, 2)) for p in (left, right)]
+        sets.append(np.concatenate(parts) + rng.normal(0, noise, (8, 2)))
+    return np.stack(sets), np.concatenate([left, right])
+
+
+def test_local_fits_expect_a_landmark_from_its_own_part_and_are_chosen_without_labels():
+    rng = np.random.default_rng(2)
+    answers, ref = _two_parts(rng)
+    local, scores = ShapeModel.choose(answers, ref, (3, None))
+    assert local.neighbours == 3 and scores[3] < 0.5 * scores[None]
+    assert all(set(g) <= set(range(4)) for g in local.groups()[:4])  # each part's landmarks fit to their own part
+    assert all(set(g) <= set(range(4, 8)) for g in local.groups()[4:])
+    everyone = ShapeModel.from_answers(answers, ref)
+    assert [len(g) for g in everyone.groups()] == [7] * 8
+    test, _ = _two_parts(np.random.default_rng(3), n=10, noise=0.0)
+    errors = {n: np.linalg.norm(np.stack([m.expected(t)[0] for t in test]) - test, axis=-1).mean()
+              for n, m in ((3, local), (None, everyone))}
+    assert errors[3] < 1.0 and errors[None] > 3 * errors[3]
+    assert local.sigma.max() < everyone.sigma.min()
+    with pytest.raises(ValueError, match=r"neighbours must be in \[2, K - 1 = 7\]"):
+        ShapeModel.from_answers(answers, ref, neighbours=8)
+
+
+def test_priors_are_one_except_a_gaussian_at_the_far_answers_place_and_the_guard_reads_as_told():
+    from cc2dkit.inference.cascade import cascade_argmax
+    rng = np.random.default_rng(1)
+    model = ShapeModel.from_answers(_answers(rng), REF)
+    g = 48
+    truth = _similar(REF, 0.05, 1.0, np.array([3.0, 2.0]))
+    answers = np.array(truth)[None]
+    answers[0, 1] = [44.0, 44.0]
+    factor, far = model.priors(answers, 3.0, g)
+    assert far[0].tolist() == [False, True, False, False, False, False]
+    assert torch.equal(factor[0, [0, 2, 3, 4, 5]], torch.ones(5, g, g))
+    mu, sigma = model.expected(answers[0])
+    peak = np.unravel_index(int(factor[0, 1].argmax()), (g, g))[::-1]
+    assert np.linalg.norm(np.array(peak) - mu[1]) <= 1.0 and float(factor[0, 1].min()) < 1e-3
+    ys, xs = np.mgrid[0:g, 0:g]
+    maps = np.stack([np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 4.0) for x, y in truth])
+    maps[1] = 0.6 * maps[1] + np.exp(-((xs - 44) ** 2 + (ys - 44) ** 2) / 4.0)
+    maps = torch.tensor(maps, dtype=torch.float32)[None, None]
+    calls = []
+
+    def read(m):  # the predictor's own reading (here its top centroid), over the maps and the prior
+        calls.append(m.shape[0])
+        return cascade_argmax(m, centroid=0.5)
+
+    guarded, moved = model.guard(maps, answers, 3.0, read=read)
+    assert calls == [2] and moved[0].tolist() == far[0].tolist()
+    np.testing.assert_allclose(guarded[0, 1], truth[1], atol=1.0)
+    np.testing.assert_allclose(np.delete(guarded[0], 1, axis=0), np.delete(answers[0], 1, axis=0))

@@ -3,13 +3,20 @@ landmarks say it should be is re-picked near that place.
 
 The shape model comes from a predictor's own answers on unlabelled images (no label but the
 template's): each answer set is aligned to the running mean shape by a similarity transform
-(rotation, scale, shift; robust weights), the per-landmark median of the aligned sets is the mean
-shape, and the median distance to it gives each landmark's spread ``sigma`` (grid pixels).
+(rotation, scale, shift; robust weights), and the per-landmark median of the aligned sets is the
+mean shape.
 
-On a query image, the mean shape is fitted to its K answers; landmark k's expected place ``mu_k``
-comes from the fit without landmark k (so a wrong answer does not pull its own expectation). An
-answer further than ``reach`` x sigma_k from mu_k is replaced by the cascade product's maximum
-under a Gaussian of ``reach`` x sigma_k around mu_k: the best match in the plausible region.
+On a query image, landmark k's expected place ``mu_k`` comes from a similarity fit of the mean shape
+to the other answers, never to its own (so a wrong answer does not pull its own expectation): to
+all K - 1 others (``neighbours=None``), or to the ``neighbours`` landmarks nearest to k in the
+mean shape (a local fit: the chin's landmarks say where gonion is better than the nose's do).
+Each landmark's spread ``sigma`` is the median distance of its answers on the unlabelled images to
+their own expectations (in mean-shape units; Rayleigh-scaled). ``ShapeModel.choose`` takes the
+neighbourhood size whose expectations the unlabelled answers agree with best (label-free).
+
+An answer further than ``reach`` x sigma_k from mu_k is replaced by the cascade product's answer
+under a Gaussian of ``reach`` x sigma_k around mu_k (the Gaussian joins the maps as one more
+factor, read as the predictor reads its maps): the best match in the plausible region.
 """
 from __future__ import annotations
 
@@ -54,49 +61,94 @@ def robust_fit(src: np.ndarray, dst: np.ndarray, iterations: int = 4) -> tuple[n
 @dataclass(frozen=True)
 class ShapeModel:
     mean: np.ndarray  # (K, 2) grid px, in the template's frame
-    sigma: np.ndarray  # (K,) grid px: each landmark's spread around the mean after alignment
+    sigma: np.ndarray  # (K,) mean-shape px: each landmark's spread around its expected place
+    neighbours: int | None = None  # landmarks each expectation is fitted to (None: all K - 1 others)
 
     @classmethod
-    def from_answers(cls, answers: np.ndarray, reference: np.ndarray, rounds: int = 3) -> "ShapeModel":
+    def from_answers(cls, answers: np.ndarray, reference: np.ndarray, rounds: int = 3,
+                     neighbours: int | None = None) -> "ShapeModel":
         """(N, K, 2) answers on unlabelled images, (K, 2) the template's landmarks (the starting frame)."""
         answers = np.asarray(answers, dtype=np.float64)
+        k = len(reference)
         if answers.ndim != 3 or answers.shape[1:] != np.shape(reference) or len(answers) < 5:
-            raise ValueError(f"a shape model needs answers (N >= 5, K, 2) for the template's {len(reference)} "
+            raise ValueError(f"a shape model needs answers (N >= 5, K, 2) for the template's {k} "
                              f"landmarks, got {answers.shape}")
+        if neighbours is not None and not 2 <= neighbours <= k - 1:
+            raise ValueError(f"neighbours must be in [2, K - 1 = {k - 1}] (or None: all others), got {neighbours}")
         mean = np.asarray(reference, dtype=np.float64)
         for _ in range(rounds):
             aligned = np.stack([a @ f[0].T + f[1] for a, f in ((a, robust_fit(a, mean)) for a in answers)])
             mean = np.median(aligned, axis=0)
-        spread = np.median(np.linalg.norm(aligned - mean, axis=-1), axis=0) / RAYLEIGH_MEDIAN
-        return cls(mean, np.maximum(spread, MIN_SIGMA))
+        model = cls(mean, np.ones(k), neighbours)
+        return cls(mean, np.maximum(np.median(model.residuals(answers), axis=0) / RAYLEIGH_MEDIAN, MIN_SIGMA),
+                   neighbours)
+
+    @classmethod
+    def choose(cls, answers: np.ndarray, reference: np.ndarray, candidates: tuple[int | None, ...]
+               ) -> tuple["ShapeModel", dict]:
+        """The model (of ``from_answers``, one per neighbourhood size in ``candidates``) whose
+        expectations the answers lie closest to (median over every answer, mean-shape px), and each
+        candidate's median: label-free, the answers are the predictor's own."""
+        models = {n: cls.from_answers(answers, reference, neighbours=n) for n in candidates}
+        scores = {n: float(np.median(m.residuals(answers))) for n, m in models.items()}
+        return models[min(scores, key=scores.get)], scores
+
+    def groups(self) -> list[np.ndarray]:
+        """Per landmark k, the landmarks its expectation is fitted to (never k itself)."""
+        k = len(self.mean)
+        if self.neighbours is None:
+            return [np.delete(np.arange(k), i) for i in range(k)]
+        dist = np.linalg.norm(self.mean[:, None] - self.mean[None], axis=-1)
+        return [np.array([j for j in np.argsort(dist[i], kind="stable") if j != i][:self.neighbours])
+                for i in range(k)]
 
     def expected(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(K, 2) answers on one image -> (K, 2) expected places (each from the fit without its own
+        """(K, 2) answers on one image -> (K, 2) expected places (each from a fit without its own
         landmark) and (K,) spreads in the image's grid pixels (sigma x the fit's scale)."""
-        _, _, weights = robust_fit(self.mean, points)
         mu, scale = np.empty_like(points), np.empty(len(points))
-        for k in range(len(points)):
-            w = weights.copy()
-            w[k] = 0.0
-            a, t = similarity_fit(self.mean, points, w)
+        if self.neighbours is None:  # one robust fit to all answers, landmark k's weight then set to 0
+            _, _, weights = robust_fit(self.mean, points)
+            fits = []
+            for k in range(len(points)):
+                w = weights.copy()
+                w[k] = 0.0
+                fits.append(similarity_fit(self.mean, points, w))
+        else:
+            fits = [robust_fit(self.mean[g], points[g])[:2] for g in self.groups()]
+        for k, (a, t) in enumerate(fits):
             mu[k], scale[k] = self.mean[k] @ a.T + t, np.sqrt(abs(np.linalg.det(a)))
         return mu, self.sigma * scale
 
-    def guard(self, maps: torch.Tensor, points: np.ndarray, reach: float, subpixel: bool = False
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """(S, B, K, G, G) cascade maps and their (B, K, 2) answers -> (B, K, 2) guarded answers and the
-        (B, K) bool mask of the answers that were re-picked."""
-        out, moved = np.array(points, dtype=np.float64), np.zeros(points.shape[:2], dtype=bool)
-        g = maps.shape[-1]
-        ys, xs = torch.meshgrid(torch.arange(g, dtype=torch.float32), torch.arange(g, dtype=torch.float32),
+    def residuals(self, answers: np.ndarray) -> np.ndarray:
+        """(N, K, 2) answers -> (N, K) distances to their expected places, in mean-shape px."""
+        out = np.empty(answers.shape[:2])
+        for b, points in enumerate(answers):
+            mu, spread = self.expected(points)
+            out[b] = np.linalg.norm(points - mu, axis=1) * self.sigma / spread  # / the fit's scale
+        return out
+
+    def priors(self, points: np.ndarray, reach: float, size: int) -> tuple[torch.Tensor, np.ndarray]:
+        """(B, K, 2) answers -> a (B, K, G, G) factor for the cascade (a Gaussian of ``reach`` x sigma
+        around the expected place for each answer further than that from it, else 1) and the (B, K)
+        bool mask of those answers."""
+        ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
                                 indexing="ij")
+        factor = torch.ones(*points.shape[:2], size, size)
+        far = np.zeros(points.shape[:2], dtype=bool)
         for b in range(len(points)):
-            mu, sigma = self.expected(out[b])
-            far = np.linalg.norm(out[b] - mu, axis=1) > reach * sigma
-            for k in np.flatnonzero(far):
+            mu, sigma = self.expected(points[b])
+            far[b] = np.linalg.norm(points[b] - mu, axis=1) > reach * sigma
+            for k in np.flatnonzero(far[b]):
                 d2 = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2
-                prior = torch.exp(-0.5 * d2 / float(reach * sigma[k]) ** 2).to(maps.device)
-                factors = torch.cat([maps[:, b:b + 1, k:k + 1], prior[None, None, None]])  # (S + 1, 1, 1, G, G)
-                out[b, k] = cascade_argmax(factors, subpixel)[0, 0].cpu().double().numpy()
-            moved[b] = far
-        return out, moved
+                factor[b, k] = torch.exp(-0.5 * d2 / float(reach * sigma[k]) ** 2)
+        return factor, far
+
+    def guard(self, maps: torch.Tensor, points: np.ndarray, reach: float, subpixel: bool = False,
+              read=None) -> tuple[np.ndarray, np.ndarray]:
+        """(S, B, K, G, G) cascade maps and their (B, K, 2) answers -> (B, K, 2) guarded answers and the
+        (B, K) bool mask of the answers that were re-picked. ``read``: maps -> (B, K, 2) answers (a
+        predictor's ``answers``; default the argmax, sub-pixel with ``subpixel``)."""
+        factor, far = self.priors(np.asarray(points, dtype=np.float64), reach, maps.shape[-1])
+        read = read or (lambda m: cascade_argmax(m, subpixel))
+        picked = read(torch.cat([maps, factor[None].to(maps.device)])).cpu().double().numpy()
+        return np.where(far[..., None], picked, points), far
