@@ -9,8 +9,9 @@ unlabelled training images (the template excluded); their answers make the shape
 whose expectations those answers agree with best is chosen (label-free; each size's median
 distance is printed). On the test split, each coarse answer further than ``--reach`` x its spread
 from its expected place is re-picked under a Gaussian around that place (read as the predictor
-reads its maps), with the chosen model and with ``all``. With a fine stage the refined answer is
-also computed from each start, the Gaussian joining the gate. Prints one row per answer (MRE,
+reads its maps), with the chosen model and with ``all``: the predictor with the check
+(``Predictor.with_shape``, as ``eval.shape_reach`` gives it). With a fine stage the refined answer
+too, the Gaussian joining the gate. Prints one row per answer (MRE,
 SD, SDR, median, errors over 10 mm), the answers re-picked per landmark, and the seconds.
 """
 from __future__ import annotations
@@ -26,16 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     import numpy as np
     import pandas as pd
-    import torch
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.data import build_datasets
     from cc2dkit.data.grid import GridImages
     from cc2dkit.inference import RefinedPredictor
-    from cc2dkit.inference.shape import ShapeModel
+    from cc2dkit.inference.shape import ShapeCheck, ShapeModel
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
+    from cc2dkit.methods.runfolder import unlabelled_rows
     from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,11 +56,12 @@ def main() -> None:
         predictor, test = load_run(args.run, device, cfg)
     except (OSError, ValueError) as e:
         sys.exit(str(e))
-    coarse = predictor.coarse_stage
-    refined = predictor if isinstance(predictor, RefinedPredictor) else None
+    coarse = predictor.coarse_stage.with_shape(None)
+    predictor = predictor.with_shape(None)
+    refined = isinstance(predictor, RefinedPredictor)
     train_set, _ = build_datasets(cfg.data, cfg.seed)
     train = GridImages(train_set, cfg.data.grid, "train")
-    rows = [i for i, key in enumerate(train.ids) if key != cfg.data.template]
+    rows = unlabelled_rows(train, cfg.data.template)
     t0 = time.perf_counter()
     unlabelled = coarse.predict_grid(train, rows, progress=True)
     reference = coarse.template.points[coarse.landmark_indices]
@@ -72,38 +74,18 @@ def main() -> None:
         models["neighbours all"] = ShapeModel.from_answers(unlabelled, reference)
     model_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    n, k = len(test), len(coarse.landmark_indices)
-    answers = {"coarse": np.empty((n, k, 2))} | {f"coarse, {m}": np.empty((n, k, 2)) for m in models}
-    if refined is not None:
-        answers |= {"refined": np.empty((n, k, 2))} | {f"refined, {m}": np.empty((n, k, 2)) for m in models}
-        vectors = refined.fine_vectors()
-    moved = {m: np.zeros((n, k), dtype=bool) for m in models}
-    with torch.no_grad():
-        for start, chunk, maps in coarse.map_batches(test, list(range(n)), progress=True, desc="test"):
-            points = coarse.answers(maps).cpu().double().numpy()
-            answers["coarse"][start:start + len(chunk)] = points
-            starts = {"": (points, maps)}
-            for name, model in models.items():
-                factor, far = model.priors(points, args.reach, maps.shape[-1])
-                guarded = torch.cat([maps, factor[None].to(maps.device)])  # the Gaussian: one more factor
-                picked = np.where(far[..., None], coarse.answers(guarded).cpu().double().numpy(), points)
-                answers[f"coarse, {name}"][start:start + len(chunk)] = picked
-                moved[name][start:start + len(chunk)] = far
-                starts[name] = (picked, guarded)
-            if refined is None:
-                continue
-            for b, i in enumerate(chunk):
-                image, plain_fine = test.dataset[i].image, None
-                for name, (start_points, start_maps) in starts.items():
-                    key = f"refined, {name}" if name else "refined"
-                    if name and not moved[name][start + b].any():  # nothing re-picked: the same windows and gate
-                        answers[key][start + b] = plain_fine
-                        continue
-                    fine_maps, origins = refined.window_maps(image, start_points[b], vectors,
-                                                             start_maps[:, b].prod(dim=0))
-                    answers[key][start + b] = refined.answer(fine_maps, origins, start_points[b], refined.max_move)
-                    if not name:
-                        plain_fine = answers[key][start + b]
+    answers = {"coarse": coarse.predict_grid(test, progress=True)}
+    moved = {}
+    for name, model in models.items():  # each through the predictor's own path (Predictor.with_shape)
+        check = ShapeCheck(model, args.reach)
+        answers[f"coarse, {name}"] = coarse.with_shape(check).predict_grid(test, progress=True)
+        moved[name] = np.stack([model.priors(points[None], args.reach, 1)[1][0] for points in answers["coarse"]])
+    if refined:
+        answers["refined"] = predictor.predict_grid(test, progress=True)
+        for name, model in models.items():
+            checked = predictor.with_shape(ShapeCheck(model, args.reach))
+            answers[f"refined, {name}"] = checked.predict_grid(test, progress=True)
+    n = len(test)
     test_s = time.perf_counter() - t0
     comparison = compare_answers(answers, test, coarse.landmark_indices, cfg.eval.radii_mm)
     print(f"{args.run}: {n} images, subpixel={coarse.subpixel}, centroid={coarse.centroid}, "

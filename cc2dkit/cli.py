@@ -117,7 +117,7 @@ TEMPLATE_KEYS = ("data.source", "data.root", "data.csv", "data.template", "data.
 
 def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool, fine_from: str | None = None) -> int:
     device, _ = setup(cfg)
-    predictor = load_predictor(out, device, cfg)
+    predictor = load_predictor(out, device, cfg, progress=progress)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     other_data = any(k in TEMPLATE_KEYS for k in config_diff(run_config(out), cfg))
     if other_data or ((cfg.eval.template_copies or len(cfg.eval.poses) > 1 or fine_from)

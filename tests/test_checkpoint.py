@@ -99,3 +99,40 @@ def test_a_resume_keeps_the_precision_the_run_trained_in(tmp_path):
     resumed = run_method(longer, tmp_path, data, progress=False, resume=True)  # explicit "off"
     assert list(resumed.metrics["epoch"].unique()) == [1, 2]
     assert load_checkpoint(tmp_path)["train_bf16"] is False
+
+
+def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatch):
+    import cc2dkit.methods.run as run_module
+    seen, real = [], run_module.run_epochs
+
+    def recording(ctx, stages, trainees, predictor, *rest):
+        seen.append(predictor)
+        return real(ctx, stages, trainees, predictor, *rest)
+
+    monkeypatch.setattr(run_module, "run_epochs", recording)
+    cfg = tiny_cfg(**{"method.name": "multi", "eval.shape_reach": 3.0})
+    data = phantom_grids(cfg)
+    result = run_method(cfg, tmp_path / "a", data, progress=False)
+    assert seen[0].shape is None  # Infer-PL and tracking: unchecked
+    check = result.predictor.shape
+    assert check is not None and check.reach == 3.0 and check.model.neighbours in (4, None)  # 5 landmarks
+    saved = torch.load(tmp_path / "a" / MODEL, weights_only=False)["shape"]
+    assert saved["neighbours"] == check.model.neighbours and np.allclose(saved["sigma"], check.model.sigma)
+    loaded = load_predictor(tmp_path / "a")
+    assert np.array_equal(loaded.shape.model.mean, check.model.mean)
+    np.testing.assert_allclose(loaded.predict(data[1]), result.predictions, equal_nan=True)
+    off = load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.shape_reach": None}))
+    assert off.shape is None
+    # a run trained without it: the check is fitted when a config asks for it (its training images rebuilt)
+    plain = cfg.replace(**{"eval.shape_reach": None})
+    run_method(plain, tmp_path / "b", data, progress=False)
+    assert torch.load(tmp_path / "b" / MODEL, weights_only=False)["shape"] is None
+    fitted = load_predictor(tmp_path / "b", cfg=cfg)
+    assert fitted.shape is not None and fitted.shape.reach == 3.0
+
+
+def test_the_shape_check_refuses_too_few_landmarks_before_training(tmp_path):
+    cfg = tiny_cfg(**{"eval.shape_reach": 3.0, "method.landmarks": (1, 3)})
+    with pytest.raises(ValueError, match="eval.shape_reach needs at least 3 landmarks"):
+        run_method(cfg, tmp_path / "run", phantom_grids(cfg), progress=False)
+    assert not (tmp_path / "run").exists()

@@ -24,6 +24,7 @@ def test_preset_protocols():
     assert (cpu.method.name, cpu.method.adapter_channels, cpu.method.pl_images) == ("adapter", 4, 60)
     assert (cpu.train.epochs, cpu.train.steps_per_epoch, cpu.train.lr_schedule) == (30, 20, "cosine")
     assert cpu.eval.subpixel and cpu.eval.template_copies == 8 and cpu.eval.centroid == 0.5
+    assert cpu.eval.shape_reach == 3.0 and preset("paper").eval.shape_reach is None
     assert paper.eval.centroid is None  # the paper's argmax
     assert preset("smoke").data.source == "phantom"
     assert paper.eval.poses == ((1.0, 0.0),)  # template poses off unless asked for
@@ -79,7 +80,7 @@ BAD = {
     "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"], "refine.template_copies": ["x", 8],
     "eval.batch_size": [0], "eval.subpixel": ["x"], "eval.amp": ["fp16", ""], "eval.template_copies": [-1], "eval.radii_mm": [(), (2.0, 2.0), (-1.0,)], "eval.figures": [-1],
     "eval.track_every": [-1], "eval.track_images": [0],
-    "eval.centroid": [0.0, 1.0, -0.5, "x"],
+    "eval.centroid": [0.0, 1.0, -0.5, "x"], "eval.shape_reach": [0.0, -1.0, "x"],
     "eval.pose_scales": [(), (0.0,), (1.0, 1.0), (3.0,), ("x",)], "eval.pose_rotations_deg": [(), (90.0,), (0.0, 0.0)],
 }
 

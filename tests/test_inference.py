@@ -264,3 +264,40 @@ def test_poses_choose_the_same_way_for_an_adapter_and_a_model_set(tiny):
         alone = [make([p]).matcher()(data.images[1:4], None) for p in poses]
         for b in range(3):
             assert any(torch.allclose(both[:, b], a[:, b], atol=1e-6, rtol=0) for a in alone)
+
+
+class _PinTo(object):
+    """A stand-in shape check whose factor pins landmark 0 to one place (a narrow Gaussian there)."""
+
+    def __init__(self, where):
+        self.where, self.seen = where, []
+
+    def factor(self, points, size):
+        self.seen.append(np.array(points))
+        ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                                indexing="ij")
+        out = torch.ones(len(points), points.shape[1], size, size)
+        out[:, 0] = torch.exp(-((xs - self.where[0]) ** 2 + (ys - self.where[1]) ** 2) / 0.5)
+        return out
+
+
+def test_a_shape_check_joins_the_maps_every_reading_sees(tiny):
+    cfg, data, model = tiny
+    plain = ModelPredictor(model, Template.from_data(data, cfg.data.template), [0, 1, 2], CPU, 4)
+    before = plain.predict_grid(data, [1, 2])
+    check = _PinTo((7.0, 9.0))
+    checked = plain.with_shape(check)
+    assert plain.shape is None and checked.shape is check
+    with torch.no_grad():
+        maps = checked.matcher()(data.images[[1, 2]], None)
+    assert maps.shape[0] == len(model.strides) + 1  # the S scales and the check's factor
+    np.testing.assert_allclose(check.seen[0], before, atol=1e-4)  # the factor is made from the unchecked answers
+    after = checked.predict_grid(data, [1, 2])
+    np.testing.assert_allclose(after[:, 0], [[7.0, 9.0]] * 2, atol=0.5)
+    np.testing.assert_allclose(after[:, 1:], before[:, 1:])
+    shown = checked.image_maps(data, 1)
+    assert shown.maps.shape[0] == len(model.strides) and np.allclose(shown.prediction[0], [7.0, 9.0], atol=0.5)
+    assert checked.configured(True, 0).shape is check and checked.plain().shape is None  # Infer-PL: unchecked
+    # a plain model with another template's landmarks: the check (fitted to these landmarks) is dropped
+    other = Template.from_data(data, data.ids[2]).subset(list(data.landmark_names)[:4])
+    assert checked.with_template(other).shape is None

@@ -159,6 +159,10 @@ class EvalConfig(_Checked):
     # the networks' forward passes at inference in bfloat16 (embeddings back in float32 before the
     # cosines): "auto" = where the device computes bf16 natively (runtime.native_bf16), "bf16", "off"
     amp: str = rule("off", choices=AMP_MODES)
+    # the shape check (inference/shape.py): an answer further than this x its spread from where its
+    # nearest landmarks put it is re-picked near that place; the shape model is fitted to the
+    # predictor's own answers on the unlabelled training images (at a run's end); None: off
+    shape_reach: float | None = rule(None, lo=0, lo_open=True)
     radii_mm: tuple[float, ...] = rule((2.0, 2.5, 3.0, 4.0), lo=0, lo_open=True, nonempty=True, distinct=True)
     figures: int = rule(4, lo=0)  # prediction figures written by ``evaluate``
     track_every: int = rule(1, lo=0)  # methods: per-landmark test error every N epochs (0: final only)

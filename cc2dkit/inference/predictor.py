@@ -9,7 +9,9 @@ maps of the widgets and the command line all go through it:
   template poses (``eval.pose_scales`` x ``eval.pose_rotations_deg``), those of each image's
   best-matching pose (:meth:`Predictor.pose_matcher` gives every pose's);
 - :meth:`Predictor.answers`: the (B, K, 2) grid points those maps answer (argmax, sub-pixel peak
-  or top centroid, as configured);
+  or top centroid, as configured); with a shape check (``eval.shape_reach``, :meth:`Predictor.with_shape`)
+  the matcher's maps carry one more factor, a Gaussian where the other landmarks expect an answer
+  that lies too far from there (``shape.ShapeCheck``), so every reading of them is guarded;
 - :meth:`Predictor.predict_batch`: (B, K, 2) grid points of a batch of grid images;
 - :meth:`Predictor.predict_grid`: (N, K, 2) grid points of a dataset (or some of its rows);
 - :meth:`Predictor.predict`: (N, L, 2) original pixels, NaN for the landmarks it does not predict;
@@ -40,6 +42,7 @@ from ..network import CC2D, StackedModels
 from ..runtime import bf16_autocast
 from .cascade import best_pose, cascade_argmax, check_centroid, cosine_maps, template_vectors
 from .explain import ImageMaps
+from .shape import ShapeCheck
 
 Matcher = Callable[[torch.Tensor, list | None], torch.Tensor]  # (B, 1, G, G), keys -> (S, B, K, G, G)
 PoseMatcher = Callable[[torch.Tensor, list | None], list[list[torch.Tensor]]]  # ... -> P x S x (B, K, h, w)
@@ -142,6 +145,7 @@ class Predictor(ABC):
         self.poses = check_poses(poses)  # (scale, degrees) of the posed templates; per image the best-matching one
         self.centroid = check_centroid(centroid)  # answer: the product's top centroid at this level (None: argmax)
         self.bf16 = bool(bf16)  # the networks' forward passes in bfloat16 (``embed``), the cosines in float32
+        self.shape: ShapeCheck | None = None  # the shape check of the maps (``with_shape``)
 
     def configured(self, subpixel: bool, template_copies: int,
                    poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
@@ -163,9 +167,22 @@ class Predictor(ABC):
 
     def plain(self, bf16: bool = False) -> "Predictor":
         """The grid argmax against the template alone (no sub-pixel peak, no template copies, one
-        pose, no centroid), its networks in bfloat16 when ``bf16``: what Infer-PL and per-epoch
-        tracking use while training (``bf16``: ``train.amp`` resolved, as the training step)."""
-        return self.configured(False, 0, bf16=bf16)
+        pose, no centroid, no shape check), its networks in bfloat16 when ``bf16``: what Infer-PL and
+        per-epoch tracking use while training (``bf16``: ``train.amp`` resolved, as the training step)."""
+        return self.configured(False, 0, bf16=bf16).with_shape(None)
+
+    def with_shape(self, check: ShapeCheck | None) -> "Predictor":
+        """The same predictor with this shape check of its maps (None: without one)."""
+        other = copy.copy(self)
+        other.shape = check
+        return other
+
+    def fitted_shape(self, data: GridImages, rows: Sequence[int], reach: float, progress: bool = False) -> "Predictor":
+        """This predictor with a shape check fitted to its own answers (without a check) on ``data``'s
+        ``rows`` (unlabelled images: no label is read) and ``reach`` (``eval.shape_reach``)."""
+        coarse = self.coarse_stage.with_shape(None)
+        answers = coarse.predict_grid(data, rows, progress)
+        return self.with_shape(ShapeCheck.fit(answers, coarse.template.points[coarse.landmark_indices], reach))
 
     def template_views(self, pose: tuple[float, float] = (1.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
         """The template in ``pose`` and its augmented copies: images (C, 1, G, G) and the K landmarks
@@ -195,9 +212,17 @@ class Predictor(ABC):
 
     def matcher(self) -> Matcher:
         """Embed the template with the current weights; returns ``maps(images, keys)``: per image the
-        maps of its best-matching template pose (the only pose, by default)."""
+        maps of its best-matching template pose (the only pose, by default), and with a shape check
+        its factor after them (S + 1 maps)."""
         per_pose, grid = self.pose_matcher(), self.template.grid
-        return lambda images, keys: best_pose(per_pose(images, keys), grid)
+
+        def maps(images, keys):
+            found = best_pose(per_pose(images, keys), grid)  # (S, B, K, G, G)
+            if self.shape is None:
+                return found
+            factor = self.shape.factor(self.answers(found).cpu().double().numpy(), found.shape[-1])
+            return torch.cat([found, factor[None].to(found.device, found.dtype)])
+        return maps
 
     @property
     def landmark_specific(self) -> bool:
@@ -215,7 +240,7 @@ class Predictor(ABC):
         A landmark-specific predictor (C-Adapter, K single-landmark models) keeps its landmarks:
         the template must name them all (case-insensitive; by position when the model's own template
         has no names, as in model files written before names were stored). A plain model matches any landmarks:
-        it then predicts all of the template's.
+        it then predicts all of the template's, without the shape check unless they are the same.
         """
         other = copy.copy(self)
         if self.landmark_specific and not self.template.names:
@@ -230,6 +255,8 @@ class Predictor(ABC):
         else:
             other.template = template
             other.landmark_indices = list(range(len(template.points)))
+            if other.landmark_names != self.landmark_names:  # the shape model knows the old landmarks only
+                other.shape = None
         return other
 
     def answers(self, maps: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
@@ -275,10 +302,11 @@ class Predictor(ABC):
         if not 0 <= index < len(data):
             raise IndexError(f"image index {index} out of range for {len(data)} images")
         image = data.images[index]
-        maps = self.matcher()(image[None].to(self.device), [data.keys[index]])  # (S, 1, K, G, G)
-        pred = self.answers(maps)[0].cpu().double().numpy()
+        maps = self.matcher()(image[None].to(self.device), [data.keys[index]])  # (S [+ 1], 1, K, G, G)
+        pred = self.answers(maps)[0].cpu().double().numpy()  # with the shape check's factor, if any
         truth = data.landmarks[index][self.landmark_indices] if data.labelled[index] else None
-        return ImageMaps(image[0].cpu().numpy(), maps[:, 0].cpu().numpy(), tuple(self.strides), pred, truth)
+        scales = maps[:len(self.strides), 0].cpu().numpy()  # the S scales' maps (not the shape factor)
+        return ImageMaps(image[0].cpu().numpy(), scales, tuple(self.strides), pred, truth)
 
 
 class ModelPredictor(Predictor):

@@ -80,6 +80,7 @@ class RefinedPredictor(Predictor):
             raise ValueError(f"max_move={max_move}: a positive number of grid pixels, or None")
         self.scale, self.crop, self.coarse_gate, self.max_move = scale, crop, coarse_gate, max_move
         self.whole_image, self.fine_copies = whole_image, fine_copies
+        self.shape = coarse.shape  # the coarse stage's maps carry it, and so the gate
 
     @staticmethod
     def settings_of(rc: RefineConfig) -> dict:
@@ -108,6 +109,10 @@ class RefinedPredictor(Predictor):
                    bf16: bool | None = None) -> "RefinedPredictor":
         """Both stages with these settings (the fine stage reads its windows as the coarse stage its maps)."""
         return self.variant(self.coarse.configured(subpixel, template_copies, poses, centroid, bf16))
+
+    def with_shape(self, check) -> "RefinedPredictor":
+        """The fine stage on the coarse stage with this shape check (None: without one)."""
+        return self.variant(self.coarse.with_shape(check))
 
     @property
     def coarse_stage(self) -> Predictor:

@@ -152,3 +152,48 @@ class ShapeModel:
         read = read or (lambda m: cascade_argmax(m, subpixel))
         picked = read(torch.cat([maps, factor[None].to(maps.device)])).cpu().double().numpy()
         return np.where(far[..., None], picked, points), far
+
+
+NEIGHBOURHOODS = (4, 6, 8, 12, None)  # sizes ShapeCheck.fit chooses from (None: all other landmarks)
+MIN_LANDMARKS, MIN_IMAGES = 3, 5  # a similarity fit needs 2 other landmarks; a spread needs a few images
+
+
+def check_shape_inputs(landmarks: int, images: int) -> None:
+    """A clear error, before any long work, when a shape check cannot be fitted."""
+    if landmarks < MIN_LANDMARKS:
+        raise ValueError(f"eval.shape_reach needs at least {MIN_LANDMARKS} landmarks (each is expected where "
+                         f"the others put it), got {landmarks}; leave eval.shape_reach unset")
+    if images < MIN_IMAGES:
+        raise ValueError(f"eval.shape_reach needs at least {MIN_IMAGES} unlabelled training images to fit its "
+                         f"shape model to, got {images}; leave eval.shape_reach unset")
+
+
+@dataclass(frozen=True)
+class ShapeCheck:
+    """A shape model and its reach: what a predictor needs to guard its answers (``eval.shape_reach``)."""
+    model: ShapeModel
+    reach: float
+
+    @classmethod
+    def fit(cls, answers: np.ndarray, reference: np.ndarray, reach: float) -> "ShapeCheck":
+        """The check fitted to a predictor's (N, K, 2) answers on unlabelled images, the neighbourhood
+        size chosen among ``NEIGHBOURHOODS`` (those under K) by ``ShapeModel.choose``."""
+        n, k = np.shape(answers)[:2]
+        check_shape_inputs(k, n)
+        sizes = tuple(s for s in NEIGHBOURHOODS if s is None or s <= k - 1)
+        return cls(ShapeModel.choose(answers, reference, sizes)[0], float(reach))
+
+    def factor(self, points: np.ndarray, size: int) -> torch.Tensor:
+        """(B, K, 2) answers -> the (B, K, G, G) factor that joins the cascade (``ShapeModel.priors``)."""
+        return self.model.priors(np.asarray(points, dtype=np.float64), self.reach, size)[0]
+
+    def state(self) -> dict:
+        """What a model file keeps (the reach is the config's)."""
+        m = self.model
+        return {"mean": m.mean.tolist(), "sigma": m.sigma.tolist(), "neighbours": m.neighbours}
+
+    @classmethod
+    def from_state(cls, state: dict, reach: float) -> "ShapeCheck":
+        model = ShapeModel(np.asarray(state["mean"], dtype=np.float64), np.asarray(state["sigma"], dtype=np.float64),
+                           state["neighbours"])
+        return cls(model, float(reach))

@@ -39,7 +39,7 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Confi
     and the fine stage need (model files of older versions lack it); refined by the fine stage of
     the run ``fine_from``, if given (:func:`with_fine_stage`)."""
     cfg = run_config(run_dir) if cfg is None else cfg
-    predictor = load_predictor(run_dir, device, cfg)
+    predictor = load_predictor(run_dir, device, cfg, progress=progress)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     template = Template.from_dataset(train_set, cfg.data.template, cfg.data.grid)
     predictor = predictor.with_template(template)

@@ -23,6 +23,7 @@ from ..config import RESUME_MAY_CHANGE, Config, config_diff
 from ..data.template_aug import TemplateCopies, augment_template
 from ..data.grid import GridImages
 from ..inference import Predictor, RefinedPredictor, fine_template
+from ..inference.shape import check_shape_inputs
 from ..network import CC2D
 from ..training import (CropPatchSource, PLPatchSource, PLState, RandomPatchSource, TemplatePatchSource,
                         make_optimizer)
@@ -33,7 +34,7 @@ from .context import EpochLog, RunContext, predict_rows, prepare_context
 from .loop import Trainee, distribute, layout, make_trainees, run_epochs, trainee_states, training_groups
 from .registry import MethodSpec, method_config, method_spec
 from .runfolder import (CHECKPOINT, CONFIG, LEGACY, METRICS, MODEL, PL_HISTORY, evaluation, save_model,
-                        write_csv_atomic, write_results, write_text_atomic)
+                        unlabelled_rows, write_csv_atomic, write_results, write_text_atomic)
 
 
 @dataclass
@@ -90,6 +91,8 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     ctx = prepare_context(cfg, out_dir, data, progress)
     if spec.uses_pl and not ctx.unlabelled:
         raise ValueError("the training split holds only the template; PL methods need unlabelled images")
+    if cfg.eval.shape_reach is not None:  # fitted at the end: fail now, not after the training
+        check_shape_inputs(len(ctx.landmarks), len(unlabelled_rows(ctx.train, cfg.data.template)))
     k = len(ctx.landmarks)
     models = [m.to(ctx.device) for m in spec.build_models(cfg, k)]
     fine = CC2D(cfg.net, cfg.backbone).to(ctx.device) if cfg.refine.enabled else None  # the fine stage's network
@@ -135,6 +138,9 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
 
     run_epochs(ctx, stages, trainees, predictor, pl, log, start, save, spec.name, progress)
     predictor = final
+    if cfg.eval.shape_reach is not None:  # the shape check, fitted to its own answers on the unlabelled images
+        predictor = predictor.fitted_shape(ctx.train, unlabelled_rows(ctx.train, cfg.data.template),
+                                           cfg.eval.shape_reach, progress)
     if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
         predictor = RefinedPredictor.build(predictor, fine, fine_template(ctx.template, cfg.refine.scale), cfg.refine)
     if ctx.out is not None:

@@ -4,7 +4,8 @@
     checkpoint.pt           resumable training state, saved every ``train.save_every`` epochs:
                             epoch, model weights, optimizers, generator, pseudo-labels, log rows
     model.pt                the trained result: model weights, trained landmarks, the template
-                            (grid image and landmarks), the config; what predict/evaluate load
+                            (grid image and landmarks), the config, the shape check's model
+                            (eval.shape_reach); what predict/evaluate load
     metrics.csv             per epoch and landmark: stage losses, tracked test MRE, seconds
     pl_history.csv          PL methods: per epoch and landmark, PL movement and (analysis) PL error
     predictions_<split>.csv image, landmark, x, y in original pixels (the folder-CSV format; image: the file
@@ -32,6 +33,7 @@ from ..config import PREDICTION_KEEPS, Config, config_diff, matches
 from ..data.folder import landmarks_frame
 from ..data.grid import GridImages
 from ..inference import ModelSetPredictor, Predictor, RefinedPredictor, Template
+from ..inference.shape import ShapeCheck
 from ..metrics import errors_long, per_landmark_table, radial_errors_mm
 from ..network import CC2D
 from ..network.legacy import upgrade_decoder_state
@@ -121,18 +123,20 @@ def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Pat
              "template_original": None if predictor.template.original is None else  # for augmented template views
              torch.as_tensor(predictor.template.original, dtype=torch.float16),
              "fine": None if refined is None else refined.fine.trainable_state_dict(),
-             "template_fine": None if refined is None else refined.template_fine.detach().cpu()}
+             "template_fine": None if refined is None else refined.template_fine.detach().cpu(),
+             "shape": None if coarse.shape is None else coarse.shape.state()}
     return save_atomic(state, out / MODEL)
 
 
 def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Config | None = None,
-                   train: GridImages | None = None) -> Predictor:
+                   train: GridImages | None = None, progress: bool = False) -> Predictor:
     """The trained predictor of a finished run folder (its own template; ``with_template`` for another).
 
     ``cfg``: the config to predict with (inference settings such as ``eval.*``, another data
     folder, where the backbone weights file is now); it must keep what the weights mean
     (``PREDICTION_KEEPS``), else a ValueError names the fields. ``train``: the run's training
-    images, needed only by one-model folders of cc2dkit 0.1 (built from the config when None).
+    images, needed only by one-model folders of cc2dkit 0.1 and by a shape check (``eval.shape_reach``)
+    that ``model.pt`` does not hold (built from the config when None).
     """
     run_dir = Path(run_dir)
     state = load_saved(run_dir / MODEL, MODEL_FORMAT, "cc2dkit model file") if (run_dir / MODEL).exists() else None
@@ -152,16 +156,16 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
                             None if original is None else original.float().numpy(),
                             tuple(state.get("template_names", ())))
         predictor = _predictor(cfg, state["models"], state["landmark_indices"], template, device, run_dir / MODEL)
-        if state.get("fine") is None:
-            return predictor
-        fine = CC2D(cfg.net, cfg.backbone)
-        fine.load_trainable_state_dict(state["fine"])
-        return RefinedPredictor.build(predictor, fine.to(device), state["template_fine"], cfg.refine)
+        if state.get("fine") is not None:
+            fine = CC2D(cfg.net, cfg.backbone)
+            fine.load_trainable_state_dict(state["fine"])
+            predictor = RefinedPredictor.build(predictor, fine.to(device), state["template_fine"], cfg.refine)
+        return with_shape_check(predictor, cfg, state.get("shape"), train, progress)
     if (run_dir / "sla_set.pt").exists():
         state = load_saved(run_dir / "sla_set.pt", LEGACY["sla_set.pt"], "cc2dkit 0.1 SLA set")
         template = Template(state["template_image"], np.asarray(state["template_landmarks"], dtype=np.float64))
-        return _predictor(cfg, state["models"], state["landmark_indices"], template, device,
-                          run_dir / "sla_set.pt", legacy=True)
+        return with_shape_check(_predictor(cfg, state["models"], state["landmark_indices"], template, device,
+                                           run_dir / "sla_set.pt", legacy=True), cfg, None, train, progress)
     legacy = run_dir / "checkpoint.pt"
     if legacy.exists() and _format(legacy) == LEGACY["checkpoint.pt"]:
         state = load_saved(legacy, LEGACY["checkpoint.pt"], "cc2dkit 0.1 checkpoint")
@@ -172,10 +176,33 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
         from ..data.landmarks import resolve_landmarks
 
         landmarks = resolve_landmarks(cfg.method.landmarks, train.landmark_names)
-        return _predictor(cfg, [state["model"]], landmarks, Template.from_data(train, cfg.data.template), device,
-                          legacy, legacy=True)
+        template = Template.from_data(train, cfg.data.template)
+        return with_shape_check(_predictor(cfg, [state["model"]], landmarks, template, device, legacy, legacy=True),
+                                cfg, None, train, progress)
     raise FileNotFoundError(f"no {MODEL} in {run_dir}: the run has not finished (resume it: "
                             f"python -m cc2dkit train --run {run_dir} --resume)")
+
+
+def with_shape_check(predictor: Predictor, cfg: Config, saved: dict | None, train: GridImages | None = None,
+                     progress: bool = False) -> Predictor:
+    """``predictor`` with the shape check ``cfg.eval.shape_reach`` asks for: the one a run saved, or
+    (a run trained without it) one fitted now to the predictor's answers on the unlabelled training
+    images of ``train`` (built from the config when None); as it is when the setting is off."""
+    reach = cfg.eval.shape_reach
+    if reach is None:
+        return predictor
+    if saved is not None:
+        return predictor.with_shape(ShapeCheck.from_state(saved, reach))
+    if train is None:
+        from ..data import build_datasets
+
+        train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=progress)
+    return predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, progress)
+
+
+def unlabelled_rows(train: GridImages, template: str) -> list[int]:
+    """The rows of the training images a shape check is fitted to: all but the template."""
+    return [i for i, key in enumerate(train.ids) if key != template]
 
 
 def _format(path: Path) -> str | None:
