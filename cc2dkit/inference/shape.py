@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cascade import cascade_argmax
 
 RAYLEIGH_MEDIAN = 1.1774  # median radius of a 2-D isotropic Gaussian of unit sigma: sqrt(2 ln 2)
 MIN_SIGMA = 1.0  # grid px: a landmark the answers agree on exactly still gets a pixel of slack
@@ -142,16 +141,6 @@ class ShapeModel:
                 d2 = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2
                 factor[b, k] = torch.exp(-0.5 * d2 / float(reach * sigma[k]) ** 2)
         return factor, far
-
-    def guard(self, maps: torch.Tensor, points: np.ndarray, reach: float, subpixel: bool = False,
-              read=None) -> tuple[np.ndarray, np.ndarray]:
-        """(S, B, K, G, G) cascade maps and their (B, K, 2) answers -> (B, K, 2) guarded answers and the
-        (B, K) bool mask of the answers that were re-picked. ``read``: maps -> (B, K, 2) answers (a
-        predictor's ``answers``; default the argmax, sub-pixel with ``subpixel``)."""
-        factor, far = self.priors(np.asarray(points, dtype=np.float64), reach, maps.shape[-1])
-        read = read or (lambda m: cascade_argmax(m, subpixel))
-        picked = read(torch.cat([maps, factor[None].to(maps.device)])).cpu().double().numpy()
-        return np.where(far[..., None], picked, points), far
 
 
 NEIGHBOURHOODS = (4, 6, 8, 12, None)  # sizes ShapeCheck.fit chooses from (None: all other landmarks)
