@@ -16,7 +16,8 @@ template's embedding (once per predictor and template: its copies' too); ``s/ima
 per image. Needs the run's data ($CC2DKIT_ISBI_ROOT for ISBI runs); the images are the first
 ``--images`` of its test split. ``--precisions off bf16``: every row timed with its networks in
 float32 and in bfloat16 (``eval.amp``; the machine's noise then hits both alike); ``--repeat N``:
-every row timed N times, round-robin, the median and the range printed. Prints a pandas table.
+every row timed N times, round-robin, the median and the range printed; ``--shape-off``: the
+configured row also without its shape check (``eval.shape_reach``). Prints a pandas table.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", choices=("off", "bf16"), default=None,
                         help="time every row in each of these inference precisions (default: as configured)")
     parser.add_argument("--repeat", type=int, default=1, help="timings of every row, round-robin (median shown)")
+    parser.add_argument("--shape-off", action="store_true",
+                        help="also time the configured predictor without its shape check (eval.shape_reach)")
     args = parser.parse_args()
 
     import numpy as np
@@ -59,6 +62,8 @@ def main() -> None:
     test = test.subset(list(range(args.images)))
     rows = {} if args.configured_only else refinement_variants(loaded, args.copies)
     rows["as configured"] = loaded
+    if args.shape_off and loaded.shape is not None:
+        rows["as configured, no shape check"] = loaded.with_shape(None)
     if args.precisions:  # each row in each precision: configured() keeps every other setting
         rows = {f"{label} [{'bf16' if p == 'bf16' else 'float32'}]":
                 predictor.configured(predictor.subpixel, predictor.template_copies, predictor.poses,
