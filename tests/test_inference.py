@@ -266,7 +266,7 @@ def test_poses_choose_the_same_way_for_an_adapter_and_a_model_set(tiny):
             assert any(torch.allclose(both[:, b], a[:, b], atol=1e-6, rtol=0) for a in alone)
 
 
-class _PinTo(object):
+class _PinTo:
     """A stand-in shape check whose factor pins landmark 0 to one place (a narrow Gaussian there)."""
 
     def __init__(self, where):
