@@ -67,6 +67,13 @@ class ShapeModel:
     def from_answers(cls, answers: np.ndarray, reference: np.ndarray, rounds: int = 3,
                      neighbours: int | None = None) -> "ShapeModel":
         """(N, K, 2) answers on unlabelled images, (K, 2) the template's landmarks (the starting frame)."""
+        return cls._fitted(answers, reference, rounds, neighbours)[0]
+
+    @classmethod
+    def _fitted(cls, answers: np.ndarray, reference: np.ndarray, rounds: int, neighbours: int | None
+                ) -> tuple["ShapeModel", np.ndarray]:
+        """The model and the (N, K) distances of the answers to their expected places (mean-shape px),
+        which give its spreads (and ``choose`` its score)."""
         answers = np.asarray(answers, dtype=np.float64)
         k = len(reference)
         if answers.ndim != 3 or answers.shape[1:] != np.shape(reference) or len(answers) < 5:
@@ -78,9 +85,9 @@ class ShapeModel:
         for _ in range(rounds):
             aligned = np.stack([a @ f[0].T + f[1] for a, f in ((a, robust_fit(a, mean)) for a in answers)])
             mean = np.median(aligned, axis=0)
-        model = cls(mean, np.ones(k), neighbours)
-        return cls(mean, np.maximum(np.median(model.residuals(answers), axis=0) / RAYLEIGH_MEDIAN, MIN_SIGMA),
-                   neighbours)
+        residuals = cls(mean, np.ones(k), neighbours).residuals(answers)  # the spreads do not enter
+        sigma = np.maximum(np.median(residuals, axis=0) / RAYLEIGH_MEDIAN, MIN_SIGMA)
+        return cls(mean, sigma, neighbours), residuals
 
     @classmethod
     def choose(cls, answers: np.ndarray, reference: np.ndarray, candidates: tuple[int | None, ...]
@@ -88,8 +95,10 @@ class ShapeModel:
         """The model (of ``from_answers``, one per neighbourhood size in ``candidates``) whose
         expectations the answers lie closest to (median over every answer, mean-shape px), and each
         candidate's median: label-free, the answers are the predictor's own."""
-        models = {n: cls.from_answers(answers, reference, neighbours=n) for n in candidates}
-        scores = {n: float(np.median(m.residuals(answers))) for n, m in models.items()}
+        models, scores = {}, {}
+        for n in candidates:
+            models[n], residuals = cls._fitted(answers, reference, 3, n)
+            scores[n] = float(np.median(residuals))
         return models[min(scores, key=scores.get)], scores
 
     def groups(self) -> list[np.ndarray]:
