@@ -36,7 +36,7 @@ def main() -> None:
     from cc2dkit.inference.shape import ShapeCheck, ShapeModel
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
-    from cc2dkit.methods.runfolder import unlabelled_rows
+    from cc2dkit.methods.context import unlabelled_rows
     from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

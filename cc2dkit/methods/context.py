@@ -37,6 +37,13 @@ class RunContext:
         return [self.train.landmark_names[l] for l in self.landmarks]
 
 
+def unlabelled_rows(train: GridImages, template: str) -> list[int]:
+    """The training images without labels: every row but the template's (PLs live on the first
+    ``method.pl_images`` of them; a shape check is fitted to all of them)."""
+    t = train.index(template)
+    return [i for i in range(len(train)) if i != t]
+
+
 def prepare_context(cfg: Config, out_dir, data=None, progress: bool = True) -> RunContext:
     """Seed and device from ``cfg``; ``data`` = (train, test) GridImages, built from ``cfg.data`` if None."""
     device, gen = setup(cfg)
@@ -49,7 +56,7 @@ def prepare_context(cfg: Config, out_dir, data=None, progress: bool = True) -> R
     t = train.index(cfg.data.template)
     template = Template.from_data(train, cfg.data.template)
     landmarks = resolve_landmarks(cfg.method.landmarks, train.landmark_names)
-    unlabelled = [i for i in range(len(train)) if i != t]
+    unlabelled = unlabelled_rows(train, cfg.data.template)
     n = cfg.method.pl_images
     if n is not None:
         if n < 1:

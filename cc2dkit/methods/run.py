@@ -30,11 +30,11 @@ from ..training import (CropPatchSource, PLPatchSource, PLState, RandomPatchSour
 from ..distributed import env_dist
 from ..runtime import resolve_device, use_bf16
 from .checkpoint import load_checkpoint, restore, restore_trainees, save_checkpoint
-from .context import EpochLog, RunContext, predict_rows, prepare_context
+from .context import EpochLog, RunContext, predict_rows, prepare_context, unlabelled_rows
 from .loop import Trainee, distribute, layout, make_trainees, run_epochs, trainee_states, training_groups
 from .registry import MethodSpec, method_config, method_spec
 from .runfolder import (CHECKPOINT, CONFIG, LEGACY, METRICS, MODEL, PL_HISTORY, evaluation, save_model,
-                        unlabelled_rows, write_csv_atomic, write_results, write_text_atomic)
+                        write_csv_atomic, write_results, write_text_atomic)
 
 
 @dataclass

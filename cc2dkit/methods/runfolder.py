@@ -37,6 +37,7 @@ from ..inference.shape import ShapeCheck
 from ..metrics import errors_long, per_landmark_table, radial_errors_mm
 from ..network import CC2D
 from ..network.legacy import upgrade_decoder_state
+from .context import unlabelled_rows
 from .registry import method_config, method_spec
 
 CONFIG = "config.json"
@@ -198,11 +199,6 @@ def with_shape_check(predictor: Predictor, cfg: Config, saved: dict | None, trai
 
         train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=progress)
     return predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, progress)
-
-
-def unlabelled_rows(train: GridImages, template: str) -> list[int]:
-    """The rows of the training images a shape check is fitted to: all but the template."""
-    return [i for i, key in enumerate(train.ids) if key != template]
 
 
 def _format(path: Path) -> str | None:
