@@ -272,8 +272,10 @@ class _PinTo:
     def __init__(self, where):
         self.where, self.seen = where, []
 
-    def factor(self, points, size):
-        self.seen.append(np.array(points))
+    def guard(self, maps, read):
+        points = read(maps).numpy()
+        self.seen.append(points)
+        size = maps.shape[-1]
         ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
                                 indexing="ij")
         out = torch.ones(len(points), points.shape[1], size, size)
@@ -291,7 +293,7 @@ def test_a_shape_check_joins_the_maps_every_reading_sees(tiny):
     with torch.no_grad():
         maps = checked.matcher()(data.images[[1, 2]], None)
     assert maps.shape[0] == len(model.strides) + 1  # the S scales and the check's factor
-    np.testing.assert_allclose(check.seen[0], before, atol=1e-4)  # the factor is made from the unchecked answers
+    np.testing.assert_allclose(check.seen[0], before, atol=1e-4)  # the check reads the unchecked maps
     after = checked.predict_grid(data, [1, 2])
     np.testing.assert_allclose(after[:, 0], [[7.0, 9.0]] * 2, atol=0.5)
     np.testing.assert_allclose(after[:, 1:], before[:, 1:])

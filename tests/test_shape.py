@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cc2dkit.inference.cascade import cascade_argmax
-from cc2dkit.inference.shape import ShapeModel, robust_fit, similarity_fit
+from cc2dkit.inference.shape import ShapeCheck, ShapeModel, robust_fit, similarity_fit
 
 REF = np.array([[10.0, 10.0], [30.0, 12.0], [22.0, 30.0], [12.0, 26.0], [34.0, 28.0], [20.0, 18.0]])
 
@@ -50,11 +50,12 @@ def test_shape_model_learns_the_spread_and_expects_a_wrong_landmark_where_the_ot
         ShapeModel.from_answers(answers[:3], REF)
 
 
-def _guarded(model, maps, answers, reach):
-    """What a predictor with the check answers: the maps and the check's factor, read by the argmax."""
-    factor, far = model.priors(answers, reach, maps.shape[-1])
+def _guarded(model, maps, reach):
+    """What a predictor with the check answers (the maps and the check's factor, read by the argmax),
+    and which answers the factor guards (B, K)."""
+    factor = ShapeCheck(model, reach).guard(maps, cascade_argmax)
     picked = cascade_argmax(torch.cat([maps, factor[None]])).double().numpy()
-    return picked, far
+    return picked, (factor != 1).flatten(2).any(dim=2).numpy()
 
 
 def test_the_check_repicks_only_the_far_answer_at_the_second_peak_near_its_place():
@@ -68,10 +69,39 @@ def test_the_check_repicks_only_the_far_answer_at_the_second_peak_near_its_place
     maps = torch.tensor(maps, dtype=torch.float32)[None, None]  # (S=1, B=1, K, G, G)
     answers = cascade_argmax(maps).double().numpy()  # (B=1, K, 2): the unchecked reading
     assert answers[0, 1].tolist() == [44.0, 44.0]  # the cascade's argmax took the look-alike
-    guarded, moved = _guarded(model, maps, answers, 3.0)
+    guarded, moved = _guarded(model, maps, 3.0)
     assert moved[0].tolist() == [False, True, False, False, False, False]
     np.testing.assert_allclose(guarded[0, 1], truth[1], atol=1.0)
     np.testing.assert_array_equal(np.delete(guarded[0], 1, axis=0), np.delete(answers[0], 1, axis=0))
+
+
+def _peaks(g, centres, weights=None):
+    """(K, G, G) maps with one Gaussian peak per centre (a float32 tensor)."""
+    ys, xs = np.mgrid[0:g, 0:g]
+    weights = np.ones(len(centres)) if weights is None else weights
+    return sum(w * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 4.0) for (x, y), w in zip(centres, weights))
+
+
+def test_the_second_pass_finds_an_answer_a_far_neighbour_hid_and_spares_the_good_ones():
+    rng = np.random.default_rng(1)
+    model = ShapeModel.from_answers(_answers(rng), REF, neighbours=2)  # 2 neighbours: a wrong one drags a fit
+    assert model.groups()[0].tolist() == [5, 3] and model.groups()[1].tolist() == [5, 4]
+    g = 48
+    truth = _similar(REF, 0.05, 1.0, np.array([3.0, 2.0]))
+    wrong = truth.copy()
+    wrong[5] += [9.0, 9.0]  # landmark 5 takes a look-alike...
+    wrong[0] = model.expected(wrong)[0][0]  # ...and 0 one exactly where 5's wrong answer expects it
+    maps = np.stack([_peaks(g, [t]) for t in truth])
+    for k in (0, 5):
+        maps[k] = _peaks(g, [truth[k], wrong[k]], [0.6, 1.0])
+    maps = torch.tensor(maps, dtype=torch.float32)[None, None]  # (S=1, B=1, K, G, G)
+    error = lambda points: np.linalg.norm(points[0] - truth, axis=1)  # noqa: E731
+    unchecked = cascade_argmax(maps).double().numpy()
+    assert error(unchecked)[0] > 10 and error(unchecked)[5] > 10
+    one_pass = cascade_argmax(torch.cat([maps, model.priors(unchecked, 3.0, g)[0][None]])).double().numpy()
+    assert error(one_pass)[0] > 10 and error(one_pass)[1] > 5  # 0 looks right; the good 1 is pulled off
+    guarded, _ = _guarded(model, maps, 3.0)
+    assert error(guarded)[[0, 5]].max() < 2.0 and error(guarded)[1] < 1.0
 
 
 def _two_parts(rng, n=40, noise=0.3):

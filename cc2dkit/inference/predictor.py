@@ -220,7 +220,7 @@ class Predictor(ABC):
             found = best_pose(per_pose(images, keys), grid)  # (S, B, K, G, G)
             if self.shape is None:
                 return found
-            factor = self.shape.factor(self.answers(found).cpu().double().numpy(), found.shape[-1])
+            factor = self.shape.guard(found, self.answers)  # (B, K, G, G)
             return torch.cat([found, factor[None].to(found.device, found.dtype)])
         return maps
 

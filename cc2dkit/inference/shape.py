@@ -17,9 +17,15 @@ neighbourhood size whose expectations the unlabelled answers agree with best (la
 An answer further than ``reach`` x sigma_k from mu_k is replaced by the cascade product's answer
 under a Gaussian of ``reach`` x sigma_k around mu_k (the Gaussian joins the maps as one more
 factor, read as the predictor reads its maps): the best match in the plausible region.
+
+``ShapeCheck.guard`` checks twice: a far answer drags its neighbours' expectations, so that on the
+first pass a good neighbour can look far (and be pulled towards a wrong place) while a wrong one can
+look near. The second pass computes every expectation again from the first pass's checked answers
+and checks the unchecked answers against those: only its Gaussians join the maps.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,16 +141,18 @@ class ShapeModel:
             out[b] = np.linalg.norm(points - mu, axis=1) * self.sigma / spread  # / the fit's scale
         return out
 
-    def priors(self, points: np.ndarray, reach: float, size: int) -> tuple[torch.Tensor, np.ndarray]:
+    def priors(self, points: np.ndarray, reach: float, size: int, expect_from: np.ndarray | None = None
+               ) -> tuple[torch.Tensor, np.ndarray]:
         """(B, K, 2) answers -> a (B, K, G, G) factor for the cascade (a Gaussian of ``reach`` x sigma
         around the expected place for each answer further than that from it, else 1) and the (B, K)
-        bool mask of those answers."""
+        bool mask of those answers. The expected places come from ``expect_from`` (B, K, 2) when
+        given (other answers on the same images), else from ``points``."""
         ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
                                 indexing="ij")
         factor = torch.ones(*points.shape[:2], size, size)
         far = np.zeros(points.shape[:2], dtype=bool)
         for b in range(len(points)):
-            mu, sigma = self.expected(points[b])
+            mu, sigma = self.expected(points[b] if expect_from is None else expect_from[b])
             far[b] = np.linalg.norm(points[b] - mu, axis=1) > reach * sigma
             for k in np.flatnonzero(far[b]):
                 d2 = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2
@@ -181,9 +189,15 @@ class ShapeCheck:
         sizes = tuple(s for s in NEIGHBOURHOODS if s is None or s <= k - 1)
         return cls(ShapeModel.choose(answers, reference, sizes)[0], float(reach))
 
-    def factor(self, points: np.ndarray, size: int) -> torch.Tensor:
-        """(B, K, 2) answers -> the (B, K, G, G) factor that joins the cascade (``ShapeModel.priors``)."""
-        return self.model.priors(np.asarray(points, dtype=np.float64), self.reach, size)[0]
+    def guard(self, maps: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """(S, B, K, G, G) cascade maps and the predictor's reading of maps (-> (B, K, 2) answers) ->
+        the (B, K, G, G) factor that joins them: the answers checked against the expectations of the
+        answers a first pass of the check gives (see the module docstring)."""
+        size = maps.shape[-1]
+        answers = read(maps).cpu().double().numpy()
+        first = self.model.priors(answers, self.reach, size)[0]
+        checked = read(torch.cat([maps, first[None].to(maps.device, maps.dtype)])).cpu().double().numpy()
+        return self.model.priors(answers, self.reach, size, expect_from=checked)[0]
 
     def state(self) -> dict:
         """What a model file keeps (the reach is the config's)."""

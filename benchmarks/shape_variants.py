@@ -1,0 +1,100 @@
+"""Variants of the shape check's guard (``inference/shape.py``) on a finished run: the refined answers.
+
+    python benchmarks/shape_variants.py runs/bf16/run --set num_threads=2 --set eval.amp=bf16 \
+        --set eval.centroid=0.5 --set eval.subpixel=true --set eval.template_copies=8
+
+The run's predictor with the shape check its config (or ``--set eval.shape_reach=R``; 3 if unset)
+asks for (the one its ``model.pt`` keeps, else one fitted to the unlabelled training images), its
+guard swapped for each variant, answers the test split:
+
+- ``one pass``: a Gaussian at the expected place of each answer too far from it (the thirteenth
+  session's check);
+- ``one pass, cut to the disk``: that Gaussian times 0 beyond reach x sigma (the answer must land
+  inside the plausible region);
+- ``two passes, factors multiplied``: a second pass on the first pass's checked answers, its
+  Gaussians multiplied into the first's;
+- ``two passes, re-flag`` (``ShapeCheck.guard``, the kit's): the unchecked answers checked against
+  the expectations of the first pass's checked answers; only those Gaussians.
+
+Prints one row per variant (MRE, SD, SDR, median, errors over 10 mm), how many answers each moves
+against the first, and the seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from cc2dkit.analysis import compare_answers
+    from cc2dkit.config import apply_overrides, parse_sets
+    from cc2dkit.inference.shape import ShapeCheck
+    from cc2dkit.methods import run_config
+    from cc2dkit.methods.apply import load_run
+    from cc2dkit.runtime import setup
+
+    def read_np(read, maps):
+        return read(maps).cpu().double().numpy()
+
+    class OnePass(ShapeCheck):
+        def guard(self, maps, read):
+            return self.model.priors(read_np(read, maps), self.reach, maps.shape[-1])[0]
+
+    class Disk(ShapeCheck):
+        def guard(self, maps, read):
+            size = maps.shape[-1]
+            answers = read_np(read, maps)
+            factor, far = self.model.priors(answers, self.reach, size)
+            ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
+                                    torch.arange(size, dtype=torch.float32), indexing="ij")
+            for b, k in zip(*np.nonzero(far)):
+                mu, sigma = self.model.expected(answers[b])
+                inside = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2 <= float(self.reach * sigma[k]) ** 2
+                factor[b, k] = factor[b, k] * inside
+            return factor
+
+    class Multiplied(ShapeCheck):
+        def guard(self, maps, read):
+            size = maps.shape[-1]
+            first = self.model.priors(read_np(read, maps), self.reach, size)[0]
+            checked = read_np(read, torch.cat([maps, first[None].to(maps.device, maps.dtype)]))
+            return first * self.model.priors(checked, self.reach, size)[0]
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
+    args = ap.parse_args()
+    cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
+    if cfg.eval.shape_reach is None:
+        cfg = cfg.replace(**{"eval.shape_reach": 3.0})
+    device, _ = setup(cfg)
+    t0 = time.perf_counter()
+    try:
+        predictor, test = load_run(args.run, device, cfg)
+    except (OSError, ValueError) as e:
+        sys.exit(str(e))
+    check = predictor.shape
+    variants = {"one pass": OnePass, "one pass, cut to the disk": Disk,
+                "two passes, factors multiplied": Multiplied, "two passes, re-flag (the kit's)": ShapeCheck}
+    answers = {}
+    for label, kind in variants.items():
+        answers[label] = predictor.with_shape(kind(check.model, check.reach)).predict_grid(test, progress=True)
+    comparison = compare_answers(answers, test, predictor.landmark_indices, cfg.eval.radii_mm)
+    first = answers["one pass"]
+    comparison.table["moved"] = [int((np.linalg.norm(a - first, axis=-1) > 1e-6).sum()) for a in answers.values()]
+    print(f"{args.run}: {len(test)} images, reach {check.reach:g}, neighbours {check.model.neighbours or 'all'}, "
+          f"{time.perf_counter() - t0:.0f} s (the check's fit included where the run has none)")
+    with pd.option_context("display.width", 200, "display.precision", 2):
+        print(comparison.table.to_string())
+
+
+if __name__ == "__main__":
+    main()
