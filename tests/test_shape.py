@@ -76,7 +76,7 @@ def test_the_check_repicks_only_the_far_answer_at_the_second_peak_near_its_place
 
 
 def _peaks(g, centres, weights=None):
-    """(K, G, G) maps with one Gaussian peak per centre (a float32 tensor)."""
+    """A (G, G) map with a Gaussian peak at each centre, of the given heights (default 1)."""
     ys, xs = np.mgrid[0:g, 0:g]
     weights = np.ones(len(centres)) if weights is None else weights
     return sum(w * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / 4.0) for (x, y), w in zip(centres, weights))
