@@ -131,6 +131,51 @@ def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatc
     assert fitted.shape is not None and fitted.shape.reach == 3.0
 
 
+def test_a_run_with_a_template_pool_fits_it_last_saves_and_loads_it(tmp_path, monkeypatch):
+    import cc2dkit.methods.run as run_module
+    seen, real = [], run_module.run_epochs
+
+    def recording(ctx, stages, trainees, predictor, *rest):
+        seen.append(predictor)
+        return real(ctx, stages, trainees, predictor, *rest)
+
+    monkeypatch.setattr(run_module, "run_epochs", recording)
+    cfg = tiny_cfg(**{"method.name": "multi", "eval.shape_reach": 3.0, "eval.template_pool": 3})
+    data = phantom_grids(cfg)
+    result = run_method(cfg, tmp_path / "a", data, progress=False)
+    assert seen[0].pool is None  # Infer-PL and tracking: the template alone
+    pool = result.predictor.pool
+    assert pool is not None and pool.images == 3  # the first 3 unlabelled training images
+    # fitted last: from the answers of the checked predictor on those images
+    checked = result.predictor.with_pool(None)
+    assert checked.shape is not None
+    expected = checked.pool_at(data[0], [1, 2, 3], checked.predict_grid(data[0], [1, 2, 3]))
+    assert all(torch.allclose(a, b) for a, b in zip(pool.sums, expected.sums))
+    saved = torch.load(tmp_path / "a" / MODEL, weights_only=False)["pool"]
+    assert saved["images"] == 3 and saved["asked"] == 3
+    loaded = load_predictor(tmp_path / "a")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.pool.sums, pool.sums))
+    np.testing.assert_allclose(loaded.predict(data[1]), result.predictions, equal_nan=True)
+    assert load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.template_pool": 0})).pool is None
+    assert load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.template_pool": 2})).pool.images == 2  # refitted
+    # a run trained without one: the pool is fitted when a config asks for it (its training images rebuilt)
+    run_method(cfg.replace(**{"eval.template_pool": 0}), tmp_path / "b", data, progress=False)
+    assert torch.load(tmp_path / "b" / MODEL, weights_only=False)["pool"] is None
+    assert load_predictor(tmp_path / "b", cfg=cfg).pool.images == 3
+
+
+def test_a_template_pool_without_unlabelled_images_is_refused_before_training(tmp_path):
+    from cc2dkit.data.base import SubsetDataset
+    from cc2dkit.data.grid import GridImages
+
+    cfg = tiny_cfg(**{"eval.template_pool": 5})
+    train, test = phantom_grids(cfg)
+    alone = GridImages(SubsetDataset(train.dataset, [cfg.data.template]), cfg.data.grid, "train", progress=False)
+    with pytest.raises(ValueError, match="eval.template_pool=5 needs unlabelled training images"):
+        run_method(cfg, tmp_path / "run", (alone, test), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_shape_check_refuses_too_few_landmarks_before_training(tmp_path):
     cfg = tiny_cfg(**{"eval.shape_reach": 3.0, "method.landmarks": (1, 3)})
     with pytest.raises(ValueError, match="eval.shape_reach needs at least 3 landmarks"):

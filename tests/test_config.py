@@ -80,7 +80,7 @@ BAD = {
     "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"], "refine.template_copies": ["x", 8],
     "eval.batch_size": [0], "eval.subpixel": ["x"], "eval.amp": ["fp16", ""], "eval.template_copies": [-1], "eval.radii_mm": [(), (2.0, 2.0), (-1.0,)], "eval.figures": [-1],
     "eval.track_every": [-1], "eval.track_images": [0],
-    "eval.centroid": [0.0, 1.0, -0.5, "x"], "eval.shape_reach": [0.0, -1.0, "x"],
+    "eval.centroid": [0.0, 1.0, -0.5, "x"], "eval.shape_reach": [0.0, -1.0, "x"], "eval.template_pool": [-1, 1.5, "x"],
     "eval.pose_scales": [(), (0.0,), (1.0, 1.0), (3.0,), ("x",)], "eval.pose_rotations_deg": [(), (90.0,), (0.0, 0.0)],
 }
 

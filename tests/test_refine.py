@@ -53,6 +53,9 @@ class Fixed(Predictor):
     def pose_matcher(self):
         raise NotImplementedError
 
+    def embedder(self):
+        raise NotImplementedError
+
     def predict_grid(self, data, rows=None, progress=False):
         return self.points[list(rows) if rows is not None else slice(None)]
 

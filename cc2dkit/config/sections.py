@@ -163,6 +163,10 @@ class EvalConfig(_Checked):
     # nearest landmarks put it is re-picked near that place; the shape model is fitted to the
     # predictor's own answers on the unlabelled training images (at a run's end); None: off
     shape_reach: float | None = rule(None, lo=0, lo_open=True)
+    # the template pool (inference/pool.py): the template's mean vector joined, with equal weight, by
+    # the mean of the model's own vectors at its answers on up to this many unlabelled training images
+    # (the first ones; fitted at a run's end, after the shape check); 0: the template's views alone
+    template_pool: int = rule(0, lo=0)
     radii_mm: tuple[float, ...] = rule((2.0, 2.5, 3.0, 4.0), lo=0, lo_open=True, nonempty=True, distinct=True)
     figures: int = rule(4, lo=0)  # prediction figures written by ``evaluate``
     track_every: int = rule(1, lo=0)  # methods: per-landmark test error every N epochs (0: final only)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -42,10 +42,13 @@ from ..network import CC2D, StackedModels
 from ..runtime import bf16_autocast
 from .cascade import best_pose, cascade_argmax, check_centroid, cosine_maps, template_vectors
 from .explain import ImageMaps
+from .pool import TemplatePool
 from .shape import ShapeCheck
 
 Matcher = Callable[[torch.Tensor, list | None], torch.Tensor]  # (B, 1, G, G), keys -> (S, B, K, G, G)
 PoseMatcher = Callable[[torch.Tensor, list | None], list[list[torch.Tensor]]]  # ... -> P x S x (B, K, h, w)
+# (B, 1, G, G), keys -> groups of landmark positions and their embeddings [(B, D, h, w)] per scale
+Embedder = Callable[[torch.Tensor, list | None], Iterator[tuple[list[int], list[torch.Tensor]]]]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -146,6 +149,7 @@ class Predictor(ABC):
         self.centroid = check_centroid(centroid)  # answer: the product's top centroid at this level (None: argmax)
         self.bf16 = bool(bf16)  # the networks' forward passes in bfloat16 (``embed``), the cosines in float32
         self.shape: ShapeCheck | None = None  # the shape check of the maps (``with_shape``)
+        self.pool: TemplatePool | None = None  # vectors at its answers on unlabelled images (``with_pool``)
 
     def configured(self, subpixel: bool, template_copies: int,
                    poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
@@ -167,9 +171,10 @@ class Predictor(ABC):
 
     def plain(self, bf16: bool = False) -> "Predictor":
         """The grid argmax against the template alone (no sub-pixel peak, no template copies, one
-        pose, no centroid, no shape check), its networks in bfloat16 when ``bf16``: what Infer-PL and
-        per-epoch tracking use while training (``bf16``: ``train.amp`` resolved, as the training step)."""
-        return self.configured(False, 0, bf16=bf16).with_shape(None)
+        pose, no centroid, no shape check, no template pool), its networks in bfloat16 when ``bf16``:
+        what Infer-PL and per-epoch tracking use while training (``bf16``: ``train.amp`` resolved, as
+        the training step)."""
+        return self.configured(False, 0, bf16=bf16).with_shape(None).with_pool(None)
 
     def with_shape(self, check: ShapeCheck | None) -> "Predictor":
         """The same predictor with this shape check of its maps (None: without one)."""
@@ -183,6 +188,45 @@ class Predictor(ABC):
         coarse = self.coarse_stage.with_shape(None)
         answers = coarse.predict_grid(data, rows, progress)
         return self.with_shape(ShapeCheck.fit(answers, coarse.template.points[coarse.landmark_indices], reach))
+
+    def with_pool(self, pool: TemplatePool | None) -> "Predictor":
+        """The same predictor matching against the template's views joined by this pool (None: the
+        template's views alone; ``pool.py``)."""
+        if pool is not None and pool.landmarks != len(self.landmark_indices):
+            raise ValueError(f"a template pool of {pool.landmarks} landmarks for a predictor of "
+                             f"{len(self.landmark_indices)}")
+        other = copy.copy(self)
+        other.pool = pool
+        return other
+
+    def pooled(self, data: GridImages, rows: Sequence[int], progress: bool = False) -> "Predictor":
+        """This predictor with a template pool (``eval.template_pool``) from its own answers, as
+        configured and without a pool, on ``data``'s ``rows`` (unlabelled images: no label is read)."""
+        rows = [int(i) for i in rows]
+        answers = self.with_pool(None).predict_grid(data, rows, progress)  # (N, K, 2) grid px
+        return self.with_pool(self.coarse_stage.pool_at(data, rows, answers, progress))
+
+    @torch.no_grad()
+    def pool_at(self, data: GridImages, rows: Sequence[int], points: np.ndarray, progress: bool = False
+                ) -> TemplatePool:
+        """The template pool of ``data``'s ``rows`` at ``points`` (N, K, 2) grid px: per scale the
+        sum of this predictor's unit vectors there."""
+        embed_views, grid, k = self.embedder(), self.template.grid, len(self.landmark_indices)
+        rows, sums = [int(i) for i in rows], None
+        if not rows or np.shape(points) != (len(rows), k, 2):
+            raise ValueError(f"a template pool needs (N >= 1, {k}, 2) points for its N rows, got {np.shape(points)} "
+                             f"for {len(rows)} rows")
+        for start in tqdm(range(0, len(rows), self.batch_size), desc="template pool", disable=not progress,
+                          leave=False):
+            chunk = rows[start:start + self.batch_size]
+            at = torch.as_tensor(np.asarray(points[start:start + len(chunk)]), dtype=torch.float32, device=self.device)
+            for ks, embs in embed_views(data.images[chunk].to(self.device), [data.keys[i] for i in chunk]):
+                for b in range(len(chunk)):
+                    vectors = template_vectors([e[b:b + 1] for e in embs], at[b, ks], grid)  # S x (L, D)
+                    sums = sums or [torch.zeros(k, v.shape[1]) for v in vectors]
+                    for total, v in zip(sums, vectors):
+                        total[ks] += v.cpu()
+        return TemplatePool(tuple(sums), len(rows))
 
     def template_views(self, pose: tuple[float, float] = (1.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
         """The template in ``pose`` and its augmented copies: images (C, 1, G, G) and the K landmarks
@@ -205,10 +249,27 @@ class Predictor(ABC):
         """Strides of the S similarity scales, coarse to fine."""
 
     @abstractmethod
+    def embedder(self) -> Embedder:
+        """The model(s) with the current weights as ``embed(images, keys)``: yields, group by group,
+        landmark positions and their embeddings of the images [(B, D, h, w)] per scale (one group of
+        all K for a plain model; one per landmark for a C-Adapter or K single-landmark models)."""
+
     def pose_matcher(self) -> PoseMatcher:
-        """Embed the template in each of ``poses`` with the current weights; returns
-        ``maps(images, keys)`` -> P x S x (B, K, h, w): every pose's clamped cosines at each scale's
-        own resolution (``cascade.cosine_maps``), the query embedded once."""
+        """Embed the template in each of ``poses`` with the current weights (its vectors averaged
+        over its copies and joined by the template pool, if any); returns ``maps(images, keys)`` ->
+        P x S x (B, K, h, w): every pose's clamped cosines at each scale's own resolution
+        (``cascade.cosine_maps``), the query embedded once."""
+        embed_views, grid = self.embedder(), self.template.grid
+        per_pose = []  # P x groups x S x (L, D)
+        for images, points in (self.template_views(pose) for pose in self.poses):  # (C, 1, G, G), (C, K, 2)
+            per_pose.append([mean_vectors(embs, points[:, ks], grid,
+                                          None if self.pool is None else self.pool.of(ks, self.device))
+                             for ks, embs in embed_views(images, None)])
+
+        def maps(images, keys):
+            return join_landmarks([pose_cosines(embs, [vectors[g] for vectors in per_pose])
+                                   for g, (_, embs) in enumerate(embed_views(images, keys))])
+        return maps
 
     def matcher(self) -> Matcher:
         """Embed the template with the current weights; returns ``maps(images, keys)``: per image the
@@ -240,7 +301,8 @@ class Predictor(ABC):
         A landmark-specific predictor (C-Adapter, K single-landmark models) keeps its landmarks:
         the template must name them all (case-insensitive; by position when the model's own template
         has no names, as in model files written before names were stored). A plain model matches any landmarks:
-        it then predicts all of the template's, without the shape check unless they are the same.
+        it then predicts all of the template's, without the shape check and the template pool unless
+        they are the same.
         """
         other = copy.copy(self)
         if self.landmark_specific and not self.template.names:
@@ -255,8 +317,8 @@ class Predictor(ABC):
         else:
             other.template = template
             other.landmark_indices = list(range(len(template.points)))
-            if other.landmark_names != self.landmark_names:  # the shape model knows the old landmarks only
-                other.shape = None
+            if other.landmark_names != self.landmark_names:  # the shape model and pool know the old landmarks only
+                other.shape = other.pool = None
         return other
 
     def answers(self, maps: torch.Tensor, allowed: torch.Tensor | None = None) -> torch.Tensor:
@@ -332,24 +394,17 @@ class ModelPredictor(Predictor):
     def landmark_specific(self) -> bool:
         return bool(self.model.n_landmarks)
 
-    def pose_matcher(self) -> PoseMatcher:
-        model, grid = self.model.eval(), self.template.grid
-        views = [self.template_views(pose) for pose in self.poses]  # P x ((C, 1, G, G), (C, K, 2))
-        if not model.n_landmarks:
-            vectors = [mean_vectors(self.embed(model, images), points, grid)
-                       for images, points in views]  # P x [(K, D)]
-            return lambda images, keys: pose_cosines(self.embed(model, images, keys), vectors)
-        per_pose = []  # P x K x [(1, D)]
-        for images, points in views:
-            taps = self.embed(model.taps, images)  # the backbone once; the decoder once per adapter
-            per_pose.append([mean_vectors(self.embed(model.decoder, taps, k), points[:, k:k + 1], grid)
-                             for k in range(model.n_landmarks)])
+    def embedder(self) -> Embedder:
+        model, everyone = self.model.eval(), list(range(len(self.landmark_indices)))
 
-        def maps(images, keys):
-            taps = self.embed(model.taps, images, keys)
-            return join_landmarks([pose_cosines(self.embed(model.decoder, taps, k), [per_k[k] for per_k in per_pose])
-                                   for k in range(model.n_landmarks)])
-        return maps
+        def plain(images, keys=None):
+            yield everyone, self.embed(model, images, keys)
+
+        def per_adapter(images, keys=None):
+            taps = self.embed(model.taps, images, keys)  # the backbone once; the decoder once per adapter
+            for k in range(model.n_landmarks):
+                yield [k], self.embed(model.decoder, taps, k)
+        return per_adapter if model.n_landmarks else plain
 
 
 class ModelSetPredictor(Predictor):
@@ -371,28 +426,15 @@ class ModelSetPredictor(Predictor):
     def strides(self) -> tuple[int, ...]:
         return self.models[0].strides
 
-    def pose_matcher(self) -> PoseMatcher:
-        grid = self.template.grid
-        views = [self.template_views(pose) for pose in self.poses]  # P x ((C, 1, G, G), (C, K, 2))
-        stacks, vectors = [], []  # vectors: per stack, P x K_c x [(1, D)]
-        for chunk in self.chunks:
-            stack = StackedModels([self.models[k] for k in chunk]).eval()
-            per_pose = []
-            for images, points in views:
-                embs = self.embed(stack, images)  # [(K_c, C, D, h, w)]
-                per_pose.append([mean_vectors([e[j] for e in embs], points[:, k:k + 1], grid)
-                                 for j, k in enumerate(chunk)])
-            vectors.append(per_pose)
-            stacks.append(stack)
+    def embedder(self) -> Embedder:
+        stacks = [(chunk, StackedModels([self.models[k] for k in chunk]).eval()) for chunk in self.chunks]
 
-        def maps(images, keys):
-            per_landmark = []  # K x P x S x (B, 1, h, w)
-            for stack, per_pose in zip(stacks, vectors):
-                embs = self.embed(stack, images, keys)  # [(K_c, B, D, h, w)]
-                per_landmark += [pose_cosines([e[j] for e in embs], [vecs[j] for vecs in per_pose])
-                                 for j in range(len(per_pose[0]))]
-            return join_landmarks(per_landmark)
-        return maps
+        def embed(images, keys=None):
+            for chunk, stack in stacks:
+                embs = self.embed(stack, images, keys)  # [(K_c, B, D, h, w)]: the stack's models at once
+                for j, k in enumerate(chunk):
+                    yield [k], [e[j] for e in embs]
+        return embed
 
 
 def pose_cosines(embs: list[torch.Tensor], per_pose: list[list[torch.Tensor]]) -> list[list[torch.Tensor]]:
@@ -406,14 +448,23 @@ def pose_cosines(embs: list[torch.Tensor], per_pose: list[list[torch.Tensor]]) -
 
 
 def join_landmarks(per_landmark: list[list[list[torch.Tensor]]]) -> list[list[torch.Tensor]]:
-    """K landmarks' P x S x (B, 1, h, w) maps -> P x S x (B, K, h, w)."""
+    """Groups of landmarks' P x S x (B, L, h, w) maps -> P x S x (B, K, h, w) (one group: as it is)."""
+    if len(per_landmark) == 1:
+        return per_landmark[0]
     return [[torch.cat(level, dim=1) for level in zip(*per_k)] for per_k in zip(*per_landmark)]
 
 
-def mean_vectors(embs: list[torch.Tensor], points: torch.Tensor, grid: int) -> list[torch.Tensor]:
+def mean_vectors(embs: list[torch.Tensor], points: torch.Tensor, grid: int,
+                 pool: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Template vectors of C views [(C, D, h, w)] at their points (C, K, 2), averaged over the views
-    and made unit length again: [(K, D)] (C = 1: the template's own vectors)."""
-    return average_views([template_vectors([e[c:c + 1] for e in embs], points[c], grid) for c in range(len(points))])
+    and made unit length again: [(K, D)] (C = 1: the template's own vectors). With ``pool`` (per
+    scale a template pool's (K, D) mean vectors), that mean is added to the views' mean first (equal
+    weight; ``pool.py``)."""
+    per_view = [template_vectors([e[c:c + 1] for e in embs], points[c], grid) for c in range(len(points))]
+    if pool is None:
+        return average_views(per_view)
+    return [torch.nn.functional.normalize(torch.stack(level).mean(0) + extra, dim=1)
+            for level, extra in zip(zip(*per_view), pool)]
 
 
 def average_views(per_view: list[list[torch.Tensor]]) -> list[torch.Tensor]:

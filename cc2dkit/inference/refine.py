@@ -41,7 +41,7 @@ from ..config import RefineConfig
 from ..data.grid import GridImages, resize_to_grid
 from ..network import CC2D
 from .cascade import CLOSED_GATE_FLOOR, similarity_maps, template_vectors
-from .predictor import Matcher, PoseMatcher, Predictor, Template, average_views, mean_vectors
+from .predictor import Embedder, Matcher, PoseMatcher, Predictor, Template, average_views, mean_vectors
 
 
 def crop_origins(points: torch.Tensor, crop: int, size: int) -> torch.Tensor:
@@ -81,6 +81,7 @@ class RefinedPredictor(Predictor):
         self.scale, self.crop, self.coarse_gate, self.max_move = scale, crop, coarse_gate, max_move
         self.whole_image, self.fine_copies = whole_image, fine_copies
         self.shape = coarse.shape  # the coarse stage's maps carry it, and so the gate
+        self.pool = coarse.pool  # the coarse stage matches against it
 
     @staticmethod
     def settings_of(rc: RefineConfig) -> dict:
@@ -114,6 +115,10 @@ class RefinedPredictor(Predictor):
         """The fine stage on the coarse stage with this shape check (None: without one)."""
         return self.variant(self.coarse.with_shape(check))
 
+    def with_pool(self, pool) -> "RefinedPredictor":
+        """The fine stage on the coarse stage with this template pool (None: without one)."""
+        return self.variant(self.coarse.with_pool(pool))
+
     @property
     def coarse_stage(self) -> Predictor:
         return self.coarse
@@ -131,6 +136,9 @@ class RefinedPredictor(Predictor):
 
     def pose_matcher(self) -> PoseMatcher:
         return self.coarse.pose_matcher()
+
+    def embedder(self) -> Embedder:
+        return self.coarse.embedder()
 
     @property
     def landmark_specific(self) -> bool:

@@ -44,6 +44,15 @@ def unlabelled_rows(train: GridImages, template: str) -> list[int]:
     return [i for i in range(len(train)) if i != t]
 
 
+def pool_rows(train: GridImages, cfg: Config) -> list[int]:
+    """The unlabelled rows of the template pool: the first ``eval.template_pool`` (all, if fewer)."""
+    rows = unlabelled_rows(train, cfg.data.template)[:cfg.eval.template_pool]
+    if cfg.eval.template_pool and not rows:
+        raise ValueError(f"eval.template_pool={cfg.eval.template_pool} needs unlabelled training images; the "
+                         "training split holds only the template (set eval.template_pool=0)")
+    return rows
+
+
 def prepare_context(cfg: Config, out_dir, data=None, progress: bool = True) -> RunContext:
     """Seed and device from ``cfg``; ``data`` = (train, test) GridImages, built from ``cfg.data`` if None."""
     device, gen = setup(cfg)

@@ -30,7 +30,7 @@ from ..training import (CropPatchSource, PLPatchSource, PLState, RandomPatchSour
 from ..distributed import env_dist
 from ..runtime import resolve_device, use_bf16
 from .checkpoint import load_checkpoint, restore, restore_trainees, save_checkpoint
-from .context import EpochLog, RunContext, predict_rows, prepare_context, unlabelled_rows
+from .context import EpochLog, RunContext, pool_rows, predict_rows, prepare_context, unlabelled_rows
 from .loop import Trainee, distribute, layout, make_trainees, run_epochs, trainee_states, training_groups
 from .registry import MethodSpec, method_config, method_spec
 from .runfolder import (CHECKPOINT, CONFIG, LEGACY, METRICS, MODEL, PL_HISTORY, evaluation, save_model,
@@ -93,6 +93,7 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
         raise ValueError("the training split holds only the template; PL methods need unlabelled images")
     if cfg.eval.shape_reach is not None:  # fitted at the end: fail now, not after the training
         check_shape_inputs(len(ctx.landmarks), len(unlabelled_rows(ctx.train, cfg.data.template)))
+    pool_rows(ctx.train, cfg)  # the template pool's images, fitted at the end: fail now, not after the training
     k = len(ctx.landmarks)
     models = [m.to(ctx.device) for m in spec.build_models(cfg, k)]
     fine = CC2D(cfg.net, cfg.backbone).to(ctx.device) if cfg.refine.enabled else None  # the fine stage's network
@@ -143,6 +144,8 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
                                            cfg.eval.shape_reach, progress)
     if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
         predictor = RefinedPredictor.build(predictor, fine, fine_template(ctx.template, cfg.refine.scale), cfg.refine)
+    if cfg.eval.template_pool:  # the template joined by the model's vectors at its answers on unlabelled images
+        predictor = predictor.pooled(ctx.train, pool_rows(ctx.train, cfg), progress)
     if ctx.out is not None:
         save_model(ctx.out, predictor, cfg, cfg.train.epochs)
     result = finish(ctx, predictor, pl, log, progress)

@@ -5,7 +5,8 @@
                             epoch, model weights, optimizers, generator, pseudo-labels, log rows
     model.pt                the trained result: model weights, trained landmarks, the template
                             (grid image and landmarks), the config, the shape check's model
-                            (eval.shape_reach); what predict/evaluate load
+                            (eval.shape_reach), the template pool (eval.template_pool); what
+                            predict/evaluate load
     metrics.csv             per epoch and landmark: stage losses, tracked test MRE, seconds
     pl_history.csv          PL methods: per epoch and landmark, PL movement and (analysis) PL error
     predictions_<split>.csv image, landmark, x, y in original pixels (the folder-CSV format; image: the file
@@ -33,11 +34,12 @@ from ..config import PREDICTION_KEEPS, Config, config_diff, matches
 from ..data.folder import landmarks_frame
 from ..data.grid import GridImages
 from ..inference import ModelSetPredictor, Predictor, RefinedPredictor, Template
+from ..inference.pool import TemplatePool
 from ..inference.shape import ShapeCheck
 from ..metrics import errors_long, per_landmark_table, radial_errors_mm
 from ..network import CC2D
 from ..network.legacy import upgrade_decoder_state
-from .context import unlabelled_rows
+from .context import pool_rows, unlabelled_rows
 from .registry import method_config, method_spec
 
 CONFIG = "config.json"
@@ -125,7 +127,8 @@ def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Pat
              torch.as_tensor(predictor.template.original, dtype=torch.float16),
              "fine": None if refined is None else refined.fine.trainable_state_dict(),
              "template_fine": None if refined is None else refined.template_fine.detach().cpu(),
-             "shape": None if coarse.shape is None else coarse.shape.state()}
+             "shape": None if coarse.shape is None else coarse.shape.state(),
+             "pool": None if coarse.pool is None else {**coarse.pool.state(), "asked": cfg.eval.template_pool}}
     return save_atomic(state, out / MODEL)
 
 
@@ -161,12 +164,12 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
             fine = CC2D(cfg.net, cfg.backbone)
             fine.load_trainable_state_dict(state["fine"])
             predictor = RefinedPredictor.build(predictor, fine.to(device), state["template_fine"], cfg.refine)
-        return with_shape_check(predictor, cfg, state.get("shape"), train, progress)
+        return with_checks(predictor, cfg, state, train, progress)
     if (run_dir / "sla_set.pt").exists():
         state = load_saved(run_dir / "sla_set.pt", LEGACY["sla_set.pt"], "cc2dkit 0.1 SLA set")
         template = Template(state["template_image"], np.asarray(state["template_landmarks"], dtype=np.float64))
-        return with_shape_check(_predictor(cfg, state["models"], state["landmark_indices"], template, device,
-                                           run_dir / "sla_set.pt", legacy=True), cfg, None, train, progress)
+        return with_checks(_predictor(cfg, state["models"], state["landmark_indices"], template, device,
+                                      run_dir / "sla_set.pt", legacy=True), cfg, None, train, progress)
     legacy = run_dir / "checkpoint.pt"
     if legacy.exists() and _format(legacy) == LEGACY["checkpoint.pt"]:
         state = load_saved(legacy, LEGACY["checkpoint.pt"], "cc2dkit 0.1 checkpoint")
@@ -178,27 +181,33 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
 
         landmarks = resolve_landmarks(cfg.method.landmarks, train.landmark_names)
         template = Template.from_data(train, cfg.data.template)
-        return with_shape_check(_predictor(cfg, [state["model"]], landmarks, template, device, legacy, legacy=True),
-                                cfg, None, train, progress)
+        return with_checks(_predictor(cfg, [state["model"]], landmarks, template, device, legacy, legacy=True),
+                           cfg, None, train, progress)
     raise FileNotFoundError(f"no {MODEL} in {run_dir}: the run has not finished (resume it: "
                             f"python -m cc2dkit train --run {run_dir} --resume)")
 
 
-def with_shape_check(predictor: Predictor, cfg: Config, saved: dict | None, train: GridImages | None = None,
-                     progress: bool = False) -> Predictor:
-    """``predictor`` with the shape check ``cfg.eval.shape_reach`` asks for: the one a run saved, or
-    (a run trained without it) one fitted now to the predictor's answers on the unlabelled training
-    images of ``train`` (built from the config when None); as it is when the setting is off."""
-    reach = cfg.eval.shape_reach
-    if reach is None:
-        return predictor
-    if saved is not None:
-        return predictor.with_shape(ShapeCheck.from_state(saved, reach))
-    if train is None:
+def with_checks(predictor: Predictor, cfg: Config, state: dict | None, train: GridImages | None = None,
+                progress: bool = False) -> Predictor:
+    """``predictor`` with the shape check (``eval.shape_reach``) and then the template pool
+    (``eval.template_pool``) the config asks for: those a run saved in its model file (``state``),
+    or (a run trained without them, or a pool of another size) fitted now to the predictor's own
+    answers on the unlabelled training images of ``train`` (built from the config when None)."""
+    state = state or {}
+    reach, pool, saved_pool = cfg.eval.shape_reach, cfg.eval.template_pool, state.get("pool")
+    fit_shape = reach is not None and state.get("shape") is None
+    fit_pool = pool > 0 and (saved_pool is None or saved_pool.get("asked") != pool)
+    if train is None and (fit_shape or fit_pool):
         from ..data import build_datasets
 
         train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=progress)
-    return predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, progress)
+    if reach is not None:
+        predictor = predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, progress) \
+            if fit_shape else predictor.with_shape(ShapeCheck.from_state(state["shape"], reach))
+    if pool > 0:
+        predictor = predictor.pooled(train, pool_rows(train, cfg), progress) if fit_pool \
+            else predictor.with_pool(TemplatePool.from_state(saved_pool))
+    return predictor
 
 
 def _format(path: Path) -> str | None:
