@@ -32,6 +32,24 @@ TINY_METHODS = {"data.grid": 64, "data.phantom_size": 128, "data.phantom_train":
                 "train.epochs": 1, "train.steps_per_epoch": 1, "method.atd_copies": 3, "eval.batch_size": 4}
 
 
+def intensity_network():
+    """A 'network' whose embedding at every pixel is its 5x5 intensity pattern, mean removed (D = 25),
+    the same map at all 5 scales: the cosine peaks where the pattern is the template's."""
+    import torch.nn.functional as F
+
+    from cc2dkit.config import BackboneConfig, NetConfig
+    from cc2dkit.network import CC2D
+
+    model = CC2D(NetConfig(embed_dim=8, decoder_widths=(8, 8, 8, 8, 8)), BackboneConfig(arch="vgg16", weights="none"))
+
+    def forward(images, keys=None, landmark_ids=None):
+        patches = F.unfold(images, 5, padding=2).reshape(len(images), 25, *images.shape[-2:])
+        return [patches - patches.mean(dim=1, keepdim=True)] * 5
+
+    model.forward = forward
+    return model
+
+
 def tiny_cfg(**overrides):
     """The ``smoke`` preset shrunk for method tests (grid 64, 6+2 phantom images, 1 step), then ``overrides``."""
     return preset("smoke", **{**TINY_METHODS, **overrides})

@@ -101,7 +101,8 @@ def test_a_resume_keeps_the_precision_the_run_trained_in(tmp_path):
     assert load_checkpoint(tmp_path)["train_bf16"] is False
 
 
-def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatch):
+def _record_training_predictors(monkeypatch) -> list:
+    """The predictors a run's epochs get (Infer-PL and tracking), recorded as the run starts them."""
     import cc2dkit.methods.run as run_module
     seen, real = [], run_module.run_epochs
 
@@ -110,6 +111,11 @@ def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatc
         return real(ctx, stages, trainees, predictor, *rest)
 
     monkeypatch.setattr(run_module, "run_epochs", recording)
+    return seen
+
+
+def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatch):
+    seen = _record_training_predictors(monkeypatch)
     cfg = tiny_cfg(**{"method.name": "multi", "eval.shape_reach": 3.0})
     data = phantom_grids(cfg)
     result = run_method(cfg, tmp_path / "a", data, progress=False)
@@ -132,14 +138,7 @@ def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatc
 
 
 def test_a_run_with_a_template_pool_fits_it_last_saves_and_loads_it(tmp_path, monkeypatch):
-    import cc2dkit.methods.run as run_module
-    seen, real = [], run_module.run_epochs
-
-    def recording(ctx, stages, trainees, predictor, *rest):
-        seen.append(predictor)
-        return real(ctx, stages, trainees, predictor, *rest)
-
-    monkeypatch.setattr(run_module, "run_epochs", recording)
+    seen = _record_training_predictors(monkeypatch)
     cfg = tiny_cfg(**{"method.name": "multi", "eval.shape_reach": 3.0, "eval.template_pool": 3})
     data = phantom_grids(cfg)
     result = run_method(cfg, tmp_path / "a", data, progress=False)

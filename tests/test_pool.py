@@ -3,13 +3,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cc2dkit.config import BackboneConfig, NetConfig
 from cc2dkit.data.base import LandmarkDataset, Sample
 from cc2dkit.data.grid import GridImages
 from cc2dkit.inference import ModelPredictor, ModelSetPredictor, Template, TemplatePool
 from cc2dkit.network import CC2D, AdapterBlocks
 
-from .conftest import phantom_grids, tiny_cfg
+from .conftest import intensity_network, phantom_grids, tiny_cfg
 
 CPU = torch.device("cpu")
 SIZE = 32
@@ -37,19 +36,6 @@ class Marks(LandmarkDataset):
         return Sample(self.ids[i], img, np.array([self.marks[i][0][1]], np.float64), self.spacing_mm)
 
 
-def _pattern_network():
-    """A 'network' whose embedding at every pixel is its 5x5 intensity pattern, mean removed (D = 25),
-    the same map at all 5 scales: the cosine peaks where the pattern is the template's."""
-    model = CC2D(NetConfig(embed_dim=8, decoder_widths=(8, 8, 8, 8, 8)), BackboneConfig(arch="vgg16", weights="none"))
-
-    def forward(images, keys=None, landmark_ids=None):
-        patches = F.unfold(images, 5, padding=2).reshape(len(images), 25, *images.shape[-2:])
-        return [patches - patches.mean(dim=1, keepdim=True)] * 5
-
-    model.forward = forward
-    return model
-
-
 def _marks():
     """Image 0: the template (a plus); image 1: the query (a plus at (8, 8), a star, plus and cross
     in one, at (22, 22)); images 2-4: crosses; images 5-7: pluses (each at its own place)."""
@@ -62,7 +48,7 @@ def _marks():
 def test_the_pools_images_vote_beside_the_template():
     data = _marks()
     template = Template(data.images[0], data.landmarks[0])
-    alone = ModelPredictor(_pattern_network(), template, [0], CPU, batch_size=2)
+    alone = ModelPredictor(intensity_network(), template, [0], CPU, batch_size=2)
     assert np.allclose(alone.predict_grid(data, [1]), [[[8, 8]]])  # the template's plus
     crosses = alone.pool_at(data, [2, 3, 4], data.landmarks[[2, 3, 4]])
     assert crosses.images == 3 and len(crosses.sums) == 5 and crosses.sums[0].shape == (1, 25)
@@ -80,7 +66,7 @@ def test_the_pools_images_vote_beside_the_template():
     patch = data.images[2, 0, 18:23, 8:13].flatten()
     assert torch.allclose(one.sums[0][0], F.normalize(patch - patch.mean(), dim=0), atol=1e-6)
     with pytest.raises(ValueError, match="a template pool of 1 landmarks for a predictor of 2"):
-        ModelPredictor(_pattern_network(), Template(data.images[0], np.repeat(data.landmarks[0], 2, axis=0)),
+        ModelPredictor(intensity_network(), Template(data.images[0], np.repeat(data.landmarks[0], 2, axis=0)),
                        [0, 1], CPU, 2).with_pool(one)
     with pytest.raises(ValueError, match=r"needs \(N >= 1, 1, 2\) points for its N rows"):
         alone.pool_at(data, [2, 3], data.landmarks[[2]])
@@ -89,7 +75,7 @@ def test_the_pools_images_vote_beside_the_template():
 def test_pooled_reads_its_own_answers_never_a_label():
     data = _marks()
     template = Template(data.images[0], data.landmarks[0])
-    alone = ModelPredictor(_pattern_network(), template, [0], CPU, batch_size=2)
+    alone = ModelPredictor(intensity_network(), template, [0], CPU, batch_size=2)
     rows = [2, 3, 4, 5]
     answers = alone.predict_grid(data, rows)
     data.landmarks[rows] = np.nan  # unlabelled: nothing below may read them

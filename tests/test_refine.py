@@ -5,9 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
-from cc2dkit.config import BackboneConfig, NetConfig
 from cc2dkit.data.base import LandmarkDataset, Sample
 from cc2dkit.data.grid import GridImages
 from cc2dkit.inference import ModelSetPredictor, Predictor, RefinedPredictor, Template
@@ -15,11 +13,10 @@ from cc2dkit.analysis import PredictorComparison, compare_answers, compare_predi
 from cc2dkit.inference.cascade import cascade_argmax
 from cc2dkit.inference.refine import crop_origins, cut, refinement_variants, window_gate
 from cc2dkit.methods import load_predictor, run_method, with_fine_stage
-from cc2dkit.network import CC2D
 from cc2dkit.widgets import refinement_explorer
 from cc2dkit.widgets.refinement import PeakView
 
-from .conftest import phantom_grids, tiny_cfg
+from .conftest import intensity_network, phantom_grids, tiny_cfg
 
 GRID, SCALE, CROP = 32, 4, 64  # fine grid 128
 DOTS = np.array([[40.0, 30.0], [90.0, 100.0], [20.0, 110.0]])  # original pixels of a 130 x 120 image
@@ -60,19 +57,6 @@ class Fixed(Predictor):
         return self.points[list(rows) if rows is not None else slice(None)]
 
 
-def _intensity_network():
-    """A 'network' whose embedding at every pixel is its 5x5 intensity pattern, mean removed (D = 25),
-    the same map at all 5 scales: the cosine peaks where the pattern is the template's."""
-    model = CC2D(NetConfig(embed_dim=8, decoder_widths=(8, 8, 8, 8, 8)), BackboneConfig(arch="vgg16", weights="none"))
-
-    def forward(images, keys=None, landmark_ids=None):
-        patches = F.unfold(images, 5, padding=2).reshape(len(images), 25, *images.shape[-2:])
-        return [patches - patches.mean(dim=1, keepdim=True)] * 5
-
-    model.forward = forward
-    return model
-
-
 def test_crop_origins_stay_inside_the_grid():
     pts = torch.tensor([[0.0, 127.0], [64.0, 64.0], [100.4, 3.6]])
     assert crop_origins(pts, 64, 128).tolist() == [[0, 64], [32, 32], [64, 0]]
@@ -86,7 +70,7 @@ def test_refinement_finds_the_dots_from_rough_coarse_answers():
     rough = truth + np.array([[[2.0, -1.5], [-2.5, 2.0], [1.0, 3.0]]])  # 2-3 grid px off (8-12 fine px)
     coarse = Fixed(template, np.concatenate([data.landmarks[:1], rough]))  # row i: image i
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
-    refined = RefinedPredictor(coarse, _intensity_network(), fine_template, SCALE, CROP)
+    refined = RefinedPredictor(coarse, intensity_network(), fine_template, SCALE, CROP)
     refined.subpixel = True
     got = refined.predict_grid(data, [1, 2])
     assert np.abs(rough - truth).max() >= 2.0
@@ -195,7 +179,7 @@ def test_coarse_gate_keeps_the_fine_answer_in_the_coarse_basin():
     template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
     peaks = [[12.0, 9.0], [20.0, 21.0], [6.0, 25.0]]
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
-    flat = _intensity_network()
+    flat = intensity_network()
     flat.forward = lambda images, keys=None, landmark_ids=None: [torch.ones(len(images), 4, *images.shape[-2:])] * 5
     loose = RefinedPredictor(Bumps(template, peaks), flat, fine_template, SCALE, CROP)
     gated = RefinedPredictor(Bumps(template, peaks), flat, fine_template, SCALE, CROP, coarse_gate=True)
@@ -217,7 +201,7 @@ def test_refinement_variants_of_a_coarse_and_of_a_refined_predictor():
     assert list(refinement_variants(coarse, copies=0, centroid=0.3)) == ["grid argmax", "sub-pixel",
                                                                         "sub-pixel, top centroid 0.3"]
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
-    refined = RefinedPredictor(coarse.configured(False, 0), _intensity_network(), fine_template, SCALE, CROP)
+    refined = RefinedPredictor(coarse.configured(False, 0), intensity_network(), fine_template, SCALE, CROP)
     variants = refinement_variants(refined, copies=4)
     assert list(variants)[3:] == ["fine stage", "fine stage, coarse gate", "fine stage, coarse gate, top centroid 0.5"]
     assert [v.coarse_gate for v in list(variants.values())[3:]] == [False, True, True]
@@ -267,7 +251,7 @@ def test_max_move_keeps_the_fine_answer_near_the_coarse_one():
     template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
     peaks = np.array([[12.0, 9.0], [20.0, 21.0], [6.0, 25.0]])
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
-    flat = _intensity_network()
+    flat = intensity_network()
     flat.forward = lambda images, keys=None, landmark_ids=None: [torch.ones(len(images), 4, *images.shape[-2:])] * 5
     free = RefinedPredictor(Bumps(template, peaks), flat, fine_template, SCALE, CROP)
     capped = free.variant(max_move=2.0)
@@ -292,7 +276,7 @@ def test_refinement_variants_add_the_capped_fine_stage():
     data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
     template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
-    refined = RefinedPredictor(Bumps(template, data.landmarks[1]), _intensity_network(), fine_template, SCALE, CROP,
+    refined = RefinedPredictor(Bumps(template, data.landmarks[1]), intensity_network(), fine_template, SCALE, CROP,
                                coarse_gate=True, max_move=3)
     variants = refinement_variants(refined, copies=0)
     assert list(variants)[2:] == ["fine stage", "fine stage, coarse gate",
@@ -308,7 +292,7 @@ def test_predict_grid_moves_matches_each_capped_predictor_and_compare_answers_it
     start = data.landmarks + np.array([2.0, -1.5])  # a coarse stage off by 2.5 grid px
     coarse = Bumps(template, start[1], 3)
     coarse.points = start
-    refined = RefinedPredictor(coarse, _intensity_network(), fine_template, SCALE, CROP, coarse_gate=False)
+    refined = RefinedPredictor(coarse, intensity_network(), fine_template, SCALE, CROP, coarse_gate=False)
     answers = refined.predict_grid_moves(data, [1.0, None])
     np.testing.assert_allclose(answers[0], start)
     for m in (1.0, None):
@@ -342,7 +326,7 @@ def test_both_stages_answer_with_the_top_centroid_when_configured():
     template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
     starts = [[8.0, 9.0], [20.0, 21.0], [6.0, 25.0]]
-    flat = _intensity_network()  # a fine network without information: the gate (the coarse ridge) decides
+    flat = intensity_network()  # a fine network without information: the gate (the coarse ridge) decides
     flat.forward = lambda images, keys=None, landmark_ids=None: [torch.ones(len(images), 4, *images.shape[-2:])] * 5
     for centroid, shift in ((None, 0.0), (0.5, 3.0)):
         coarse = Ridges(template, starts).configured(False, 0, centroid=centroid)
@@ -358,7 +342,7 @@ def test_the_fine_network_runs_in_bf16_when_the_coarse_stage_does():
     data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
     template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
-    fine, seen = _intensity_network(), []
+    fine, seen = intensity_network(), []
     forward = fine.forward
 
     def recording(images, keys=None, landmark_ids=None):
@@ -385,7 +369,7 @@ def test_fine_copies_average_the_fine_vectors_over_the_coarse_stages_template_co
     template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
     fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
     coarse = Fixed(template, data.landmarks + 0.7).configured(True, 3)
-    alone = RefinedPredictor(coarse, _intensity_network(), fine_template, SCALE, CROP)
+    alone = RefinedPredictor(coarse, intensity_network(), fine_template, SCALE, CROP)
     copied = alone.variant(fine_copies=True)
     assert copied.fine_copies and copied.with_template(template).fine_copies and not alone.fine_copies
     images, points = copied.fine_views()

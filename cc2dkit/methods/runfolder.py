@@ -140,7 +140,8 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
     folder, where the backbone weights file is now); it must keep what the weights mean
     (``PREDICTION_KEEPS``), else a ValueError names the fields. ``train``: the run's training
     images, needed only by one-model folders of cc2dkit 0.1 and by a shape check (``eval.shape_reach``)
-    that ``model.pt`` does not hold (built from the config when None).
+    or a template pool (``eval.template_pool``) that ``model.pt`` does not hold (built from the
+    config when None).
     """
     run_dir = Path(run_dir)
     state = load_saved(run_dir / MODEL, MODEL_FORMAT, "cc2dkit model file") if (run_dir / MODEL).exists() else None
