@@ -61,7 +61,7 @@ def test_the_pools_images_vote_beside_the_template():
     assert float(at_star) == pytest.approx(float(F.normalize(unit[0] + unit[1], dim=0) @ unit[2]), abs=1e-5)
     pluses = alone.pool_at(data, [5, 6, 7], data.landmarks[[5, 6, 7]])
     assert np.allclose(alone.with_pool(pluses).predict_grid(data, [1]), [[[8, 8]]])
-    # one vote each: the sum of unit vectors at the points (every scale the same here)
+    # the pool keeps the sum of the unit vectors at the points (one image: its unit patch, every scale)
     one = alone.pool_at(data, [2], data.landmarks[[2]])
     patch = data.images[2, 0, 18:23, 8:13].flatten()
     assert torch.allclose(one.sums[0][0], F.normalize(patch - patch.mean(), dim=0), atol=1e-6)
