@@ -34,7 +34,7 @@ from .context import EpochLog, RunContext, pool_rows, predict_rows, prepare_cont
 from .loop import Trainee, distribute, layout, make_trainees, run_epochs, trainee_states, training_groups
 from .registry import MethodSpec, method_config, method_spec
 from .runfolder import (CHECKPOINT, CONFIG, LEGACY, METRICS, MODEL, PL_HISTORY, evaluation, save_model,
-                        write_csv_atomic, write_results, write_text_atomic)
+                        with_shape_and_pool, write_csv_atomic, write_results, write_text_atomic)
 
 
 @dataclass
@@ -139,13 +139,10 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
 
     run_epochs(ctx, stages, trainees, predictor, pl, log, start, save, spec.name, progress)
     predictor = final
-    if cfg.eval.shape_reach is not None:  # the shape check, fitted to its own answers on the unlabelled images
-        predictor = predictor.fitted_shape(ctx.train, unlabelled_rows(ctx.train, cfg.data.template),
-                                           cfg.eval.shape_reach, progress)
     if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
         predictor = RefinedPredictor.build(predictor, fine, fine_template(ctx.template, cfg.refine.scale), cfg.refine)
-    if cfg.eval.template_pool:  # the template joined by the model's vectors at its answers on unlabelled images
-        predictor = predictor.pooled(ctx.train, pool_rows(ctx.train, cfg), progress)
+    # the shape check, then the template pool: fitted to its own answers on the unlabelled images
+    predictor = with_shape_and_pool(predictor, cfg, None, ctx.train, progress)
     if ctx.out is not None:
         save_model(ctx.out, predictor, cfg, cfg.train.epochs)
     result = finish(ctx, predictor, pl, log, progress)

@@ -165,12 +165,12 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
             fine = CC2D(cfg.net, cfg.backbone)
             fine.load_trainable_state_dict(state["fine"])
             predictor = RefinedPredictor.build(predictor, fine.to(device), state["template_fine"], cfg.refine)
-        return with_checks(predictor, cfg, state, train, progress)
+        return with_shape_and_pool(predictor, cfg, state, train, progress)
     if (run_dir / "sla_set.pt").exists():
         state = load_saved(run_dir / "sla_set.pt", LEGACY["sla_set.pt"], "cc2dkit 0.1 SLA set")
         template = Template(state["template_image"], np.asarray(state["template_landmarks"], dtype=np.float64))
-        return with_checks(_predictor(cfg, state["models"], state["landmark_indices"], template, device,
-                                      run_dir / "sla_set.pt", legacy=True), cfg, None, train, progress)
+        return with_shape_and_pool(_predictor(cfg, state["models"], state["landmark_indices"], template, device,
+                                              run_dir / "sla_set.pt", legacy=True), cfg, None, train, progress)
     legacy = run_dir / "checkpoint.pt"
     if legacy.exists() and _format(legacy) == LEGACY["checkpoint.pt"]:
         state = load_saved(legacy, LEGACY["checkpoint.pt"], "cc2dkit 0.1 checkpoint")
@@ -182,18 +182,19 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
 
         landmarks = resolve_landmarks(cfg.method.landmarks, train.landmark_names)
         template = Template.from_data(train, cfg.data.template)
-        return with_checks(_predictor(cfg, [state["model"]], landmarks, template, device, legacy, legacy=True),
-                           cfg, None, train, progress)
+        return with_shape_and_pool(_predictor(cfg, [state["model"]], landmarks, template, device, legacy,
+                                              legacy=True), cfg, None, train, progress)
     raise FileNotFoundError(f"no {MODEL} in {run_dir}: the run has not finished (resume it: "
                             f"python -m cc2dkit train --run {run_dir} --resume)")
 
 
-def with_checks(predictor: Predictor, cfg: Config, state: dict | None, train: GridImages | None = None,
-                progress: bool = False) -> Predictor:
+def with_shape_and_pool(predictor: Predictor, cfg: Config, state: dict | None, train: GridImages | None = None,
+                        progress: bool = False) -> Predictor:
     """``predictor`` with the shape check (``eval.shape_reach``) and then the template pool
     (``eval.template_pool``) the config asks for: those a run saved in its model file (``state``),
-    or (a run trained without them, or a pool of another size) fitted now to the predictor's own
-    answers on the unlabelled training images of ``train`` (built from the config when None)."""
+    or (a run's end; a run trained without them, or a pool of another size) fitted now to the
+    predictor's own answers on the unlabelled training images of ``train`` (built from the config
+    when None). The one place that knows their order: the pool is fitted to checked answers."""
     state = state or {}
     reach, pool, saved_pool = cfg.eval.shape_reach, cfg.eval.template_pool, state.get("pool")
     fit_shape = reach is not None and state.get("shape") is None
