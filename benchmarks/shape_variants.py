@@ -2,6 +2,7 @@
 
     python benchmarks/shape_variants.py runs/bf16/run --set num_threads=2 --set eval.amp=bf16 \
         --set eval.centroid=0.5 --set eval.subpixel=true --set eval.template_copies=8
+    python benchmarks/shape_variants.py runs/plbf16/s1 --kit-only --priors 1.5 2 --set num_threads=2
 
 The run's predictor with the shape check its config (or ``--set eval.shape_reach=R``; 3 if unset)
 asks for (the one its ``model.pt`` keeps, else one fitted to the unlabelled training images), its
@@ -14,10 +15,14 @@ guard swapped for each variant, answers the test split:
 - ``two passes, factors multiplied``: a second pass on the first pass's checked answers, its
   Gaussians multiplied into the first's;
 - ``two passes, re-flag`` (``ShapeCheck.guard``, the kit's): the unchecked answers checked against
-  the expectations of the first pass's checked answers; only those Gaussians.
+  the expectations of the first pass's checked answers; only those Gaussians;
+- ``re-flag, prior c`` (``--priors``; ``eval.shape_prior=c``): the kit's check, and every answer it
+  leaves alone weighed by a Gaussian of c x sigma around its expected place.
+
+``--kit-only`` keeps the kit's check (and the prior rows) alone.
 
 Prints one row per variant (MRE, SD, SDR, median, errors over 10 mm), how many answers each moves
-against the first, and the seconds.
+against the first row's, and the seconds.
 """
 from __future__ import annotations
 
@@ -70,6 +75,9 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
+    ap.add_argument("--priors", type=float, nargs="*", default=[], metavar="C",
+                    help="also the kit's check with eval.shape_prior=C (one row each)")
+    ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
@@ -82,13 +90,15 @@ def main() -> None:
     except (OSError, ValueError) as e:
         sys.exit(str(e))
     check = predictor.shape
-    variants = {"one pass": OnePass, "one pass, cut to the disk": Disk,
-                "two passes, factors multiplied": Multiplied, "two passes, re-flag (the kit's)": ShapeCheck}
-    answers = {}
-    for label, kind in variants.items():
-        answers[label] = predictor.with_shape(kind(check.model, check.reach)).predict_grid(test, progress=True)
+    kit = "two passes, re-flag (the kit's)"
+    variants = {} if args.kit_only else {"one pass": OnePass(check.model, check.reach),
+                                         "one pass, cut to the disk": Disk(check.model, check.reach),
+                                         "two passes, factors multiplied": Multiplied(check.model, check.reach)}
+    variants[kit] = ShapeCheck(check.model, check.reach)
+    variants.update({f"re-flag, prior {c:g}": ShapeCheck(check.model, check.reach, c) for c in args.priors})
+    answers = {label: predictor.with_shape(guard).predict_grid(test, progress=True) for label, guard in variants.items()}
     comparison = compare_answers(answers, test, predictor.landmark_indices, cfg.eval.radii_mm)
-    first = answers["one pass"]
+    first = answers[kit if args.kit_only else "one pass"]
     comparison.table["moved"] = [int((np.linalg.norm(a - first, axis=-1) > 1e-6).sum()) for a in answers.values()]
     print(f"{args.run}: {len(test)} images, reach {check.reach:g}, neighbours {check.model.neighbours or 'all'}, "
           f"{time.perf_counter() - t0:.0f} s (the check's fit included where the run has none)")

@@ -129,12 +129,15 @@ def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatc
     np.testing.assert_allclose(loaded.predict(data[1]), result.predictions, equal_nan=True)
     off = load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.shape_reach": None}))
     assert off.shape is None
+    assert loaded.shape.prior is None  # the prior is the config's, as the reach is: the saved check takes it
+    soft = load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.shape_prior": 2.0}))
+    assert soft.shape.prior == 2.0 and np.array_equal(soft.shape.model.sigma, check.model.sigma)
     # a run trained without it: the check is fitted when a config asks for it (its training images rebuilt)
     plain = cfg.replace(**{"eval.shape_reach": None})
     run_method(plain, tmp_path / "b", data, progress=False)
     assert torch.load(tmp_path / "b" / MODEL, weights_only=False)["shape"] is None
-    fitted = load_predictor(tmp_path / "b", cfg=cfg)
-    assert fitted.shape is not None and fitted.shape.reach == 3.0
+    fitted = load_predictor(tmp_path / "b", cfg=cfg.replace(**{"eval.shape_prior": 1.5}))
+    assert fitted.shape is not None and fitted.shape.reach == 3.0 and fitted.shape.prior == 1.5
 
 
 def test_a_run_with_a_template_pool_fits_it_last_saves_and_loads_it(tmp_path, monkeypatch):

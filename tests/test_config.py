@@ -80,7 +80,9 @@ BAD = {
     "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"], "refine.template_copies": ["x", 8],
     "eval.batch_size": [0], "eval.subpixel": ["x"], "eval.amp": ["fp16", ""], "eval.template_copies": [-1], "eval.radii_mm": [(), (2.0, 2.0), (-1.0,)], "eval.figures": [-1],
     "eval.track_every": [-1], "eval.track_images": [0],
-    "eval.centroid": [0.0, 1.0, -0.5, "x"], "eval.shape_reach": [0.0, -1.0, "x"], "eval.template_pool": [-1, 1.5, "x"],
+    "eval.centroid": [0.0, 1.0, -0.5, "x"], "eval.shape_reach": [0.0, -1.0, "x"],
+    "eval.shape_prior": [0.0, -1.0, "x", 2.0],  # 2.0: the smoke preset has no shape check to join
+    "eval.template_pool": [-1, 1.5, "x"],
     "eval.pose_scales": [(), (0.0,), (1.0, 1.0), (3.0,), ("x",)], "eval.pose_rotations_deg": [(), (90.0,), (0.0, 0.0)],
 }
 
@@ -105,6 +107,9 @@ def test_cross_field_checks():
     with pytest.raises(ValueError, match="pl_agree=True needs method.pl_max_move"):
         preset("smoke").replace(**{"method.pl_agree": True})
     assert preset("smoke").replace(**{"method.pl_agree": True, "method.pl_max_move": 2}).method.pl_agree
+    with pytest.raises(ValueError, match="eval.shape_prior needs eval.shape_reach"):
+        preset("smoke").replace(**{"eval.shape_prior": 2.0})
+    assert preset("cpu").replace(**{"eval.shape_prior": 2.0}).eval.shape_prior == 2.0
 
 
 def test_old_config_files_still_read():

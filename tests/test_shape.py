@@ -50,10 +50,10 @@ def test_shape_model_learns_the_spread_and_expects_a_wrong_landmark_where_the_ot
         ShapeModel.from_answers(answers[:3], REF)
 
 
-def _guarded(model, maps, reach):
+def _guarded(model, maps, reach, prior=None):
     """What a predictor with the check answers (the maps and the check's factor, read by the argmax),
     and which answers the factor guards (B, K)."""
-    factor = ShapeCheck(model, reach).guard(maps, cascade_argmax)
+    factor = ShapeCheck(model, reach, prior).guard(maps, cascade_argmax)
     picked = cascade_argmax(torch.cat([maps, factor[None]])).double().numpy()
     return picked, (factor != 1).flatten(2).any(dim=2).numpy()
 
@@ -148,3 +148,44 @@ def test_priors_are_one_except_a_gaussian_at_the_far_answers_place():
     mu, sigma = model.expected(answers[0])
     peak = np.unravel_index(int(factor[0, 1].argmax()), (g, g))[::-1]
     assert np.linalg.norm(np.array(peak) - mu[1]) <= 1.0 and float(factor[0, 1].min()) < 1e-3
+
+
+def test_the_prior_weighs_every_answer_far_ones_by_the_reach_the_others_by_the_prior():
+    rng = np.random.default_rng(1)
+    model = ShapeModel.from_answers(_answers(rng), REF)
+    g = 48
+    answers = np.array(_similar(REF, 0.05, 1.0, np.array([3.0, 2.0])))[None]
+    answers[0, 1] = [44.0, 44.0]
+    factor, far = model.priors(answers, 3.0, g, prior=1.5)
+    assert far[0].tolist() == [False, True, False, False, False, False]
+    mu, sigma = model.expected(answers[0])
+    for k, width in ((0, 1.5), (1, 3.0), (4, 1.5)):  # a Gaussian of width x sigma_k around mu_k
+        x, y = int(round(mu[k, 0])), int(round(mu[k, 1]))
+        d2 = (x - mu[k, 0]) ** 2 + (y - mu[k, 1]) ** 2
+        expect = lambda dx: np.exp(-0.5 * ((x + dx - mu[k, 0]) ** 2 + (y - mu[k, 1]) ** 2 - d2)  # noqa: E731
+                                   / (width * sigma[k]) ** 2)
+        at = factor[0, k, y]
+        np.testing.assert_allclose(float(at[x + 2] / at[x]), expect(2), rtol=1e-4)
+    assert torch.equal(model.priors(answers, 3.0, g)[0][0, 0], torch.ones(g, g))  # no prior: far answers only
+
+
+def test_the_prior_decides_along_a_ridge_and_leaves_crisp_peaks_and_the_far_check_as_they_were():
+    rng = np.random.default_rng(1)
+    answers = _answers(rng)
+    answers[:, 2] += rng.normal(0, 4.0, (len(answers), 2))  # landmark 2's answers spread (as gonion's do)
+    model = ShapeModel.from_answers(answers, REF)
+    g = 48
+    truth = _similar(REF, 0.05, 1.0, np.array([3.0, 2.0]))
+    maps = np.stack([_peaks(g, [t]) for t in truth])
+    ys, xs = np.mgrid[0:g, 0:g]
+    x2, y2 = truth[2]  # landmark 2 on a ridge of near-equal matches (an edge), best 6-8 px to the left: in reach
+    maps[2] = np.exp(-(ys - y2) ** 2 / 4.0) * (np.abs(xs - x2 + 2) <= 6) * (1.0 - 0.01 * (xs - x2 + 6).clip(0))
+    maps[1] = 0.6 * maps[1] + _peaks(g, [(44.0, 44.0)])  # and landmark 1 a stronger look-alike far off
+    maps = torch.tensor(maps, dtype=torch.float32)[None, None]  # (S=1, B=1, K, G, G)
+    error = lambda points: np.linalg.norm(points[0] - truth, axis=1)  # noqa: E731
+    hard, far = _guarded(model, maps, 3.0)
+    assert error(hard)[2] > 5 and far[0].tolist() == [False, True, False, False, False, False]
+    soft, weighed = _guarded(model, maps, 3.0, prior=1.5)
+    assert error(soft)[2] < 1.5 and weighed[0].all()  # the ridge's point the other landmarks expect
+    assert error(soft)[1] < 1.0  # the far answer re-picked as before
+    assert np.abs(np.delete(soft[0] - hard[0], [1, 2], axis=0)).max() <= 1.0  # crisp peaks: a pixel at most

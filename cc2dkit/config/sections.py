@@ -163,6 +163,10 @@ class EvalConfig(_Checked):
     # nearest landmarks put it is re-picked near that place; the shape model is fitted to the
     # predictor's own answers on the unlabelled training images (at a run's end); None: off
     shape_reach: float | None = rule(None, lo=0, lo_open=True)
+    # the shape check's prior: every answer it leaves alone is weighed too, by a Gaussian of this x its
+    # spread around where its nearest landmarks put it (decides along a ridge of near-equal matches);
+    # needs shape_reach; None: only the far answers are re-picked
+    shape_prior: float | None = rule(None, lo=0, lo_open=True)
     # the template pool (inference/pool.py): the template's mean vector joined, with equal weight, by
     # the mean of the model's own vectors at its answers on up to this many unlabelled training images
     # (the first ones; fitted at a run's end, after the shape check); 0: the template's views alone
@@ -218,6 +222,8 @@ class Config(_Checked):
                              "gives a patch under 32 pixels (the VGG stride): raise one of them")
         if self.method.pl_agree and self.method.pl_max_move is None:
             raise ValueError("config method.pl_agree=True needs method.pl_max_move (the cap it waives)")
+        if self.eval.shape_prior is not None and self.eval.shape_reach is None:
+            raise ValueError("config eval.shape_prior needs eval.shape_reach (the shape check it joins)")
         if self.refine.enabled and self.refine.crop > self.refine.scale * self.data.grid:
             raise ValueError(f"config refine.crop={self.refine.crop}: larger than the fine grid "
                              f"(refine.scale x data.grid = {self.refine.scale * self.data.grid})")

@@ -18,6 +18,11 @@ An answer further than ``reach`` x sigma_k from mu_k is replaced by the cascade 
 under a Gaussian of ``reach`` x sigma_k around mu_k (the Gaussian joins the maps as one more
 factor, read as the predictor reads its maps): the best match in the plausible region.
 
+With a prior (``eval.shape_prior`` = c), every answer the check leaves alone is weighed too, by a
+wider Gaussian of c x sigma_k around its expected place: along a ridge of near-equal matches (gonion
+on the mandible's angle, one incisal tip beside the other) the place the other landmarks expect wins;
+a crisp peak barely moves.
+
 ``ShapeCheck.guard`` checks twice: a far answer drags its neighbours' expectations, so that on the
 first pass a good neighbour can look far (and be pulled towards a wrong place) while a wrong one can
 look near. The second pass computes every expectation again from the first pass's checked answers
@@ -141,12 +146,13 @@ class ShapeModel:
             out[b] = np.linalg.norm(points - mu, axis=1) * self.sigma / spread  # / the fit's scale
         return out
 
-    def priors(self, points: np.ndarray, reach: float, size: int, expect_from: np.ndarray | None = None
-               ) -> tuple[torch.Tensor, np.ndarray]:
+    def priors(self, points: np.ndarray, reach: float, size: int, expect_from: np.ndarray | None = None,
+               prior: float | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """(B, K, 2) answers -> a (B, K, G, G) factor for the cascade (a Gaussian of ``reach`` x sigma
-        around the expected place for each answer further than that from it, else 1) and the (B, K)
-        bool mask of those answers. The expected places come from ``expect_from`` (B, K, 2) when
-        given (other answers on the same images), else from ``points``."""
+        around the expected place for each answer further than that from it; of ``prior`` x sigma for
+        every other answer, or 1 when ``prior`` is None) and the (B, K) bool mask of the far answers.
+        The expected places come from ``expect_from`` (B, K, 2) when given (other answers on the same
+        images), else from ``points``."""
         ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
                                 indexing="ij")
         factor = torch.ones(*points.shape[:2], size, size)
@@ -154,9 +160,10 @@ class ShapeModel:
         for b in range(len(points)):
             mu, sigma = self.expected(points[b] if expect_from is None else expect_from[b])
             far[b] = np.linalg.norm(points[b] - mu, axis=1) > reach * sigma
-            for k in np.flatnonzero(far[b]):
+            for k in (range(len(mu)) if prior is not None else np.flatnonzero(far[b])):
+                width = reach if far[b, k] else prior
                 d2 = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2
-                factor[b, k] = torch.exp(-0.5 * d2 / float(reach * sigma[k]) ** 2)
+                factor[b, k] = torch.exp(-0.5 * d2 / float(width * sigma[k]) ** 2)
         return factor, far
 
 
@@ -176,18 +183,21 @@ def check_shape_inputs(landmarks: int, images: int) -> None:
 
 @dataclass(frozen=True)
 class ShapeCheck:
-    """A shape model and its reach: what a predictor needs to guard its answers (``eval.shape_reach``)."""
+    """A shape model, its reach and its prior: what a predictor needs to guard its answers
+    (``eval.shape_reach``, ``eval.shape_prior``; None: far answers only)."""
     model: ShapeModel
     reach: float
+    prior: float | None = None
 
     @classmethod
-    def fit(cls, answers: np.ndarray, reference: np.ndarray, reach: float) -> "ShapeCheck":
+    def fit(cls, answers: np.ndarray, reference: np.ndarray, reach: float, prior: float | None = None
+            ) -> "ShapeCheck":
         """The check fitted to a predictor's (N, K, 2) answers on unlabelled images, the neighbourhood
         size chosen among ``NEIGHBOURHOODS`` (those under K) by ``ShapeModel.choose``."""
         n, k = np.shape(answers)[:2]
         check_shape_inputs(k, n)
         sizes = tuple(s for s in NEIGHBOURHOODS if s is None or s <= k - 1)
-        return cls(ShapeModel.choose(answers, reference, sizes)[0], float(reach))
+        return cls(ShapeModel.choose(answers, reference, sizes)[0], float(reach), _width(prior))
 
     def guard(self, maps: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """(S, B, K, G, G) cascade maps and the predictor's reading of maps (-> (B, K, 2) answers) ->
@@ -197,15 +207,19 @@ class ShapeCheck:
         answers = read(maps).cpu().double().numpy()
         first = self.model.priors(answers, self.reach, size)[0]
         checked = read(torch.cat([maps, first[None].to(maps.device, maps.dtype)])).cpu().double().numpy()
-        return self.model.priors(answers, self.reach, size, expect_from=checked)[0]
+        return self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior)[0]
 
     def state(self) -> dict:
-        """What a model file keeps (the reach is the config's)."""
+        """What a model file keeps (the reach and the prior are the config's)."""
         m = self.model
         return {"mean": m.mean.tolist(), "sigma": m.sigma.tolist(), "neighbours": m.neighbours}
 
     @classmethod
-    def from_state(cls, state: dict, reach: float) -> "ShapeCheck":
+    def from_state(cls, state: dict, reach: float, prior: float | None = None) -> "ShapeCheck":
         model = ShapeModel(np.asarray(state["mean"], dtype=np.float64), np.asarray(state["sigma"], dtype=np.float64),
                            state["neighbours"])
-        return cls(model, float(reach))
+        return cls(model, float(reach), _width(prior))
+
+
+def _width(prior: float | None) -> float | None:
+    return None if prior is None else float(prior)

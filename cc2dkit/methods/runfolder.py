@@ -190,7 +190,7 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
 
 def with_shape_and_pool(predictor: Predictor, cfg: Config, state: dict | None, train: GridImages | None = None,
                         progress: bool = False) -> Predictor:
-    """``predictor`` with the shape check (``eval.shape_reach``) and then the template pool
+    """``predictor`` with the shape check (``eval.shape_reach``, ``eval.shape_prior``) and then the template pool
     (``eval.template_pool``) the config asks for: those a run saved in its model file (``state``),
     or (a run's end; a run trained without them, or a pool of another size) fitted now to the
     predictor's own answers on the unlabelled training images of ``train`` (built from the config
@@ -204,8 +204,9 @@ def with_shape_and_pool(predictor: Predictor, cfg: Config, state: dict | None, t
 
         train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=progress)
     if reach is not None:
-        predictor = predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, progress) \
-            if fit_shape else predictor.with_shape(ShapeCheck.from_state(state["shape"], reach))
+        prior = cfg.eval.shape_prior
+        predictor = predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, prior, progress) \
+            if fit_shape else predictor.with_shape(ShapeCheck.from_state(state["shape"], reach, prior))
     if pool > 0:
         predictor = predictor.pooled(train, pool_rows(train, cfg), progress) if fit_pool \
             else predictor.with_pool(TemplatePool.from_state(saved_pool))
