@@ -19,7 +19,7 @@ under a Gaussian of ``reach`` x sigma_k around mu_k (the Gaussian joins the maps
 factor, read as the predictor reads its maps): the best match in the plausible region.
 
 With a prior (``eval.shape_prior`` = c), every answer the check leaves alone is weighed too, by a
-wider Gaussian of c x sigma_k around its expected place: along a ridge of near-equal matches (gonion
+Gaussian of c x sigma_k around its expected place: along a ridge of near-equal matches (gonion
 on the mandible's angle, one incisal tip beside the other) the place the other landmarks expect wins;
 a crisp peak barely moves.
 
