@@ -19,7 +19,9 @@ guard swapped for each variant, answers the test split:
 - ``re-flag, prior c`` (``--priors``; ``eval.shape_prior=c``): the kit's check, and every answer it
   leaves alone weighed by a Gaussian of c x sigma around its expected place.
 
-``--kit-only`` keeps the kit's check (and the prior rows) alone.
+``--kit-only`` keeps the kit's check (and the prior rows) alone. ``--split train`` answers the
+unlabelled training images instead (every one but the template; their labels read only to score,
+after a choice: the shape model was fitted to the model's answers on these very images).
 
 Prints one row per variant (MRE, SD, SDR, median, errors over 10 mm), how many answers each moves
 against the first row's, and the seconds.
@@ -43,7 +45,10 @@ def main() -> None:
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference.shape import ShapeCheck
     from cc2dkit.methods import run_config
+    from cc2dkit.data import build_datasets
+    from cc2dkit.data.grid import GridImages
     from cc2dkit.methods.apply import load_run
+    from cc2dkit.methods.context import unlabelled_rows
     from cc2dkit.runtime import setup
 
     def read_np(read, maps):
@@ -78,6 +83,8 @@ def main() -> None:
     ap.add_argument("--priors", type=float, nargs="*", default=[], metavar="C",
                     help="also the kit's check with eval.shape_prior=C (one row each)")
     ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
+    ap.add_argument("--split", choices=("test", "train"), default="test",
+                    help="the images answered (train: the training split but the template)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
@@ -87,6 +94,9 @@ def main() -> None:
     t0 = time.perf_counter()
     try:
         predictor, test = load_run(args.run, device, cfg)
+        if args.split == "train":
+            train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=False)
+            test = train.subset(unlabelled_rows(train, cfg.data.template))
     except (OSError, ValueError) as e:
         sys.exit(str(e))
     check = predictor.shape
@@ -100,7 +110,7 @@ def main() -> None:
     comparison = compare_answers(answers, test, predictor.landmark_indices, cfg.eval.radii_mm)
     first = answers[kit if args.kit_only else "one pass"]
     comparison.table["moved"] = [int((np.linalg.norm(a - first, axis=-1) > 1e-6).sum()) for a in answers.values()]
-    print(f"{args.run}: {len(test)} images, reach {check.reach:g}, neighbours {check.model.neighbours or 'all'}, "
+    print(f"{args.run}: {len(test)} {args.split} images, reach {check.reach:g}, neighbours {check.model.neighbours or 'all'}, "
           f"{time.perf_counter() - t0:.0f} s (the check's fit included where the run has none)")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(comparison.table.to_string())
