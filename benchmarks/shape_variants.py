@@ -14,7 +14,7 @@ guard swapped for each variant, answers the test split:
   inside the plausible region);
 - ``two passes, factors multiplied``: a second pass on the first pass's checked answers, its
   Gaussians multiplied into the first's;
-- ``two passes, re-flag`` (``ShapeCheck.guard``, the kit's): the unchecked answers checked against
+- ``two passes, re-flag`` (``ShapeCheck.guard``, the kit's, without a prior): the unchecked answers checked against
   the expectations of the first pass's checked answers; only those Gaussians;
 - ``re-flag, prior c`` (``--priors``; ``eval.shape_prior=c``): the kit's check, and every answer it
   leaves alone weighed by a Gaussian of c x sigma around its expected place.
@@ -45,10 +45,9 @@ def main() -> None:
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference.shape import ShapeCheck
     from cc2dkit.methods import run_config
-    from cc2dkit.data import build_datasets
-    from cc2dkit.data.grid import GridImages
     from cc2dkit.methods.apply import load_run
     from cc2dkit.methods.context import unlabelled_rows
+    from cc2dkit.methods.runfolder import training_images
     from cc2dkit.runtime import setup
 
     def read_np(read, maps):
@@ -95,12 +94,12 @@ def main() -> None:
     try:
         predictor, test = load_run(args.run, device, cfg)
         if args.split == "train":
-            train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=False)
+            train = training_images(cfg)
             test = train.subset(unlabelled_rows(train, cfg.data.template))
     except (OSError, ValueError) as e:
         sys.exit(str(e))
     check = predictor.shape
-    kit = "two passes, re-flag (the kit's)"
+    kit = "two passes, re-flag (the kit's, no prior)"
     variants = {} if args.kit_only else {"one pass": OnePass(check.model, check.reach),
                                          "one pass, cut to the disk": Disk(check.model, check.reach),
                                          "two passes, factors multiplied": Multiplied(check.model, check.reach)}

@@ -31,12 +31,11 @@ def main() -> None:
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.data import build_datasets
-    from cc2dkit.data.grid import GridImages
     from cc2dkit.inference import TemplatePool
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
     from cc2dkit.methods.context import unlabelled_rows
+    from cc2dkit.methods.runfolder import training_images
     from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,7 +50,7 @@ def main() -> None:
         predictor, test = load_run(args.run, device, cfg, progress=True)
     except (OSError, ValueError) as e:
         sys.exit(str(e))
-    train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=False)
+    train = training_images(cfg)
     rows = unlabelled_rows(train, cfg.data.template)[:args.images]
     pool = predictor.pooled(train, rows, progress=True).pool
     fitted = time.perf_counter() - t0

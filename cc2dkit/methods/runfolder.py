@@ -175,9 +175,7 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
     if legacy.exists() and _format(legacy) == LEGACY["checkpoint.pt"]:
         state = load_saved(legacy, LEGACY["checkpoint.pt"], "cc2dkit 0.1 checkpoint")
         if train is None:
-            from ..data import build_datasets
-
-            train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=False)
+            train = training_images(cfg)
         from ..data.landmarks import resolve_landmarks
 
         landmarks = resolve_landmarks(cfg.method.landmarks, train.landmark_names)
@@ -186,6 +184,13 @@ def load_predictor(run_dir: str | Path, device: torch.device | str = "cpu", cfg:
                                               legacy=True), cfg, None, train, progress)
     raise FileNotFoundError(f"no {MODEL} in {run_dir}: the run has not finished (resume it: "
                             f"python -m cc2dkit train --run {run_dir} --resume)")
+
+
+def training_images(cfg: Config, progress: bool = False) -> GridImages:
+    """The config's training split at the model grid (its labels unread but the template's)."""
+    from ..data import build_datasets
+
+    return GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=progress)
 
 
 def with_shape_and_pool(predictor: Predictor, cfg: Config, state: dict | None, train: GridImages | None = None,
@@ -200,9 +205,7 @@ def with_shape_and_pool(predictor: Predictor, cfg: Config, state: dict | None, t
     fit_shape = reach is not None and state.get("shape") is None
     fit_pool = pool > 0 and (saved_pool is None or saved_pool.get("asked") != pool)
     if train is None and (fit_shape or fit_pool):
-        from ..data import build_datasets
-
-        train = GridImages(build_datasets(cfg.data, cfg.seed)[0], cfg.data.grid, "train", progress=progress)
+        train = training_images(cfg, progress)
     if reach is not None:
         prior = cfg.eval.shape_prior
         predictor = predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, prior, progress) \
