@@ -3,6 +3,7 @@
     python benchmarks/shape_variants.py runs/bf16/run --set num_threads=2 --set eval.amp=bf16 \
         --set eval.centroid=0.5 --set eval.subpixel=true --set eval.template_copies=8
     python benchmarks/shape_variants.py runs/plbf16/s1 --kit-only --priors 1.5 2 --set num_threads=2
+    python benchmarks/shape_variants.py runs/s17/seed3 --kit-only --priors 2 --refit --set num_threads=2
 
 The run's predictor with the shape check its config (or ``--set eval.shape_reach=R``; 3 if unset)
 asks for (the one its ``model.pt`` keeps, else one fitted to the unlabelled training images), its
@@ -17,7 +18,10 @@ guard swapped for each variant, answers the test split:
 - ``two passes, re-flag`` (``ShapeCheck.guard``, the kit's, without a prior): the unchecked answers checked against
   the expectations of the first pass's checked answers; only those Gaussians;
 - ``re-flag, prior c`` (``--priors``; ``eval.shape_prior=c``): the kit's check, and every answer it
-  leaves alone weighed by a Gaussian of c x sigma around its expected place.
+  leaves alone weighed by a Gaussian of c x sigma around its expected place;
+- ``re-flag, prior c, refitted`` (``--refit``): that check's shape model fitted again, to the coarse
+  stage's answers on the unlabelled training images with the check and its prior (no label read):
+  spreads from answers the prior has held.
 
 ``--kit-only`` keeps the kit's check (and the prior rows) alone. ``--split train`` answers the
 unlabelled training images instead (every one but the template; their labels read only to score,
@@ -81,6 +85,8 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--priors", type=float, nargs="*", default=[], metavar="C",
                     help="also the kit's check with eval.shape_prior=C (one row each)")
+    ap.add_argument("--refit", action="store_true",
+                    help="also each prior's check refitted to the checked answers on the training images")
     ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
     ap.add_argument("--split", choices=("test", "train"), default="test",
                     help="the images answered (train: the training split but the template)")
@@ -93,9 +99,11 @@ def main() -> None:
     t0 = time.perf_counter()
     try:
         predictor, test = load_run(args.run, device, cfg)
-        if args.split == "train":
+        if args.split == "train" or args.refit:
             train = training_images(cfg)
-            test = train.subset(unlabelled_rows(train, cfg.data.template))
+            unlabelled = unlabelled_rows(train, cfg.data.template)
+        if args.split == "train":
+            test = train.subset(unlabelled)
     except (OSError, ValueError) as e:
         sys.exit(str(e))
     check = predictor.shape
@@ -104,7 +112,16 @@ def main() -> None:
                                          "one pass, cut to the disk": Disk(check.model, check.reach),
                                          "two passes, factors multiplied": Multiplied(check.model, check.reach)}
     variants[kit] = ShapeCheck(check.model, check.reach)
-    variants.update({f"re-flag, prior {c:g}": ShapeCheck(check.model, check.reach, c) for c in args.priors})
+    for c in args.priors:
+        variants[f"re-flag, prior {c:g}"] = prior_check = ShapeCheck(check.model, check.reach, c)
+        if args.refit:
+            t1, coarse = time.perf_counter(), predictor.coarse_stage
+            checked = coarse.with_shape(prior_check).predict_grid(train, unlabelled, progress=True)
+            refit = ShapeCheck.fit(checked, coarse.template.points[coarse.landmark_indices], check.reach, c)
+            variants[f"re-flag, prior {c:g}, refitted"] = refit
+            spreads = " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, refit.model.sigma))
+            print(f"prior {c:g} refitted in {time.perf_counter() - t1:.0f} s: neighbours "
+                  f"{check.model.neighbours or 'all'}->{refit.model.neighbours or 'all'}, spreads (mean-shape px) {spreads}")
     answers = {label: predictor.with_shape(guard).predict_grid(test, progress=True) for label, guard in variants.items()}
     comparison = compare_answers(answers, test, predictor.landmark_indices, cfg.eval.radii_mm)
     first = answers[kit if args.kit_only else "one pass"]
