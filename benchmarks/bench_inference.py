@@ -17,13 +17,15 @@ per image. Needs the run's data ($CC2DKIT_ISBI_ROOT for ISBI runs); the images a
 ``--images`` of its test split. ``--precisions off bf16``: every row timed with its networks in
 float32 and in bfloat16 (``eval.amp``; the machine's noise then hits both alike); ``--repeat N``:
 every row timed N times, round-robin, the median and the range printed; ``--shape-off``: the
-configured row also without its shape check (``eval.shape_reach``). Prints a pandas table.
+configured row also without its shape check (``eval.shape_reach``), and without the check's prior
+(``eval.shape_prior``) where it has one. Prints a pandas table.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,7 +43,8 @@ def main() -> None:
                         help="time every row in each of these inference precisions (default: as configured)")
     parser.add_argument("--repeat", type=int, default=1, help="timings of every row, round-robin (median shown)")
     parser.add_argument("--shape-off", action="store_true",
-                        help="also time the configured predictor without its shape check (eval.shape_reach)")
+                        help="also time the configured predictor without its shape check (eval.shape_reach) "
+                             "and without its prior (eval.shape_prior)")
     args = parser.parse_args()
 
     import numpy as np
@@ -63,6 +66,8 @@ def main() -> None:
     rows = {} if args.configured_only else refinement_variants(loaded, args.copies)
     rows["as configured"] = loaded
     if args.shape_off and loaded.shape is not None:
+        if loaded.shape.prior is not None:
+            rows["as configured, check without its prior"] = loaded.with_shape(replace(loaded.shape, prior=None))
         rows["as configured, no shape check"] = loaded.with_shape(None)
     if args.precisions:  # each row in each precision: configured() keeps every other setting
         rows = {f"{label} [{'bf16' if p == 'bf16' else 'float32'}]":
