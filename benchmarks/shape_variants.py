@@ -92,6 +92,8 @@ def main() -> None:
                     help="the images answered (train: the training split but the template)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
+    if args.refit and not args.priors:
+        ap.error("--refit refits each prior's check: give --priors C ...")
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     if cfg.eval.shape_reach is None:
         cfg = cfg.replace(**{"eval.shape_reach": 3.0})
