@@ -22,6 +22,14 @@ guard swapped for each variant, answers the test split:
 - ``re-flag, prior c, refitted`` (``--refit``): that check's shape model fitted again, to the coarse
   stage's answers on the unlabelled training images with the check and its prior (no label read):
   spreads from answers the prior has held.
+- ``re-flag, prior c, across-ridge spreads`` (``--across``): that check with each landmark's spread
+  read across its residuals' long axis only (no label read): the coarse stage's unchecked answers on
+  the unlabelled training images (those the check was fitted to), their offsets from their expected
+  places turned into the mean shape's frame, the offsets' principal axes (covariance of those within
+  3 median radii), and the spread the median offset along the short axis / 0.6745 (a 1-D Gaussian's
+  median), kept between 1 grid px and the isotropic spread. A landmark whose answers slide along a
+  ridge (gonion) has residuals stretched along it, which widen its isotropic spread and so the
+  prior meant to hold it; the short axis reads the spread without the slide.
 
 ``--kit-only`` keeps the kit's check (and the prior rows) alone. ``--split train`` answers the
 unlabelled training images instead (every one but the template; their labels read only to score,
@@ -47,7 +55,31 @@ def main() -> None:
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.inference.shape import ShapeCheck
+    from cc2dkit.inference.shape import MIN_SIGMA, ShapeCheck, ShapeModel, robust_fit, similarity_fit
+
+    def offsets(model, points):
+        """(K, 2) answers on one image -> (K, 2) offsets from their expected places in mean-shape px
+        and axes (the fits of ``ShapeModel.expected``, undone: a / its scale and rotation)."""
+        if model.neighbours is None:
+            weights = robust_fit(model.mean, points)[2]
+            fits = [similarity_fit(model.mean, points, np.where(np.arange(len(points)) == k, 0.0, weights))
+                    for k in range(len(points))]
+        else:
+            fits = [robust_fit(model.mean[g], points[g])[:2] for g in model.groups()]
+        return np.stack([np.linalg.solve(a, points[k] - (model.mean[k] @ a.T + t)) for k, (a, t) in enumerate(fits)])
+
+    def across_ridge_spreads(model, answers):
+        """(N, K, 2) unchecked answers on unlabelled images -> (K,) spreads across each landmark's
+        long axis of offsets (see the module docstring)."""
+        r = np.stack([offsets(model, p) for p in answers])  # (N, K, 2)
+        out = np.empty(r.shape[1])
+        for k in range(r.shape[1]):
+            v = r[:, k]
+            norm = np.linalg.norm(v, axis=1)
+            core = v[norm <= 3 * np.median(norm)]
+            short = np.linalg.eigh(np.cov(core.T))[1][:, 0]  # eigenvector of the smaller eigenvalue
+            out[k] = np.clip(np.median(np.abs(v @ short)) / 0.6745, MIN_SIGMA, model.sigma[k])
+        return out
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
     from cc2dkit.methods.context import unlabelled_rows
@@ -87,13 +119,15 @@ def main() -> None:
                     help="also the kit's check with eval.shape_prior=C (one row each)")
     ap.add_argument("--refit", action="store_true",
                     help="also each prior's check refitted to the checked answers on the training images")
+    ap.add_argument("--across", action="store_true",
+                    help="also each prior's check with across-ridge spreads (see above)")
     ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
     ap.add_argument("--split", choices=("test", "train"), default="test",
                     help="the images answered (train: the training split but the template)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
-    if args.refit and not args.priors:
-        ap.error("--refit refits each prior's check: give --priors C ...")
+    if (args.refit or args.across) and not args.priors:
+        ap.error("--refit and --across change each prior's check: give --priors C ...")
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     if cfg.eval.shape_reach is None:
         cfg = cfg.replace(**{"eval.shape_reach": 3.0})
@@ -101,7 +135,7 @@ def main() -> None:
     t0 = time.perf_counter()
     try:
         predictor, test = load_run(args.run, device, cfg)
-        if args.split == "train" or args.refit:
+        if args.split == "train" or args.refit or args.across:
             train = training_images(cfg)
             unlabelled = unlabelled_rows(train, cfg.data.template)
         if args.split == "train":
@@ -124,6 +158,15 @@ def main() -> None:
             spreads = " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, refit.model.sigma))
             print(f"prior {c:g} refitted in {time.perf_counter() - t1:.0f} s: neighbours "
                   f"{check.model.neighbours or 'all'}->{refit.model.neighbours or 'all'}, spreads (mean-shape px) {spreads}")
+    if args.across:
+        t1 = time.perf_counter()
+        coarse = predictor.coarse_stage.with_shape(None).predict_grid(train, unlabelled, progress=True)
+        sigma = across_ridge_spreads(check.model, coarse)
+        print(f"across-ridge spreads in {time.perf_counter() - t1:.0f} s (mean-shape px, isotropic -> across): "
+              + " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, sigma)))
+        for c in args.priors:
+            variants[f"re-flag, prior {c:g}, across-ridge spreads"] = ShapeCheck(
+                ShapeModel(check.model.mean, sigma, check.model.neighbours), check.reach, c)
     answers = {label: predictor.with_shape(guard).predict_grid(test, progress=True) for label, guard in variants.items()}
     comparison = compare_answers(answers, test, predictor.landmark_indices, cfg.eval.radii_mm)
     first = answers[kit if args.kit_only else "one pass"]
