@@ -22,14 +22,13 @@ guard swapped for each variant, answers the test split:
 - ``re-flag, prior c, refitted`` (``--refit``): that check's shape model fitted again, to the coarse
   stage's answers on the unlabelled training images with the check and its prior (no label read):
   spreads from answers the prior has held.
-- ``re-flag, prior c, across-ridge spreads`` (``--across``): that check with each landmark's spread
-  read across its residuals' long axis only (no label read): the coarse stage's unchecked answers on
-  the unlabelled training images (those the check was fitted to), their offsets from their expected
-  places turned into the mean shape's frame, the offsets' principal axes (covariance of those within
-  3 median radii), and the spread the median offset along the short axis / 0.6745 (a 1-D Gaussian's
-  median), kept between 1 grid px and the isotropic spread. A landmark whose answers slide along a
-  ridge (gonion) has residuals stretched along it, which widen its isotropic spread and so the
-  prior meant to hold it; the short axis reads the spread without the slide.
+- ``re-flag, prior c, isotropic spreads`` and ``re-flag, prior c, across-ridge spreads``
+  (``--across``): that check with its spreads fitted again to the coarse stage's unchecked answers on
+  the unlabelled training images (those the check is fitted to; no label read), the run's mean shape
+  and neighbourhood kept: isotropic (each landmark's median distance from its expected place; the
+  kit's check until the nineteenth session) and across its offsets' long axis only (``shape.spreads``,
+  the kit's since). A run saved before keeps isotropic spreads in its model file; one saved since,
+  across-ridge ones: the two rows compare them on either.
 
 ``--kit-only`` keeps the kit's check (and the prior rows) alone. ``--split train`` answers the
 unlabelled training images instead (every one but the template; their labels read only to score,
@@ -55,31 +54,7 @@ def main() -> None:
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.inference.shape import MIN_SIGMA, ShapeCheck, ShapeModel, robust_fit, similarity_fit
-
-    def offsets(model, points):
-        """(K, 2) answers on one image -> (K, 2) offsets from their expected places in mean-shape px
-        and axes (the fits of ``ShapeModel.expected``, undone: a / its scale and rotation)."""
-        if model.neighbours is None:
-            weights = robust_fit(model.mean, points)[2]
-            fits = [similarity_fit(model.mean, points, np.where(np.arange(len(points)) == k, 0.0, weights))
-                    for k in range(len(points))]
-        else:
-            fits = [robust_fit(model.mean[g], points[g])[:2] for g in model.groups()]
-        return np.stack([np.linalg.solve(a, points[k] - (model.mean[k] @ a.T + t)) for k, (a, t) in enumerate(fits)])
-
-    def across_ridge_spreads(model, answers):
-        """(N, K, 2) unchecked answers on unlabelled images -> (K,) spreads across each landmark's
-        long axis of offsets (see the module docstring)."""
-        r = np.stack([offsets(model, p) for p in answers])  # (N, K, 2)
-        out = np.empty(r.shape[1])
-        for k in range(r.shape[1]):
-            v = r[:, k]
-            norm = np.linalg.norm(v, axis=1)
-            core = v[norm <= 3 * np.median(norm)]
-            short = np.linalg.eigh(np.cov(core.T))[1][:, 0]  # eigenvector of the smaller eigenvalue
-            out[k] = np.clip(np.median(np.abs(v @ short)) / 0.6745, MIN_SIGMA, model.sigma[k])
-        return out
+    from cc2dkit.inference.shape import ShapeCheck, ShapeModel, spreads
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
     from cc2dkit.methods.context import unlabelled_rows
@@ -120,7 +95,7 @@ def main() -> None:
     ap.add_argument("--refit", action="store_true",
                     help="also each prior's check refitted to the checked answers on the training images")
     ap.add_argument("--across", action="store_true",
-                    help="also each prior's check with across-ridge spreads (see above)")
+                    help="also each prior's check with isotropic and with across-ridge spreads fitted again")
     ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
     ap.add_argument("--split", choices=("test", "train"), default="test",
                     help="the images answered (train: the training split but the template)")
@@ -155,18 +130,20 @@ def main() -> None:
             checked = coarse.with_shape(prior_check).predict_grid(train, unlabelled, progress=True)
             refit = ShapeCheck.fit(checked, coarse.template.points[coarse.landmark_indices], check.reach, c)
             variants[f"re-flag, prior {c:g}, refitted"] = refit
-            spreads = " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, refit.model.sigma))
+            change = " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, refit.model.sigma))
             print(f"prior {c:g} refitted in {time.perf_counter() - t1:.0f} s: neighbours "
-                  f"{check.model.neighbours or 'all'}->{refit.model.neighbours or 'all'}, spreads (mean-shape px) {spreads}")
+                  f"{check.model.neighbours or 'all'}->{refit.model.neighbours or 'all'}, spreads (mean-shape px) {change}")
     if args.across:
-        t1 = time.perf_counter()
+        t1, m = time.perf_counter(), check.model
         coarse = predictor.coarse_stage.with_shape(None).predict_grid(train, unlabelled, progress=True)
-        sigma = across_ridge_spreads(check.model, coarse)
-        print(f"across-ridge spreads in {time.perf_counter() - t1:.0f} s (mean-shape px, isotropic -> across): "
-              + " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, sigma)))
+        offsets = ShapeModel(m.mean, np.ones(len(m.mean)), m.neighbours).offsets(coarse)  # as the kit's fit reads them
+        fitted = dict(zip(("isotropic", "across-ridge"), spreads(offsets)))
+        print(f"spreads in {time.perf_counter() - t1:.0f} s (mean-shape px, saved / isotropic -> across): "
+              + " ".join(f"{a:.2f}/{b:.2f}->{c:.2f}" for a, b, c in zip(m.sigma, *fitted.values())))
         for c in args.priors:
-            variants[f"re-flag, prior {c:g}, across-ridge spreads"] = ShapeCheck(
-                ShapeModel(check.model.mean, sigma, check.model.neighbours), check.reach, c)
+            for name, sigma in fitted.items():
+                variants[f"re-flag, prior {c:g}, {name} spreads"] = ShapeCheck(
+                    ShapeModel(m.mean, sigma, m.neighbours), check.reach, c)
     answers = {label: predictor.with_shape(guard).predict_grid(test, progress=True) for label, guard in variants.items()}
     comparison = compare_answers(answers, test, predictor.landmark_indices, cfg.eval.radii_mm)
     first = answers[kit if args.kit_only else "one pass"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cc2dkit.inference.cascade import cascade_argmax
-from cc2dkit.inference.shape import ShapeCheck, ShapeModel, robust_fit, similarity_fit
+from cc2dkit.inference.shape import ShapeCheck, ShapeModel, robust_fit, similarity_fit, spreads
 
 REF = np.array([[10.0, 10.0], [30.0, 12.0], [22.0, 30.0], [12.0, 26.0], [34.0, 28.0], [20.0, 18.0]])
 
@@ -48,6 +48,36 @@ def test_shape_model_learns_the_spread_and_expects_a_wrong_landmark_where_the_ot
     assert np.linalg.norm(wrong[1] - mu[1]) > 3 * sigma[1]
     with pytest.raises(ValueError, match="N >= 5"):
         ShapeModel.from_answers(answers[:3], REF)
+
+
+def test_offsets_are_read_in_the_mean_shapes_frame_whatever_the_images_pose():
+    rng = np.random.default_rng(4)
+    model = ShapeModel.from_answers(_answers(rng), REF)
+    points = _similar(REF, 0.1, 1.0, np.array([2.0, 1.0])) + rng.normal(0, 1.0, REF.shape)
+    moved = _similar(points, -0.4, 1.7, np.array([-6.0, 9.0]))  # the same answers on a turned, larger image
+    np.testing.assert_allclose(model.offsets(moved[None]), model.offsets(points[None]), atol=1e-9)
+    mu, spread = model.expected(moved)  # the offset's length is the distance over the fit's scale
+    np.testing.assert_allclose(np.linalg.norm(model.offsets(moved[None])[0], axis=1),
+                               np.linalg.norm(moved - mu, axis=1) * model.sigma / spread, atol=1e-9)
+
+
+def test_a_landmark_sliding_along_a_ridge_gets_its_spread_across_it_and_a_round_one_keeps_its_own():
+    rng = np.random.default_rng(5)
+    n = 200
+    answers = _answers(rng, n=n, noise=0.3)
+    ridge = np.array([np.cos(0.6), np.sin(0.6)])  # landmark 2 slides along this line of the shape...
+    slide = rng.normal(0, 4.0, n)[:, None] * ridge + rng.normal(0, 0.3, (n, 2))
+    round_ = rng.normal(0, 2.0, (n, 2))  # ...landmark 4 scatters evenly
+    for i in range(n):  # each image's pose turns the shape, and its slide with it
+        a, t = similarity_fit(REF, answers[i], np.ones(len(REF)))
+        answers[i, 2] += slide[i] @ a.T
+        answers[i, 4] += round_[i] @ a.T
+    model = ShapeModel.from_answers(answers, REF)
+    isotropic, across = spreads(model.offsets(answers))
+    np.testing.assert_array_equal(model.sigma, across)  # the model's spreads are the across-ridge ones
+    assert isotropic[2] > 2.0 and across[2] < 1.3  # the slide widens the round spread, not the one across it
+    assert across[4] > 0.75 * isotropic[4] > 1.2  # no ridge: about the same (a round cloud's short axis a bit less)
+    assert (across <= isotropic).all() and (across >= 1.0).all()
 
 
 def _guarded(model, maps, reach, prior=None):

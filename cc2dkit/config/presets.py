@@ -42,7 +42,9 @@ def _cpu() -> Config:
     # runs: -0.03 to -0.08 mm, 5-7 fewer errors over 10 mm (RESULTS, thirteenth session). Its prior
     # (eval.shape_prior=2: every other answer weighed by a Gaussian of 2 spreads around its expected
     # place) on five preset runs: -0.02 to -0.04 mm, SDR 4 mm +0.32 to +0.67 points, 93 -> 75 errors
-    # over 10 mm in all (RESULTS, sixteenth session).
+    # over 10 mm in all (RESULTS, sixteenth session). Its spreads read across each landmark's slide
+    # (shape.spreads) on two runs (the preset; the preset at grid 224), Test1 and training split:
+    # SDR 4 mm +0.11 to +0.25 points, 75 -> 72 errors over 10 mm (RESULTS, nineteenth session).
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),

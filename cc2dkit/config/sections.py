@@ -159,9 +159,10 @@ class EvalConfig(_Checked):
     # the networks' forward passes at inference in bfloat16 (embeddings back in float32 before the
     # cosines): "auto" = where the device computes bf16 natively (runtime.native_bf16), "bf16", "off"
     amp: str = rule("off", choices=AMP_MODES)
-    # the shape check (inference/shape.py): an answer further than this x its spread from where its
-    # nearest landmarks put it is re-picked near that place; the shape model is fitted to the
-    # predictor's own answers on the unlabelled training images (at a run's end); None: off
+    # the shape check (inference/shape.py): an answer further than this x its spread (read across the
+    # slide of its answers) from where its nearest landmarks put it is re-picked near that place; the
+    # shape model is fitted to the predictor's own answers on the unlabelled training images (at a
+    # run's end); None: off
     shape_reach: float | None = rule(None, lo=0, lo_open=True)
     # the shape check's prior: every answer it leaves alone is weighed too, by a Gaussian of this x its
     # spread around where its nearest landmarks put it (decides along a ridge of near-equal matches);

@@ -10,9 +10,12 @@ On a query image, landmark k's expected place ``mu_k`` comes from a similarity f
 to the other answers, never to its own (so a wrong answer does not pull its own expectation): to
 all K - 1 others (``neighbours=None``), or to the ``neighbours`` landmarks nearest to k in the
 mean shape (a local fit: the chin's landmarks say where gonion is better than the nose's do).
-Each landmark's spread ``sigma`` is the median distance of its answers on the unlabelled images to
-their own expectations (in mean-shape units; Rayleigh-scaled). ``ShapeModel.choose`` takes the
-neighbourhood size whose expectations the unlabelled answers agree with best (label-free).
+Each landmark's spread ``sigma`` is read from its answers' offsets from their own expectations on
+the unlabelled images (in the mean shape's frame), across the offsets' long axis only (``spreads``):
+a landmark whose answers slide along a ridge (gonion on the mandible's angle) has offsets stretched
+along it, which would widen an isotropic spread and so the very check meant to hold it.
+``ShapeModel.choose`` takes the neighbourhood size whose expectations the unlabelled answers agree
+with best (label-free).
 
 An answer further than ``reach`` x sigma_k from mu_k is replaced by the cascade product's answer
 under a Gaussian of ``reach`` x sigma_k around mu_k (the Gaussian joins the maps as one more
@@ -38,7 +41,9 @@ import torch
 
 
 RAYLEIGH_MEDIAN = 1.1774  # median radius of a 2-D isotropic Gaussian of unit sigma: sqrt(2 ln 2)
+HALF_NORMAL_MEDIAN = 0.6745  # median |x| of a 1-D Gaussian of unit sigma
 MIN_SIGMA = 1.0  # grid px: a landmark the answers agree on exactly still gets a pixel of slack
+AXES_CORE = 3.0  # offsets within this many median radii set a landmark's axes: a few wild answers do not turn them
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,10 +73,26 @@ def robust_fit(src: np.ndarray, dst: np.ndarray, iterations: int = 4) -> tuple[n
     return a, t, weights
 
 
+def spreads(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K, 2) offsets of answers from their expected places (``ShapeModel.offsets``) -> (K,) each
+    landmark's isotropic spread (the median radius, Rayleigh-scaled) and (K,) its spread across the
+    offsets' long axis (the median offset along the short principal axis of the offsets within
+    ``AXES_CORE`` median radii, Gaussian-scaled; the kit's), both at least ``MIN_SIGMA``, the second
+    at most the first."""
+    radius = np.linalg.norm(offsets, axis=-1)  # (N, K)
+    isotropic = np.maximum(np.median(radius, axis=0) / RAYLEIGH_MEDIAN, MIN_SIGMA)
+    across = np.empty_like(isotropic)
+    for k in range(offsets.shape[1]):
+        core = offsets[radius[:, k] <= AXES_CORE * np.median(radius[:, k]), k]  # half of them at least
+        short = np.linalg.eigh(np.cov(core.T))[1][:, 0]  # eigenvalues ascending: the short axis first
+        across[k] = np.clip(np.median(np.abs(offsets[:, k] @ short)) / HALF_NORMAL_MEDIAN, MIN_SIGMA, isotropic[k])
+    return isotropic, across
+
+
 @dataclass(frozen=True)
 class ShapeModel:
     mean: np.ndarray  # (K, 2) grid px, in the template's frame
-    sigma: np.ndarray  # (K,) mean-shape px: each landmark's spread around its expected place
+    sigma: np.ndarray  # (K,) mean-shape px: each landmark's spread around its expected place (``spreads``)
     neighbours: int | None = None  # landmarks each expectation is fitted to (None: all K - 1 others)
 
     @classmethod
@@ -96,9 +117,8 @@ class ShapeModel:
         for _ in range(rounds):
             aligned = np.stack([a @ f[0].T + f[1] for a, f in ((a, robust_fit(a, mean)) for a in answers)])
             mean = np.median(aligned, axis=0)
-        residuals = cls(mean, np.ones(k), neighbours).residuals(answers)  # the spreads do not enter
-        sigma = np.maximum(np.median(residuals, axis=0) / RAYLEIGH_MEDIAN, MIN_SIGMA)
-        return cls(mean, sigma, neighbours), residuals
+        offsets = cls(mean, np.ones(k), neighbours).offsets(answers)  # (N, K, 2); the spreads do not enter
+        return cls(mean, spreads(offsets)[1], neighbours), np.linalg.norm(offsets, axis=-1)
 
     @classmethod
     def choose(cls, answers: np.ndarray, reference: np.ndarray, candidates: tuple[int | None, ...]
@@ -125,26 +145,24 @@ class ShapeModel:
         """(K, 2) answers on one image -> (K, 2) expected places (each from a fit without its own
         landmark) and (K,) spreads in the image's grid pixels (sigma x the fit's scale)."""
         mu, scale = np.empty_like(points), np.empty(len(points))
-        if self.neighbours is None:  # one robust fit to all answers, landmark k's weight then set to 0
-            _, _, weights = robust_fit(self.mean, points)
-            fits = []
-            for k in range(len(points)):
-                w = weights.copy()
-                w[k] = 0.0
-                fits.append(similarity_fit(self.mean, points, w))
-        else:
-            fits = [robust_fit(self.mean[g], points[g])[:2] for g in self.groups()]
-        for k, (a, t) in enumerate(fits):
+        for k, (a, t) in enumerate(self._fits(points)):
             mu[k], scale[k] = self.mean[k] @ a.T + t, np.sqrt(abs(np.linalg.det(a)))
         return mu, self.sigma * scale
 
-    def residuals(self, answers: np.ndarray) -> np.ndarray:
-        """(N, K, 2) answers -> (N, K) distances to their expected places, in mean-shape px."""
-        out = np.empty(answers.shape[:2])
-        for b, points in enumerate(answers):
-            mu, spread = self.expected(points)
-            out[b] = np.linalg.norm(points - mu, axis=1) * self.sigma / spread  # / the fit's scale
-        return out
+    def _fits(self, points: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(K, 2) answers -> per landmark k, the similarity (A, t) taking the mean shape onto the
+        answers, fitted without k's own answer."""
+        if self.neighbours is None:  # one robust fit to all answers, landmark k's weight then set to 0
+            weights = robust_fit(self.mean, points)[2]
+            return [similarity_fit(self.mean, points, np.where(np.arange(len(points)) == k, 0.0, weights))
+                    for k in range(len(points))]
+        return [robust_fit(self.mean[g], points[g])[:2] for g in self.groups()]
+
+    def offsets(self, answers: np.ndarray) -> np.ndarray:
+        """(N, K, 2) answers -> (N, K, 2) offsets from their expected places in the mean shape's frame
+        (mean-shape px: each fit's scale and rotation undone)."""
+        return np.stack([np.stack([np.linalg.solve(a, p[k] - (self.mean[k] @ a.T + t))
+                                   for k, (a, t) in enumerate(self._fits(p))]) for p in np.asarray(answers)])
 
     def priors(self, points: np.ndarray, reach: float, size: int, expect_from: np.ndarray | None = None,
                prior: float | None = None) -> tuple[torch.Tensor, np.ndarray]:
