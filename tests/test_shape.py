@@ -78,6 +78,8 @@ def test_a_landmark_sliding_along_a_ridge_gets_its_spread_across_it_and_a_round_
     assert isotropic[2] > 2.0 and across[2] < 1.3  # the slide widens the round spread, not the one across it
     assert across[4] > 0.75 * isotropic[4] > 1.2  # no ridge: about the same (a round cloud's short axis a bit less)
     assert (across <= isotropic).all() and (across >= 1.0).all()
+    stuck = np.full((6, len(REF), 2), 5.0)  # a model that answers every landmark at one pixel
+    np.testing.assert_array_equal(ShapeModel.from_answers(stuck, REF).sigma, np.ones(len(REF)))  # no error, the floor
 
 
 def _guarded(model, maps, reach, prior=None):

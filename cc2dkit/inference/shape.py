@@ -104,8 +104,8 @@ class ShapeModel:
     @classmethod
     def _fitted(cls, answers: np.ndarray, reference: np.ndarray, rounds: int, neighbours: int | None
                 ) -> tuple["ShapeModel", np.ndarray]:
-        """The model and the (N, K) distances of the answers to their expected places (mean-shape px),
-        which give its spreads (and ``choose`` its score)."""
+        """The model (its spreads from the answers' offsets, ``spreads``) and the (N, K) distances of the
+        answers to their expected places (mean-shape px; ``choose``'s score)."""
         answers = np.asarray(answers, dtype=np.float64)
         k = len(reference)
         if answers.ndim != 3 or answers.shape[1:] != np.shape(reference) or len(answers) < 5:
@@ -160,8 +160,8 @@ class ShapeModel:
 
     def offsets(self, answers: np.ndarray) -> np.ndarray:
         """(N, K, 2) answers -> (N, K, 2) offsets from their expected places in the mean shape's frame
-        (mean-shape px: each fit's scale and rotation undone)."""
-        return np.stack([np.stack([np.linalg.solve(a, p[k] - (self.mean[k] @ a.T + t))
+        (mean-shape px: each fit's scale and rotation undone; pinv: answers all at one point fit a = 0)."""
+        return np.stack([np.stack([np.linalg.pinv(a) @ (p[k] - (self.mean[k] @ a.T + t))
                                    for k, (a, t) in enumerate(self._fits(p))]) for p in np.asarray(answers)])
 
     def priors(self, points: np.ndarray, reach: float, size: int, expect_from: np.ndarray | None = None,
