@@ -136,8 +136,7 @@ def main() -> None:
     if args.across:
         t1, m = time.perf_counter(), check.model
         coarse = predictor.coarse_stage.with_shape(None).predict_grid(train, unlabelled, progress=True)
-        offsets = ShapeModel(m.mean, np.ones(len(m.mean)), m.neighbours).offsets(coarse)  # as the kit's fit reads them
-        fitted = dict(zip(("isotropic", "across-ridge"), spreads(offsets)))
+        fitted = dict(zip(("isotropic", "across-ridge"), spreads(m.offsets(coarse))))  # offsets: mean and neighbours only
         print(f"spreads in {time.perf_counter() - t1:.0f} s (mean-shape px, saved / isotropic -> across): "
               + " ".join(f"{a:.2f}/{b:.2f}->{c:.2f}" for a, b, c in zip(m.sigma, *fitted.values())))
         for c in args.priors:
