@@ -221,3 +221,27 @@ def test_the_prior_decides_along_a_ridge_and_leaves_crisp_peaks_and_the_far_chec
     assert error(soft)[2] < 1.5 and weighed[0].all()  # the ridge's point the other landmarks expect
     assert error(soft)[1] < 1.0  # the far answer re-picked as before
     assert np.abs(np.delete(soft[0] - hard[0], [1, 2], axis=0)).max() <= 1.0  # crisp peaks: a pixel at most
+
+
+def test_shape_misses_places_each_miss_against_the_expectations_from_the_answers_and_the_truth():
+    from cc2dkit.analysis import shape_misses
+
+    mean = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0], [5.0, 14.0]])
+    model = ShapeModel(mean, np.ones(5))
+    rot = np.array([[0.0, -1.0], [1.0, 0.0]])
+    truth = np.stack([mean + 20.0, mean * 1.5 + 30.0, mean @ rot.T + 40.0])  # (3, 5, 2): one skull, three poses
+    answers = truth.copy()
+    answers[1, 4] += (6.0, 8.0)  # one answer 10 grid px off
+    mm = np.array([[0.1, 0.1], [2.0, 1.0], [0.1, 0.1]])  # image 1: 2 mm per px in x, 1 in y
+    names, ids = ["a", "b", "c", "d", "e"], ["i0", "i1", "i2"]
+    per, misses = shape_misses(model, answers, truth, mm, names, ids, gross=10.0)
+    np.testing.assert_allclose(per["truth-oracle p90"], 0.0, atol=1e-6)  # a similarity of the mean: the oracle is exact
+    assert per["> 10"].tolist() == [0, 0, 0, 0, 1]
+    assert misses[["image", "landmark"]].values.tolist() == [["i1", "e"]]
+    m = misses.iloc[0]
+    assert (m["x"], m["y"]) == pytest.approx((12.0, 8.0))
+    assert m["error"] == pytest.approx(np.hypot(12.0, 8.0))
+    assert m["answer-expected"] == pytest.approx(m["error"], rel=1e-6)  # the others are right: expected = truth
+    assert m["truth-expected"] == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="do not match"):
+        shape_misses(model, answers[:2], truth, mm, names, ids)
