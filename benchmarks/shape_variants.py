@@ -29,6 +29,10 @@ guard swapped for each variant, answers the test split:
   kit's check until the nineteenth session) and across its offsets' long axis only (``shape.spreads``,
   the kit's since). A run saved before keeps isotropic spreads in its model file; one saved since,
   across-ridge ones: the two rows compare them on either.
+- ``re-flag, prior c, regression`` (``--regression``; ``eval.shape_regression``): a check fitted
+  afresh, like the kit's at a run's end (the coarse stage's unchecked answers on the unlabelled
+  training images; neighbourhood chosen, no label read), its expected places from the regression
+  on the neighbours' places (``ShapeModel.coef``).
 
 ``--kit-only`` keeps the kit's check (and the prior rows) alone. ``--split train`` answers the
 unlabelled training images instead (every one but the template; their labels read only to score,
@@ -96,13 +100,15 @@ def main() -> None:
                     help="also each prior's check refitted to the checked answers on the training images")
     ap.add_argument("--across", action="store_true",
                     help="also each prior's check with isotropic and with across-ridge spreads fitted again")
+    ap.add_argument("--regression", action="store_true",
+                    help="also each prior's check fitted afresh with the regression on the neighbours")
     ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
     ap.add_argument("--split", choices=("test", "train"), default="test",
                     help="the images answered (train: the training split but the template)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
-    if (args.refit or args.across) and not args.priors:
-        ap.error("--refit and --across change each prior's check: give --priors C ...")
+    if (args.refit or args.across or args.regression) and not args.priors:
+        ap.error("--refit, --across and --regression change each prior's check: give --priors C ...")
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     if cfg.eval.shape_reach is None:
         cfg = cfg.replace(**{"eval.shape_reach": 3.0})
@@ -110,7 +116,7 @@ def main() -> None:
     t0 = time.perf_counter()
     try:
         predictor, test = load_run(args.run, device, cfg)
-        if args.split == "train" or args.refit or args.across:
+        if args.split == "train" or args.refit or args.across or args.regression:
             train = training_images(cfg)
             unlabelled = unlabelled_rows(train, cfg.data.template)
         if args.split == "train":
@@ -143,6 +149,16 @@ def main() -> None:
             for name, sigma in fitted.items():
                 variants[f"re-flag, prior {c:g}, {name} spreads"] = ShapeCheck(
                     ShapeModel(m.mean, sigma, m.neighbours), check.reach, c)
+    if args.regression:
+        t1, coarse = time.perf_counter(), predictor.coarse_stage
+        unchecked = coarse.with_shape(None).predict_grid(train, unlabelled, progress=True)
+        for c in args.priors:
+            fresh = ShapeCheck.fit(unchecked, coarse.template.points[coarse.landmark_indices], check.reach, c,
+                                   regression=True)
+            variants[f"re-flag, prior {c:g}, regression"] = fresh
+        print(f"regression fitted in {time.perf_counter() - t1:.0f} s: neighbours {fresh.model.neighbours or 'all'}, "
+              "spreads (mean-shape px, saved -> regression) "
+              + " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, fresh.model.sigma)))
     answers = {label: predictor.with_shape(guard).predict_grid(test, progress=True) for label, guard in variants.items()}
     comparison = compare_answers(answers, test, predictor.landmark_indices, cfg.eval.radii_mm)
     first = answers[kit if args.kit_only else "one pass"]

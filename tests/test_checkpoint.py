@@ -138,6 +138,10 @@ def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatc
     assert torch.load(tmp_path / "b" / MODEL, weights_only=False)["shape"] is None
     fitted = load_predictor(tmp_path / "b", cfg=cfg.replace(**{"eval.shape_prior": 1.5}))
     assert fitted.shape is not None and fitted.shape.reach == 3.0 and fitted.shape.prior == 1.5
+    # a config asking for the other kind of check than the saved one: fitted afresh, of that kind
+    regressed = load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.shape_regression": True}))
+    assert loaded.shape.model.coef is None and regressed.shape.model.coef is not None
+    assert np.array_equal(regressed.shape.model.mean, check.model.mean)  # the same answers, the same mean shape
 
 
 def test_a_run_with_a_template_pool_fits_it_last_saves_and_loads_it(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cc2dkit.inference.cascade import cascade_argmax
-from cc2dkit.inference.shape import ShapeCheck, ShapeModel, robust_fit, similarity_fit, spreads
+from cc2dkit.inference.shape import ShapeCheck, ShapeModel, robust_fit, robust_ridge, similarity_fit, spreads
 
 REF = np.array([[10.0, 10.0], [30.0, 12.0], [22.0, 30.0], [12.0, 26.0], [34.0, 28.0], [20.0, 18.0]])
 
@@ -245,3 +245,53 @@ def test_shape_misses_places_each_miss_against_the_expectations_from_the_answers
     assert m["truth-expected"] == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="do not match"):
         shape_misses(model, answers[:2], truth, mm, names, ids)
+
+
+def test_robust_ridge_recovers_a_line_and_its_leave_one_out_residuals_are_those_of_refits():
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 2.0, (30, 3))
+    y = x @ np.array([[1.0, 0.0], [0.5, -1.0], [0.0, 2.0]]) + [3.0, -1.0] + rng.normal(0, 0.1, (30, 2))
+    coef, loo = robust_ridge(x, y, ridge=1e-3, iterations=0)
+    np.testing.assert_allclose(coef, [[3.0, -1.0], [1.0, 0.0], [0.5, -1.0], [0.0, 2.0]], atol=0.1)
+    for i in (0, 11, 29):  # the hat-matrix shortcut equals refitting without image i
+        keep = np.arange(30) != i
+        c = robust_ridge(x[keep], y[keep], ridge=1e-3, iterations=0)[0]
+        np.testing.assert_allclose(loo[i], y[i] - np.concatenate([[1.0], x[i]]) @ c, atol=1e-8)
+    wild = y.copy()
+    wild[:3] += 40.0  # three wrong answers barely move the robust line
+    np.testing.assert_allclose(robust_ridge(x, wild, ridge=1e-3)[0][1:], coef[1:], atol=0.15)
+
+
+def _ramus(rng, n, length, width):
+    """Shapes whose landmark 2 sits lower the further landmarks 3 and 5 reach down (a 'longer ramus')
+    and further right the further landmark 1 does: variations a mean shape moved rigidly cannot
+    follow, ones its neighbours' places give away."""
+    out = _answers(rng, n=n, noise=0.2)
+    for i in range(n):
+        a, t = similarity_fit(REF, out[i], np.ones(len(REF)))
+        moves = np.zeros_like(REF)
+        moves[[3, 5], 1] = length[i]
+        moves[1, 0] = width[i]
+        moves[2] = [1.5 * width[i], 2.0 * length[i]]
+        out[i] += moves @ a.T
+    return out
+
+
+def test_the_regression_expects_a_landmark_from_how_its_neighbours_sit_and_survives_the_model_file():
+    rng = np.random.default_rng(8)
+    answers = _ramus(rng, 120, rng.normal(0, 3.0, 120), rng.normal(0, 3.0, 120))
+    rigid = ShapeModel.from_answers(answers, REF, neighbours=4)
+    fitted = ShapeModel.from_answers(answers, REF, neighbours=4, regression=True)
+    assert rigid.coef is None and fitted.coef.shape == (len(REF), 2 * 4 + 1, 2)
+    assert fitted.sigma[2] < 0.5 * rigid.sigma[2]  # read from leave-one-out residuals, still narrower
+    query = _ramus(rng, 1, np.array([4.0]), np.array([-3.0]))[0]  # landmark 2 far from the mean shape's place
+    far_rigid = np.linalg.norm(rigid.expected(query)[0][2] - query[2])
+    near = np.linalg.norm(fitted.expected(query)[0][2] - query[2])
+    assert far_rigid > 6.0 and near < 1.5
+    check = ShapeCheck(fitted, 3.0, 2.0)
+    again = ShapeCheck.from_state(check.state(), 3.0, 2.0)
+    np.testing.assert_allclose(again.model.expected(query)[0], fitted.expected(query)[0])
+    old = {k: v for k, v in ShapeCheck(rigid, 3.0).state().items() if k != "coef"}  # a model file saved before
+    assert ShapeCheck.from_state(old, 3.0).model.coef is None
+    chosen = ShapeCheck.fit(answers, REF, 3.0, regression=True).model
+    assert chosen.coef is not None and chosen.neighbours in (4, None)

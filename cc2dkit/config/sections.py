@@ -168,6 +168,10 @@ class EvalConfig(_Checked):
     # spread around where its nearest landmarks put it (decides along a ridge of near-equal matches);
     # needs shape_reach; None: only the far answers are re-picked
     shape_prior: float | None = rule(None, lo=0, lo_open=True)
+    # the shape check's expected places from a regression on how the nearest landmarks sit (fitted to
+    # the same unlabelled answers, inference/shape.py), not the mean shape moved rigidly onto them;
+    # needs shape_reach
+    shape_regression: bool = False
     # the template pool (inference/pool.py): the template's mean vector joined, with equal weight, by
     # the mean of the model's own vectors at its answers on up to this many unlabelled training images
     # (the first ones; fitted at a run's end, after the shape check); 0: the template's views alone
@@ -225,6 +229,8 @@ class Config(_Checked):
             raise ValueError("config method.pl_agree=True needs method.pl_max_move (the cap it waives)")
         if self.eval.shape_prior is not None and self.eval.shape_reach is None:
             raise ValueError("config eval.shape_prior needs eval.shape_reach (the shape check it joins)")
+        if self.eval.shape_regression and self.eval.shape_reach is None:
+            raise ValueError("config eval.shape_regression=True needs eval.shape_reach (the shape check it fits)")
         if self.refine.enabled and self.refine.crop > self.refine.scale * self.data.grid:
             raise ValueError(f"config refine.crop={self.refine.crop}: larger than the fine grid "
                              f"(refine.scale x data.grid = {self.refine.scale * self.data.grid})")

@@ -17,6 +17,12 @@ along it, which would widen an isotropic spread and so the very check meant to h
 ``ShapeModel.choose`` takes the neighbourhood size whose expectations the unlabelled answers agree
 with best (label-free).
 
+With ``regression`` the expected place in the mean shape's frame is no longer the mean shape's own
+point but a linear function of where the neighbours sit in that frame (ridge, robust weights),
+fitted to the same unlabelled answers: a mean shape moved rigidly cannot say where a mandible's
+angle lies on a skull with a longer ramus; how the neighbours sit can. Its spreads are read from the
+leave-one-out residuals (an in-sample fit would narrow them).
+
 An answer further than ``reach`` x sigma_k from mu_k is replaced by the cascade product's answer
 under a Gaussian of ``reach`` x sigma_k around mu_k (the Gaussian joins the maps as one more
 factor, read as the predictor reads its maps): the best match in the plausible region.
@@ -44,6 +50,7 @@ RAYLEIGH_MEDIAN = 1.1774  # median radius of a 2-D isotropic Gaussian of unit si
 HALF_NORMAL_MEDIAN = 0.6745  # median |x| of a 1-D Gaussian of unit sigma
 MIN_SIGMA = 1.0  # grid px: a landmark the answers agree on exactly still gets a pixel of slack
 AXES_CORE = 3.0  # offsets within this many median radii set a landmark's axes: a few wild answers do not turn them
+RIDGE = 10.0  # mean-shape px^2: the regression's penalty; a few dozen inputs from ~150 images must not fit their noise
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,6 +80,26 @@ def robust_fit(src: np.ndarray, dst: np.ndarray, iterations: int = 4) -> tuple[n
     return a, t, weights
 
 
+def robust_ridge(x: np.ndarray, y: np.ndarray, ridge: float = RIDGE, iterations: int = 4
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) inputs, (N, 2) targets -> (D + 1, 2) coefficients (an unpenalised intercept first) and the
+    (N, 2) leave-one-out residuals of the last fit; re-weighted like ``robust_fit`` (Cauchy weights on
+    the residual over twice its median), so that a few wrong answers do not set the line."""
+    design = np.hstack([np.ones((len(x), 1)), x])  # (N, D + 1)
+    penalty = ridge * np.eye(design.shape[1])
+    penalty[0, 0] = 0.0
+    weights = np.ones(len(x))
+    for step in range(iterations + 1):
+        inverse = np.linalg.pinv(design.T @ (design * weights[:, None]) + penalty)
+        coef = inverse @ design.T @ (y * weights[:, None])
+        residual = y - design @ coef
+        if step < iterations:
+            r = np.linalg.norm(residual, axis=1)
+            weights = 1.0 / (1.0 + (r / max(2 * float(np.median(r)), 1e-6)) ** 2)
+    leverage = weights * np.einsum("nd,de,ne->n", design, inverse, design)  # (N,) the hat matrix's diagonal
+    return coef, residual / np.maximum(1.0 - leverage, 1e-3)[:, None]
+
+
 def spreads(offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, K, 2) offsets of answers from their expected places (``ShapeModel.offsets``) -> (K,) each
     landmark's isotropic spread (the median radius, Rayleigh-scaled) and (K,) its spread across the
@@ -94,18 +121,22 @@ class ShapeModel:
     mean: np.ndarray  # (K, 2) grid px, in the template's frame
     sigma: np.ndarray  # (K,) mean-shape px: each landmark's spread around its expected place (``spreads``)
     neighbours: int | None = None  # landmarks each expectation is fitted to (None: all K - 1 others)
+    # (K, 2 x group + 1, 2): landmark k's place in the mean shape's frame from its group's places there
+    # (intercept first; ``regression``); None: the mean shape's own point
+    coef: np.ndarray | None = None
 
     @classmethod
     def from_answers(cls, answers: np.ndarray, reference: np.ndarray, rounds: int = 3,
-                     neighbours: int | None = None) -> "ShapeModel":
+                     neighbours: int | None = None, regression: bool = False) -> "ShapeModel":
         """(N, K, 2) answers on unlabelled images, (K, 2) the template's landmarks (the starting frame)."""
-        return cls._fitted(answers, reference, rounds, neighbours)[0]
+        return cls._fitted(answers, reference, rounds, neighbours, regression)[0]
 
     @classmethod
-    def _fitted(cls, answers: np.ndarray, reference: np.ndarray, rounds: int, neighbours: int | None
-                ) -> tuple["ShapeModel", np.ndarray]:
-        """The model (its spreads from the answers' offsets, ``spreads``) and the (N, K) distances of the
-        answers to their expected places (mean-shape px; ``choose``'s score)."""
+    def _fitted(cls, answers: np.ndarray, reference: np.ndarray, rounds: int, neighbours: int | None,
+                regression: bool = False) -> tuple["ShapeModel", np.ndarray]:
+        """The model (its spreads from the answers' offsets, ``spreads``; with ``regression``, its
+        coefficients and their leave-one-out offsets) and the (N, K) distances of the answers to their
+        expected places (mean-shape px; ``choose``'s score)."""
         answers = np.asarray(answers, dtype=np.float64)
         k = len(reference)
         if answers.ndim != 3 or answers.shape[1:] != np.shape(reference) or len(answers) < 5:
@@ -117,18 +148,31 @@ class ShapeModel:
         for _ in range(rounds):
             aligned = np.stack([a @ f[0].T + f[1] for a, f in ((a, robust_fit(a, mean)) for a in answers)])
             mean = np.median(aligned, axis=0)
-        offsets = cls(mean, np.ones(k), neighbours).offsets(answers)  # (N, K, 2); the spreads do not enter
-        return cls(mean, spreads(offsets)[1], neighbours), np.linalg.norm(offsets, axis=-1)
+        rigid = cls(mean, np.ones(k), neighbours)  # the spreads do not enter the offsets
+        coef, offsets = rigid._regression(answers) if regression else (None, rigid.offsets(answers))  # (N, K, 2)
+        return cls(mean, spreads(offsets)[1], neighbours, coef), np.linalg.norm(offsets, axis=-1)
+
+    def _regression(self, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K, 2) answers -> the (K, 2 x group + 1, 2) coefficients of ``robust_ridge`` per landmark
+        and the (N, K, 2) leave-one-out offsets (mean shape's frame)."""
+        groups, fits = self.groups(), [self._fits(p) for p in answers]
+        coef, offsets = [], np.empty_like(answers)
+        for k, g in enumerate(groups):
+            framed = np.stack([_into_frame(p, *f[k]) for p, f in zip(answers, fits)])  # (N, K, 2)
+            c, offsets[:, k] = robust_ridge((framed[:, g] - self.mean[g]).reshape(len(answers), -1),
+                                            framed[:, k] - self.mean[k])
+            coef.append(c)
+        return np.stack(coef), offsets
 
     @classmethod
-    def choose(cls, answers: np.ndarray, reference: np.ndarray, candidates: tuple[int | None, ...]
-               ) -> tuple["ShapeModel", dict]:
+    def choose(cls, answers: np.ndarray, reference: np.ndarray, candidates: tuple[int | None, ...],
+               regression: bool = False) -> tuple["ShapeModel", dict]:
         """The model (of ``from_answers``, one per neighbourhood size in ``candidates``) whose
-        expectations the answers lie closest to (median over every answer, mean-shape px), and each
-        candidate's median: label-free, the answers are the predictor's own."""
+        expectations the answers lie closest to (median over every answer, mean-shape px; leave-one-out
+        with ``regression``), and each candidate's median: label-free, the answers are the predictor's own."""
         models, scores = {}, {}
         for n in candidates:
-            models[n], residuals = cls._fitted(answers, reference, 3, n)
+            models[n], residuals = cls._fitted(answers, reference, 3, n, regression)
             scores[n] = float(np.median(residuals))
         return models[min(scores, key=scores.get)], scores
 
@@ -145,9 +189,18 @@ class ShapeModel:
         """(K, 2) answers on one image -> (K, 2) expected places (each from a fit without its own
         landmark) and (K,) spreads in the image's grid pixels (sigma x the fit's scale)."""
         mu, scale = np.empty_like(points), np.empty(len(points))
-        for k, (a, t) in enumerate(self._fits(points)):
-            mu[k], scale[k] = self.mean[k] @ a.T + t, np.sqrt(abs(np.linalg.det(a)))
+        for k, (a, t, place) in enumerate(self._places(points)):
+            mu[k], scale[k] = place @ a.T + t, np.sqrt(abs(np.linalg.det(a)))
         return mu, self.sigma * scale
+
+    def _places(self, points: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(K, 2) answers -> per landmark k, the similarity (A, t) of ``_fits`` and k's expected place in
+        the mean shape's frame (the mean shape's point, or the regression's from the group's places)."""
+        fits = self._fits(points)
+        if self.coef is None:
+            return [(a, t, self.mean[k]) for k, (a, t) in enumerate(fits)]
+        return [(a, t, self.mean[k] + np.concatenate([[1.0], (_into_frame(points, a, t)[g] - self.mean[g]).ravel()])
+                 @ self.coef[k]) for k, ((a, t), g) in enumerate(zip(fits, self.groups()))]
 
     def _fits(self, points: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(K, 2) answers -> per landmark k, the similarity (A, t) taking the mean shape onto the
@@ -161,8 +214,8 @@ class ShapeModel:
     def offsets(self, answers: np.ndarray) -> np.ndarray:
         """(N, K, 2) answers -> (N, K, 2) offsets from their expected places in the mean shape's frame
         (mean-shape px: each fit's scale and rotation undone; pinv: answers all at one point fit a = 0)."""
-        return np.stack([np.stack([np.linalg.pinv(a) @ (p[k] - (self.mean[k] @ a.T + t))
-                                   for k, (a, t) in enumerate(self._fits(p))]) for p in np.asarray(answers)])
+        return np.stack([np.stack([np.linalg.pinv(a) @ (p[k] - (place @ a.T + t))
+                                   for k, (a, t, place) in enumerate(self._places(p))]) for p in np.asarray(answers)])
 
     def priors(self, points: np.ndarray, reach: float, size: int, expect_from: np.ndarray | None = None,
                prior: float | None = None) -> tuple[torch.Tensor, np.ndarray]:
@@ -183,6 +236,11 @@ class ShapeModel:
                 d2 = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2
                 factor[b, k] = torch.exp(-0.5 * d2 / float(width * sigma[k]) ** 2)
         return factor, far
+
+
+def _into_frame(points: np.ndarray, a: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """(K, 2) image points -> the mean shape's frame of the similarity (A, t) (pinv: A may be 0)."""
+    return (points - t) @ np.linalg.pinv(a).T
 
 
 NEIGHBOURHOODS = (4, 6, 8, 12, None)  # sizes ShapeCheck.fit chooses from (None: all other landmarks)
@@ -208,14 +266,15 @@ class ShapeCheck:
     prior: float | None = None
 
     @classmethod
-    def fit(cls, answers: np.ndarray, reference: np.ndarray, reach: float, prior: float | None = None
-            ) -> "ShapeCheck":
+    def fit(cls, answers: np.ndarray, reference: np.ndarray, reach: float, prior: float | None = None,
+            regression: bool = False) -> "ShapeCheck":
         """The check fitted to a predictor's (N, K, 2) answers on unlabelled images, the neighbourhood
-        size chosen among ``NEIGHBOURHOODS`` (those under K) by ``ShapeModel.choose``."""
+        size chosen among ``NEIGHBOURHOODS`` (those under K) by ``ShapeModel.choose``; ``regression``:
+        the expected places from the regression on the neighbours (``eval.shape_regression``)."""
         n, k = np.shape(answers)[:2]
         check_shape_inputs(k, n)
         sizes = tuple(s for s in NEIGHBOURHOODS if s is None or s <= k - 1)
-        return cls(ShapeModel.choose(answers, reference, sizes)[0], float(reach), _width(prior))
+        return cls(ShapeModel.choose(answers, reference, sizes, regression)[0], float(reach), _width(prior))
 
     def guard(self, maps: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """(S, B, K, G, G) cascade maps and the predictor's reading of maps (-> (B, K, 2) answers) ->
@@ -230,12 +289,14 @@ class ShapeCheck:
     def state(self) -> dict:
         """What a model file keeps (the reach and the prior are the config's)."""
         m = self.model
-        return {"mean": m.mean.tolist(), "sigma": m.sigma.tolist(), "neighbours": m.neighbours}
+        return {"mean": m.mean.tolist(), "sigma": m.sigma.tolist(), "neighbours": m.neighbours,
+                "coef": None if m.coef is None else m.coef.tolist()}
 
     @classmethod
     def from_state(cls, state: dict, reach: float, prior: float | None = None) -> "ShapeCheck":
+        coef = state.get("coef")  # absent from model files saved before the regression
         model = ShapeModel(np.asarray(state["mean"], dtype=np.float64), np.asarray(state["sigma"], dtype=np.float64),
-                           state["neighbours"])
+                           state["neighbours"], None if coef is None else np.asarray(coef, dtype=np.float64))
         return cls(model, float(reach), _width(prior))
 
 

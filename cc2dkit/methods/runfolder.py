@@ -197,19 +197,22 @@ def with_shape_and_pool(predictor: Predictor, cfg: Config, state: dict | None, t
                         progress: bool = False) -> Predictor:
     """``predictor`` with the shape check (``eval.shape_reach``, ``eval.shape_prior``) and then the template pool
     (``eval.template_pool``) the config asks for: those a run saved in its model file (``state``),
-    or (a run's end; a run trained without them, or a pool of another size) fitted now to the
-    predictor's own answers on the unlabelled training images of ``train`` (built from the config
-    when None). The one place that knows their order: the pool is fitted to checked answers."""
+    or (a run's end; a run trained without them, a check of the other kind, or a pool of another
+    size) fitted now to the predictor's own answers on the unlabelled training images of ``train``
+    (built from the config when None). The one place that knows their order: the pool is fitted to checked answers."""
     state = state or {}
     reach, pool, saved_pool = cfg.eval.shape_reach, cfg.eval.template_pool, state.get("pool")
-    fit_shape = reach is not None and state.get("shape") is None
+    saved_shape = state.get("shape")
+    fit_shape = reach is not None and (saved_shape is None
+                                       or (saved_shape.get("coef") is not None) != cfg.eval.shape_regression)
     fit_pool = pool > 0 and (saved_pool is None or saved_pool.get("asked") != pool)
     if train is None and (fit_shape or fit_pool):
         train = training_images(cfg, progress)
     if reach is not None:
         prior = cfg.eval.shape_prior
-        predictor = predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, prior, progress) \
-            if fit_shape else predictor.with_shape(ShapeCheck.from_state(state["shape"], reach, prior))
+        predictor = predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, prior, progress,
+                                           cfg.eval.shape_regression) \
+            if fit_shape else predictor.with_shape(ShapeCheck.from_state(saved_shape, reach, prior))
     if pool > 0:
         predictor = predictor.pooled(train, pool_rows(train, cfg), progress) if fit_pool \
             else predictor.with_pool(TemplatePool.from_state(saved_pool))
