@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from cc2dkit.inference import Predictor
 from cc2dkit.methods import load_predictor, run_method
 from cc2dkit.methods.checkpoint import load_checkpoint
 from cc2dkit.methods.runfolder import CHECKPOINT, CHECKPOINT_FORMAT, MODEL, load_saved, save_atomic
@@ -164,6 +165,19 @@ def test_a_run_with_a_template_pool_fits_it_last_saves_and_loads_it(tmp_path, mo
     np.testing.assert_allclose(loaded.predict(data[1]), result.predictions, equal_nan=True)
     assert load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.template_pool": 0})).pool is None
     assert load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.template_pool": 2})).pool.images == 2  # refitted
+    # fitted under the saved check: a config asking for another check (or none) refits it too
+    fits, real = [], Predictor.pooled
+
+    def counting(self, *args, **kwargs):
+        fits.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "pooled", counting)
+    load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.shape_prior": 2.0}))
+    assert fits == []  # the same check model under another prior (a read-time setting): the saved pool
+    for other in ({"eval.shape_regression": True}, {"eval.shape_reach": None}):
+        assert load_predictor(tmp_path / "a", cfg=cfg.replace(**other)).pool.images == 3
+    assert len(fits) == 2
     # a run trained without one: the pool is fitted when a config asks for it (its training images rebuilt)
     run_method(cfg.replace(**{"eval.template_pool": 0}), tmp_path / "b", data, progress=False)
     assert torch.load(tmp_path / "b" / MODEL, weights_only=False)["pool"] is None

@@ -197,15 +197,19 @@ def with_shape_and_pool(predictor: Predictor, cfg: Config, state: dict | None, t
                         progress: bool = False) -> Predictor:
     """``predictor`` with the shape check (``eval.shape_reach``, ``eval.shape_prior``) and then the template pool
     (``eval.template_pool``) the config asks for: those a run saved in its model file (``state``),
-    or (a run's end; a run trained without them, a check of the other kind, or a pool of another
-    size) fitted now to the predictor's own answers on the unlabelled training images of ``train``
-    (built from the config when None). The one place that knows their order: the pool is fitted to checked answers."""
+    or (a run's end; a run trained without them, a check of the other kind, a pool of another size or
+    fitted under another check) fitted now to the predictor's own answers on the unlabelled training
+    images of ``train`` (built from the config when None). The one place that knows their order: the
+    pool is fitted to checked answers."""
     state = state or {}
     reach, pool, saved_pool = cfg.eval.shape_reach, cfg.eval.template_pool, state.get("pool")
     saved_shape = state.get("shape")
     fit_shape = reach is not None and (saved_shape is None
                                        or (saved_shape.get("coef") is not None) != cfg.eval.shape_regression)
-    fit_pool = pool > 0 and (saved_pool is None or saved_pool.get("asked") != pool)
+    # the pool was fitted to the saved check's answers: another check model (the other kind, or none) refits
+    # it; the reach and prior, read-time settings like the check's own, keep it
+    other_check = fit_shape or (reach is None and saved_shape is not None)
+    fit_pool = pool > 0 and (saved_pool is None or saved_pool.get("asked") != pool or other_check)
     if train is None and (fit_shape or fit_pool):
         train = training_images(cfg, progress)
     if reach is not None:
