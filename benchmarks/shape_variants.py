@@ -32,7 +32,9 @@ guard swapped for each variant, answers the test split:
 - ``re-flag, prior c, regression`` (``--regression``; ``eval.shape_regression``): a check fitted
   afresh, like the kit's at a run's end (the coarse stage's unchecked answers on the unlabelled
   training images; neighbourhood chosen, no label read), its expected places from the regression
-  on the neighbours' places (``ShapeModel.coef``).
+  on the neighbours' places (``ShapeModel.coef``; since the twenty-third session a neighbour
+  further than ``shape.INPUT_REACH`` rigid spreads from its rigid expectation enters as the mean
+  shape's point: the line printed says how many answers that left out).
 
 ``--kit-only`` keeps the kit's check (and the prior rows) alone. ``--split train`` answers the
 unlabelled training images instead (every one but the template; their labels read only to score,
@@ -155,6 +157,10 @@ def main() -> None:
             fresh = ShapeCheck.fit(unchecked, coarse.template.points[coarse.landmark_indices], check.reach, c,
                                    regression=True)
             variants[f"re-flag, prior {c:g}, regression"] = fresh
+        m = fresh.model
+        wild = np.mean([m._wild(p, m._fits(p), m.input_sigma) for p in unchecked], axis=0)  # (K,) share left out
+        print("regression inputs left out (share of the unlabelled answers): "
+              + " ".join(f"{w:.3f}" for w in wild) + f"; all {wild.mean():.3f}")
         print(f"regression fitted in {time.perf_counter() - t1:.0f} s: neighbours {fresh.model.neighbours or 'all'}, "
               "spreads (mean-shape px, saved -> regression) "
               + " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, fresh.model.sigma)))

@@ -169,8 +169,8 @@ class EvalConfig(_Checked):
     # needs shape_reach; None: only the far answers are re-picked
     shape_prior: float | None = rule(None, lo=0, lo_open=True)
     # the shape check's expected places from a regression on how the nearest landmarks sit (fitted to
-    # the same unlabelled answers, inference/shape.py), not the mean shape moved rigidly onto them;
-    # needs shape_reach
+    # the same unlabelled answers, inference/shape.py; a neighbour far from its rigid expectation is no
+    # input), not the mean shape moved rigidly onto them; needs shape_reach
     shape_regression: bool = False
     # the template pool (inference/pool.py): the template's mean vector joined, with equal weight, by
     # the mean of the model's own vectors at its answers on up to this many unlabelled training images

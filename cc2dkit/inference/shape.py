@@ -21,7 +21,11 @@ With ``regression`` the expected place in the mean shape's frame is no longer th
 point but a linear function of where the neighbours sit in that frame (ridge, robust weights),
 fitted to the same unlabelled answers: a mean shape moved rigidly cannot say where a mandible's
 angle lies on a skull with a longer ramus; how the neighbours sit can. Its spreads are read from the
-leave-one-out residuals (an in-sample fit would narrow them).
+leave-one-out residuals (an in-sample fit would narrow them). A regression is linear in every input,
+so a neighbour's gross miss would move the expected place by its coefficient (where the rigid fit's
+robust weights set it aside): a neighbour further than ``INPUT_REACH`` rigid spreads from its own
+rigid expectation enters as the mean shape's point instead (``input_sigma``), when fitting and
+when expecting.
 
 An answer further than ``reach`` x sigma_k from mu_k is replaced by the cascade product's answer
 under a Gaussian of ``reach`` x sigma_k around mu_k (the Gaussian joins the maps as one more
@@ -51,6 +55,7 @@ HALF_NORMAL_MEDIAN = 0.6745  # median |x| of a 1-D Gaussian of unit sigma
 MIN_SIGMA = 1.0  # grid px: a landmark the answers agree on exactly still gets a pixel of slack
 AXES_CORE = 3.0  # offsets within this many median radii set a landmark's axes: a few wild answers do not turn them
 RIDGE = 10.0  # mean-shape px^2: the regression's penalty; a few dozen inputs from ~150 images must not fit their noise
+INPUT_REACH = 3.0  # rigid spreads: a neighbour further than this from its rigid expectation is no regression input
 
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -124,6 +129,9 @@ class ShapeModel:
     # (K, 2 x group + 1, 2): landmark k's place in the mean shape's frame from its group's places there
     # (intercept first; ``regression``); None: the mean shape's own point
     coef: np.ndarray | None = None
+    # (K,) mean-shape px: the rigid check's spreads, which say which neighbours enter the regression as
+    # the mean shape's point (``INPUT_REACH``); None: every neighbour as it is (files saved before it)
+    input_sigma: np.ndarray | None = None
 
     @classmethod
     def from_answers(cls, answers: np.ndarray, reference: np.ndarray, rounds: int = 3,
@@ -149,20 +157,41 @@ class ShapeModel:
             aligned = np.stack([a @ f[0].T + f[1] for a, f in ((a, robust_fit(a, mean)) for a in answers)])
             mean = np.median(aligned, axis=0)
         rigid = cls(mean, np.ones(k), neighbours)  # the spreads do not enter the offsets
-        coef, offsets = rigid._regression(answers) if regression else (None, rigid.offsets(answers))  # (N, K, 2)
-        return cls(mean, spreads(offsets)[1], neighbours, coef), np.linalg.norm(offsets, axis=-1)
+        offsets = rigid.offsets(answers)  # (N, K, 2)
+        if not regression:
+            return cls(mean, spreads(offsets)[1], neighbours), np.linalg.norm(offsets, axis=-1)
+        input_sigma = spreads(offsets)[0]  # isotropic: a slide along a ridge is shape, the input the regression reads
+        coef, offsets = rigid._regression(answers, input_sigma)
+        return cls(mean, spreads(offsets)[1], neighbours, coef, input_sigma), np.linalg.norm(offsets, axis=-1)
 
-    def _regression(self, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, K, 2) answers -> the (K, 2 x group + 1, 2) coefficients of ``robust_ridge`` per landmark
-        and the (N, K, 2) leave-one-out offsets (mean shape's frame)."""
-        groups, fits = self.groups(), [self._fits(p) for p in answers]
+    def _regression(self, answers: np.ndarray, input_sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K, 2) answers and (K,) the rigid spreads -> the (K, 2 x group + 1, 2) coefficients of
+        ``robust_ridge`` per landmark and the (N, K, 2) leave-one-out offsets (mean shape's frame)."""
+        groups = self.groups()
+        wild = np.stack([self._wild(p, self._fits(p), input_sigma) for p in answers])  # (N, K)
+        fits = [self._clean_fits(p, w) for p, w in zip(answers, wild)]
         coef, offsets = [], np.empty_like(answers)
         for k, g in enumerate(groups):
             framed = np.stack([_into_frame(p, *f[k]) for p, f in zip(answers, fits)])  # (N, K, 2)
-            c, offsets[:, k] = robust_ridge((framed[:, g] - self.mean[g]).reshape(len(answers), -1),
-                                            framed[:, k] - self.mean[k])
+            inputs = np.where(wild[:, g, None], 0.0, framed[:, g] - self.mean[g])  # (N, group, 2)
+            c, offsets[:, k] = robust_ridge(inputs.reshape(len(answers), -1), framed[:, k] - self.mean[k])
             coef.append(c)
         return np.stack(coef), offsets
+
+    def _wild(self, points: np.ndarray, fits: list, input_sigma: np.ndarray | None) -> np.ndarray:
+        """(K, 2) answers and their ``_fits`` -> (K,) bool: the answers further than ``INPUT_REACH`` x
+        ``input_sigma`` from their rigid expectations (mean-shape px), none when it is None."""
+        if input_sigma is None:
+            return np.zeros(len(points), dtype=bool)
+        off = np.stack([np.linalg.pinv(a) @ (points[j] - (self.mean[j] @ a.T + t)) for j, (a, t) in enumerate(fits)])
+        return np.linalg.norm(off, axis=1) > INPUT_REACH * input_sigma
+
+    def _clean_fits(self, points: np.ndarray, wild: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per landmark k, the robust similarity taking its group's mean-shape points onto their answers,
+        the ``wild`` ones left out (all kept when fewer than 2 others would remain): a gross miss must
+        not tilt the frame the regression reads its other inputs in."""
+        kept = [g[~wild[g]] if (~wild[g]).sum() >= 2 else g for g in self.groups()]
+        return [robust_fit(self.mean[g], points[g])[:2] for g in kept]
 
     @classmethod
     def choose(cls, answers: np.ndarray, reference: np.ndarray, candidates: tuple[int | None, ...],
@@ -199,8 +228,12 @@ class ShapeModel:
         fits = self._fits(points)
         if self.coef is None:
             return [(a, t, self.mean[k]) for k, (a, t) in enumerate(fits)]
-        return [(a, t, self.mean[k] + np.concatenate([[1.0], (_into_frame(points, a, t)[g] - self.mean[g]).ravel()])
-                 @ self.coef[k]) for k, ((a, t), g) in enumerate(zip(fits, self.groups()))]
+        wild = self._wild(points, fits, self.input_sigma)
+        fits = self._clean_fits(points, wild) if wild.any() else fits
+        inputs = [np.where(wild[g, None], 0.0, _into_frame(points, a, t)[g] - self.mean[g])
+                  for (a, t), g in zip(fits, self.groups())]  # per k, (group, 2)
+        return [(a, t, self.mean[k] + np.concatenate([[1.0], x.ravel()]) @ self.coef[k])
+                for k, ((a, t), x) in enumerate(zip(fits, inputs))]
 
     def _fits(self, points: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """(K, 2) answers -> per landmark k, the similarity (A, t) taking the mean shape onto the
@@ -290,13 +323,15 @@ class ShapeCheck:
         """What a model file keeps (the reach and the prior are the config's)."""
         m = self.model
         return {"mean": m.mean.tolist(), "sigma": m.sigma.tolist(), "neighbours": m.neighbours,
-                "coef": None if m.coef is None else m.coef.tolist()}
+                "coef": None if m.coef is None else m.coef.tolist(),
+                "input_sigma": None if m.input_sigma is None else m.input_sigma.tolist()}
 
     @classmethod
     def from_state(cls, state: dict, reach: float, prior: float | None = None) -> "ShapeCheck":
-        coef = state.get("coef")  # absent from model files saved before the regression
+        coef, inputs = state.get("coef"), state.get("input_sigma")  # absent from files saved before them
         model = ShapeModel(np.asarray(state["mean"], dtype=np.float64), np.asarray(state["sigma"], dtype=np.float64),
-                           state["neighbours"], None if coef is None else np.asarray(coef, dtype=np.float64))
+                           state["neighbours"], None if coef is None else np.asarray(coef, dtype=np.float64),
+                           None if inputs is None else np.asarray(inputs, dtype=np.float64))
         return cls(model, float(reach), _width(prior))
 
 
