@@ -13,6 +13,10 @@ over 10 mm), the per-landmark MRE, and per landmark how many answers the fine st
 and into the largest ``eval.radii_mm`` circle. A sensitivity table: a level is chosen before it is
 run, not from this table.
 
+``--radii 4 10``: the crossings of each of these circles instead; ``--beyond 7``: of the answers
+over 7 mm from the truth before the fine stage (already wrong), how many it brought closer and how
+many it took further (``PredictorComparison.drift``).
+
 ``--fine-copies``: the refined rows again with the fine stage's template vectors averaged over the
 coarse stage's ``eval.template_copies`` augmented copies (``refine.template_copies``), and the
 other way round when the config already has it.
@@ -43,6 +47,10 @@ def main() -> None:
     ap.add_argument("--levels", nargs="+", type=float, default=[0.5], help="centroid levels, each in (0, 1)")
     ap.add_argument("--fine-from", default=None, metavar="RUN", help="refine with the fine stage this run trained")
     ap.add_argument("--fine-copies", action="store_true", help="also refine with refine.template_copies flipped")
+    ap.add_argument("--radii", nargs="+", type=float, default=None, metavar="MM",
+                    help="circles whose crossings are counted (default: the largest eval.radii_mm)")
+    ap.add_argument("--beyond", type=float, default=None, metavar="MM",
+                    help="also count the answers over MM from the truth that the fine stage brought closer / took further")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / refine.* / num_threads")
     args = ap.parse_args()
     if not all(0 < level < 1 for level in args.levels):
@@ -82,12 +90,17 @@ def main() -> None:
     print(f"{args.run}: {len(test)} images, subpixel={coarse.subpixel}, template_copies={coarse.template_copies}, "
           f"{len(coarse.poses)} pose(s){refined}{fine}, {seconds:.0f} s")
     print(comparison.report())
-    radius = max(cfg.eval.radii_mm)
     for after, before in started_from.items():
-        moved = comparison.crossings(before, after, radius)
-        print(f"{after}: answers moved out of / into the {radius:g} mm circle by the fine stage, per landmark "
-              f"(landmarks with any):\n{moved[(moved.out + moved['in']) > 0].to_string()}\n"
-              f"all: out {moved.out.sum()}, in {moved['in'].sum()}")
+        for radius in args.radii or [max(cfg.eval.radii_mm)]:
+            moved = comparison.crossings(before, after, radius)
+            print(f"{after}: answers moved out of / into the {radius:g} mm circle by the fine stage, per landmark "
+                  f"(landmarks with any):\n{moved[(moved.out + moved['in']) > 0].to_string()}\n"
+                  f"all: out {moved.out.sum()}, in {moved['in'].sum()}")
+        if args.beyond is not None:
+            drift = comparison.drift(before, after, args.beyond)
+            print(f"{after}: answers over {args.beyond:g} mm from the truth before the fine stage, brought closer / "
+                  f"taken further by it: {drift.closer.sum()} / {drift.further.sum()}; per landmark (landmarks with "
+                  f"any):\n{drift[(drift.closer + drift.further) > 0].to_string()}")
 
 
 if __name__ == "__main__":

@@ -303,3 +303,34 @@ def test_a_shape_check_joins_the_maps_every_reading_sees(tiny):
     # a plain model with another template's landmarks: the check (fitted to these landmarks) is dropped
     other = Template.from_data(data, data.ids[2]).subset(list(data.landmark_names)[:4])
     assert checked.with_template(other).shape is None
+
+
+def test_scale_evidence_names_the_map_that_holds_a_miss_and_each_maps_own_argmax():
+    from cc2dkit.analysis import scale_evidence, scale_tables
+    from cc2dkit.analysis.scales import FLOOR
+
+    g = 16
+    maps = np.full((3, 2, 1, g, g), 0.1)  # 3 maps (coarse, fine, shape factor), 2 images, 1 landmark
+    truth = np.array([[[4.0, 5.0]], [[10.0, 10.0]]])
+    maps[0, :, 0, 5, 4] = maps[0, :, 0, 10, 10] = 0.9  # the coarse map: a ridge through both truths
+    maps[1, 0, 0, 5, 4] = 0.8  # image 0: the fine map peaks at the truth
+    maps[1, 1, 0, 2, 13] = 0.8  # image 1: at (13, 2), and shuts the truth out
+    maps[1, 1, 0, 10, 10] = 0.0
+    maps[0, 1, 0, 2, 13] = 0.45
+    answers = np.array([[[4.0, 5.0]], [[13.2, 1.8]]])  # the product's peaks (image 1's off the pixel centre)
+    ratio, argmax = scale_evidence(maps, answers, truth)
+    np.testing.assert_allclose(ratio[0, 0], 0.0)  # answer = truth
+    np.testing.assert_allclose(ratio[1, 0], [np.log(0.9 / 0.45), np.log(FLOOR / 0.8), 0.0])
+    np.testing.assert_array_equal(argmax[1, 0, 1], [13, 2])  # the fine map alone: its own peak
+    mm = np.array([[1.0, 1.0], [1.0, 2.0]])  # image 1: 2 mm per px in y
+    per, misses = scale_tables(ratio, argmax, answers, truth, mm, ["L"], ["i0", "i1"],
+                               ["coarse", "fine", "shape"], gross=5.0)
+    assert per["> 5"].tolist() == [1]
+    assert misses[["image", "landmark"]].values.tolist() == [["i1", "L"]]
+    assert misses["error"].iloc[0] == pytest.approx(np.hypot(3.2, 16.4))
+    assert misses["fine"].iloc[0] == pytest.approx(np.log(FLOOR / 0.8))
+    assert per["fine alone"].iloc[0] == pytest.approx((0.0 + np.hypot(3.0, 16.0)) / 2)  # the median of two
+    with pytest.raises(ValueError, match="do not match"):
+        scale_evidence(maps, answers[:1], truth)
+    with pytest.raises(ValueError, match="do not match"):
+        scale_tables(ratio, argmax, answers, truth, mm, ["L"], ["i0"], ["coarse", "fine", "shape"])

@@ -408,6 +408,9 @@ def test_comparison_per_landmark_means_counts_and_summary():
     assert moved.loc["sella"].tolist() == [2, 0, -2] and moved.loc["nasion"].tolist() == [0, 0, 0]
     assert comparison.crossings("b", "a", 10.0).loc["nasion"].tolist() == [1, 0, -1]  # 10 is in, 12 is not
     assert comparison.crossings("b", "a", 11.0).loc["sella"].tolist() == [0, 1, 1]  # 11 was in; 15 -> 3 comes in
+    drift = comparison.drift("a", "b", 1.5)  # wrong in a: sella 3 (-> 15), nasion 12 (-> 10), nasion 2 (-> 2)
+    assert drift.loc["sella"].tolist() == [0, 1] and drift.loc["nasion"].tolist() == [1, 0]  # 2 -> 2: neither
+    assert comparison.drift("b", "a", 10.0).loc["sella"].tolist() == [2, 0]  # 11 -> 1, 15 -> 3; 10 is not beyond
 
 
 class HalfLabelled(Dots):

@@ -38,6 +38,15 @@ class PredictorComparison:
         out, into = (was & ~now).sum(axis=0), (~was & now).sum(axis=0)
         return pd.DataFrame({"out": out, "in": into, "net": into - out}, index=self.landmark_names)
 
+    def drift(self, before: str, after: str, beyond: float) -> pd.DataFrame:
+        """Landmarks x (closer, further): of the answers ``before`` put more than ``beyond`` from the
+        truth (already wrong), how many ``after`` brought closer to it and how many took further away
+        (a step that reads nothing of where the truth is should do either about as often)."""
+        wrong = self.errors[before] > beyond  # (N, K)
+        change = self.errors[after] - self.errors[before]
+        return pd.DataFrame({"closer": (wrong & (change < 0)).sum(axis=0), "further": (wrong & (change > 0)).sum(axis=0)},
+                            index=self.landmark_names)
+
     def report(self) -> str:
         """The table, then the per-landmark mean errors, as text (what the benchmarks print)."""
         with pd.option_context("display.width", 220, "display.precision", 2):
