@@ -6,7 +6,8 @@ product's argmax and as its centroid above each ``--levels`` fraction of the pea
 
 The run's coarse predictor (its ``eval.*`` as in its config, or as ``--set`` says; ``eval.centroid``
 is set here) maps every test image once; the maps are read with the argmax (sub-pixel with
-``eval.subpixel``) and with each level. With a fine stage (the run's own, or ``--fine-from``'s)
+``eval.subpixel``) and with each level (with a shape check, whose factor is computed from the
+maps' reading, once per reading: each coarse row is then that predictor's own answer). With a fine stage (the run's own, or ``--fine-from``'s)
 the refined answer is also computed from each start (the fine stage's windows are cut around the
 coarse answer: one more pass per level). Prints one row per reading (MRE, SD, SDR, median, errors
 over 10 mm), the per-landmark MRE, and per landmark how many answers the fine stage moved out of
@@ -66,11 +67,16 @@ def main() -> None:
     label = {None: "argmax" + (" (sub-pixel)" if coarse.subpixel else ""), **{v: f"centroid {v:g}" for v in args.levels}}
     t0 = time.perf_counter()
     answers = {f"coarse, {label[v]}": np.empty((len(test), len(coarse.landmark_indices), 2)) for v in levels}
-    with torch.no_grad():
-        for start, chunk, maps in coarse.map_batches(test, list(range(len(test))), progress=True):
-            for v in levels:
-                answers[f"coarse, {label[v]}"][start:start + len(chunk)] = (
-                    cascade_argmax(maps, coarse.subpixel, centroid=v).cpu().double().numpy())
+    if coarse.shape is None:  # the maps do not depend on the reading: map once, read with every level
+        with torch.no_grad():
+            for start, chunk, maps in coarse.map_batches(test, list(range(len(test))), progress=True):
+                for v in levels:
+                    answers[f"coarse, {label[v]}"][start:start + len(chunk)] = (
+                        cascade_argmax(maps, coarse.subpixel, centroid=v).cpu().double().numpy())
+    else:  # the shape check's factor is read the predictor's way: one coarse pass per level
+        for v in levels:
+            answers[f"coarse, {label[v]}"] = coarse.configured(coarse.subpixel, coarse.template_copies, coarse.poses,
+                                                               v).predict_grid(test, progress=True)
     started_from = {}  # each refined row's coarse row
     if isinstance(predictor, RefinedPredictor):
         for v in levels:
