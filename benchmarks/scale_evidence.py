@@ -36,8 +36,6 @@ def main() -> None:
     from cc2dkit.inference.cascade import best_pose
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
-    from cc2dkit.methods.context import unlabelled_rows
-    from cc2dkit.methods.runfolder import training_images
     from cc2dkit.metrics import radial_errors_mm, sdr
     from cc2dkit.runtime import setup
 
@@ -52,10 +50,7 @@ def main() -> None:
     try:
         cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
         device, _ = setup(cfg)
-        predictor, data = load_run(args.run, device, cfg)
-        if args.split == "train":
-            train = training_images(cfg)
-            data = train.subset(unlabelled_rows(train, cfg.data.template))
+        predictor, data = load_run(args.run, device, cfg, split=args.split)
         coarse = predictor.coarse_stage
         s = len(coarse.strides)
         exponents = [np.array([float(v) for v in e.split(",")]) for e in args.exponents]

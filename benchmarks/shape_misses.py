@@ -27,8 +27,6 @@ def main() -> None:
     from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
-    from cc2dkit.methods.context import unlabelled_rows
-    from cc2dkit.methods.runfolder import training_images
     from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,10 +38,7 @@ def main() -> None:
     try:
         cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
         device, _ = setup(cfg)
-        predictor, data = load_run(args.run, device, cfg)
-        if args.split == "train":
-            train = training_images(cfg)
-            data = train.subset(unlabelled_rows(train, cfg.data.template))
+        predictor, data = load_run(args.run, device, cfg, split=args.split)
     except (OSError, ValueError) as e:
         sys.exit(f"shape_misses.py: {e}")
     if predictor.shape is None or data.unit != "mm":

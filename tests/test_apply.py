@@ -139,3 +139,7 @@ def test_load_run_gives_the_predictor_with_its_template_original_and_the_test_sp
     np.testing.assert_allclose(predictor.predict_grid(test), load_predictor(root / "adapter").predict_grid(test))
     copies = predictor.configured(True, 2)  # template copies need the original image: they run
     assert copies.predict_grid(test).shape == (len(test), 5, 2)
+    _, train = load_run(root / "adapter", split="train")  # the unlabelled training images: all but the template
+    assert train.ids == [i for i in data[0].ids if i != template.id] and len(train) == len(data[0]) - 1
+    with pytest.raises(ValueError, match="split must be 'test' or 'train'"):
+        load_run(root / "adapter", split="val")

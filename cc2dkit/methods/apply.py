@@ -19,6 +19,7 @@ from ..data import ImageFolder, build_datasets, read_grayscale
 from ..data.folder import read_image_rows
 from ..data.grid import GridImages
 from ..inference import Predictor, RefinedPredictor, Template
+from .context import unlabelled_rows
 from .runfolder import load_predictor, run_config
 
 
@@ -32,12 +33,16 @@ def user_template(image: str | Path, csv: str | Path, grid: int) -> Template:
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Config | None = None,
-             progress: bool = False, fine_from: str | Path | None = None) -> tuple[Predictor, GridImages]:
+             progress: bool = False, fine_from: str | Path | None = None, split: str = "test"
+             ) -> tuple[Predictor, GridImages]:
     """A finished run's predictor and its test split at the model grid (``cfg``: the run's config
     with inference or path changes; None: the run's own). The predictor is matched against the
     run's template read from its data, with the template's original image, which template copies
     and the fine stage need (model files of older versions lack it); refined by the fine stage of
-    the run ``fine_from``, if given (:func:`with_fine_stage`)."""
+    the run ``fine_from``, if given (:func:`with_fine_stage`). ``split="train"``: the unlabelled
+    training images instead (every one but the template's; what a shape check is fitted to)."""
+    if split not in ("test", "train"):
+        raise ValueError(f"split must be 'test' or 'train' (the unlabelled training images), got {split!r}")
     cfg = run_config(run_dir) if cfg is None else cfg
     predictor = load_predictor(run_dir, device, cfg, progress=progress)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
@@ -45,6 +50,9 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Confi
     predictor = predictor.with_template(template)
     if fine_from is not None:
         predictor = with_fine_stage(predictor, fine_from, device, cfg.refine)
+    if split == "train":
+        train = GridImages(train_set, cfg.data.grid, "train", progress)
+        return predictor, train.subset(unlabelled_rows(train, cfg.data.template))
     return predictor, GridImages(test_set, cfg.data.grid, "test", progress)
 
 
