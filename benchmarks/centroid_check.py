@@ -7,12 +7,12 @@ product's argmax and as its centroid above each ``--levels`` fraction of the pea
 The run's coarse predictor (its ``eval.*`` as in its config, or as ``--set`` says; ``eval.centroid``
 is set here) maps every test image once; the maps are read with the argmax (sub-pixel with
 ``eval.subpixel``) and with each level (with a shape check, whose factor is computed from the
-maps' reading, once per reading: each coarse row is then that predictor's own answer). With a fine stage (the run's own, or ``--fine-from``'s)
-the refined answer is also computed from each start (the fine stage's windows are cut around the
-coarse answer: one more pass per level). Prints one row per reading (MRE, SD, SDR, median, errors
-over 10 mm), the per-landmark MRE, and per landmark how many answers the fine stage moved out of
-and into the largest ``eval.radii_mm`` circle. A sensitivity table: a level is chosen before it is
-run, not from this table.
+maps' reading, once per reading: each coarse row is then that predictor's own answer). With a
+fine stage (the run's own, or ``--fine-from``'s) the refined answer is also computed from each
+start (the fine stage's windows are cut around the coarse answer: one more pass per level). Prints
+one row per reading (MRE, SD, SDR, median, errors over 10 mm), the per-landmark MRE, and per
+landmark how many answers the fine stage moved out of and into the largest ``eval.radii_mm`` circle.
+A sensitivity table: a level is chosen before it is run, not from this table.
 
 ``--radii 4 10``: the crossings of each of these circles instead; ``--beyond 7``: of the answers
 over 7 mm from the truth before the fine stage (already wrong), how many it brought closer and how
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--radii", nargs="+", type=float, default=None, metavar="MM",
                     help="circles whose crossings are counted (default: the largest eval.radii_mm)")
     ap.add_argument("--beyond", type=float, default=None, metavar="MM",
-                    help="also count the answers over MM from the truth that the fine stage brought closer / took further")
+                    help="also count the answers over MM from the truth the fine stage brought closer / took further")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / refine.* / num_threads")
     args = ap.parse_args()
     if not all(0 < level < 1 for level in args.levels):

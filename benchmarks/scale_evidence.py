@@ -9,7 +9,7 @@ The run's coarse stage as configured (its shape check from ``model.pt``; no fine
 split, or ``--split train``: the unlabelled training images. Prints ``cc2dkit.analysis.scale_tables``:
 per landmark the MRE, the misses over 10 mm and the median error of each map's own argmax; then per
 miss the log ratio of each map's value at the truth over its value at the answer (negative: that
-map holds the answer; -13.8: it shuts the truth out).
+map holds the answer; near -13: it shuts the truth out).
 
 ``--exponents a,b,...`` (one per scale, coarse to fine; repeatable): the coarse stage read again
 with each scale's map raised to its exponent (the shape check's two passes read the same way),

@@ -44,8 +44,8 @@ class PredictorComparison:
         (a step that reads nothing of where the truth is should do either about as often)."""
         wrong = self.errors[before] > beyond  # (N, K)
         change = self.errors[after] - self.errors[before]
-        return pd.DataFrame({"closer": (wrong & (change < 0)).sum(axis=0), "further": (wrong & (change > 0)).sum(axis=0)},
-                            index=self.landmark_names)
+        closer, further = (wrong & (change < 0)).sum(axis=0), (wrong & (change > 0)).sum(axis=0)
+        return pd.DataFrame({"closer": closer, "further": further}, index=self.landmark_names)
 
     def report(self) -> str:
         """The table, then the per-landmark mean errors, as text (what the benchmarks print)."""

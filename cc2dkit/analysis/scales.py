@@ -5,7 +5,7 @@ The cascade multiplies S per-scale cosine maps, clamped at 0, and a shape check'
 is where that product peaks. For each answer, the log ratio of every map's value at the truth over
 its value at the answer says which maps hold the answer there (negative: the map prefers the
 answer) and which would have taken the truth (positive); a closed gate (a clamped cosine of 0)
-reads as ``FLOOR``, so -13.8 means the map shuts the truth out. Each map's own argmax, alone, says
+reads as ``FLOOR``, so a ratio near -13 means the map shuts the truth out. Each map's own argmax, alone, says
 how well that scale finds the landmark by itself: coarse maps find the region, the finest ones
 peak on every similar edge of the image and place the answer only inside the coarse maps' gate.
 """
