@@ -18,6 +18,7 @@ one summary line each: would weighing the scales differently release the misses?
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -29,11 +30,9 @@ def main() -> None:
     import numpy as np
     import pandas as pd
     import torch
-    from tqdm.auto import tqdm
 
     from cc2dkit.analysis import scale_evidence, scale_tables
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.inference.cascade import best_pose
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
     from cc2dkit.metrics import radial_errors_mm, sdr
@@ -87,22 +86,11 @@ def main() -> None:
                 f"> 10 mm {int(over.sum())} ({tail})")
 
     print(f"as the run reads them: {summary(answers)}")
-    per_pose = coarse.with_shape(None).pose_matcher()
     for e in exponents:
         w = torch.as_tensor(e, dtype=torch.float32)[:, None, None, None, None]
-
-        def read(m: torch.Tensor) -> torch.Tensor:
-            return coarse.answers(torch.cat([m[:s] ** w, m[s:]]))
-
-        out = np.zeros_like(answers)
-        with torch.no_grad():
-            for start in tqdm(range(0, len(rows), coarse.batch_size), desc="exponents", leave=False):
-                chunk = rows[start:start + coarse.batch_size]
-                found = best_pose(per_pose(data.images[chunk].to(coarse.device), [data.keys[i] for i in chunk]),
-                                  coarse.template.grid)
-                if coarse.shape is not None:
-                    found = torch.cat([found, coarse.shape.guard(found, read)[None].to(found.dtype)])
-                out[start:start + len(chunk)] = read(found).cpu().double().numpy()
+        weighed = copy.copy(coarse)  # the predictor's own path (its shape check's two passes too), read weighed
+        weighed.answers = lambda maps, allowed=None, w=w: coarse.answers(torch.cat([maps[:s] ** w, maps[s:]]), allowed)
+        out = weighed.predict_grid(data, progress=True)
         print(f"exponents {','.join(f'{v:g}' for v in e)}: {summary(out)}")
     print(f"{time.perf_counter() - t0:.0f} s")
 
