@@ -184,3 +184,26 @@ def test_annotation_outside_the_image_is_refused(tmp_path):
 def test_image_refs_are_paths_under_the_root(tmp_path):
     ds = ISBIDataset(make_isbi(tmp_path, ids=("001",)), "train")
     assert ds.image_ref(0) == "RawImage/TrainingData/001.bmp"
+
+
+def test_each_doctors_annotation_and_their_distances(tmp_path):
+    from cc2dkit.analysis import agreement_table, annotator_distances
+    ds = ISBIDataset(make_isbi(tmp_path), "train")
+    marks = np.stack([ds.annotations(i) for i in range(len(ds))])  # (3, 2, 19, 2)
+    np.testing.assert_array_equal(marks[1, 0], _coords(2))  # senior first, junior second
+    np.testing.assert_array_equal(marks[1, 1], _coords(1002))
+    np.testing.assert_array_equal(marks.mean(axis=1)[2], ds[2].landmarks)  # the truth is their mean
+    d = annotator_distances(marks, ds.spacing_mm)
+    expected = np.linalg.norm(_coords(3) - _coords(1003), axis=-1) * 0.1
+    np.testing.assert_allclose(d[2], expected)
+    errors = np.full((4, 19), 3.0)
+    errors[0, 5] = 5.0
+    table = agreement_table(d, ISBI_LANDMARKS, errors, over_mm=0.9)
+    np.testing.assert_allclose(table["doctors apart, mean (mm)"].to_numpy(), d.mean(axis=0))
+    np.testing.assert_allclose(table["apart > 0.9 mm (%)"].to_numpy(), 100 * (d > 0.9).mean(axis=0))
+    assert table.loc["supramentale", "detector MRE (mm)"] == 3.5
+    assert table.loc["supramentale", "detector SDR 0.9 mm (%)"] == 0 and table.loc["sella", "detector MRE (mm)"] == 3
+    with pytest.raises(ValueError, match="annotators >= 2"):
+        annotator_distances(marks[:, :1], 0.1)
+    with pytest.raises(ValueError, match="19 landmarks"):
+        agreement_table(d[:, :5], ISBI_LANDMARKS)

@@ -1,5 +1,7 @@
 """Measures over runs: the seesaw, pseudo-label paths, the paper's tables from run folders, the ATD check,
-where a shape check's expectations sit against the truth, which scale's map holds a miss."""
+where a shape check's expectations sit against the truth, which scale's map holds a miss, how far
+apart the annotators put each landmark."""
+from .agreement import agreement_table, annotator_distances
 from .atd import DotCheck, dot_warp_check
 from .pl import pl_outcomes, pl_summary, pl_trajectories, pl_trajectory
 from .refinement import PredictorComparison, compare_answers, compare_predictors
@@ -10,7 +12,7 @@ from .seesaw import (change_correlation, error_changes, error_table, mean_off_di
                      seesaw_events, seesaw_summary)
 from .shape import shape_misses
 
-__all__ = ["DotCheck", "PAPER", "PredictorComparison", "budget_curve", "change_correlation", "compare_answers",
+__all__ = ["DotCheck", "PAPER", "PredictorComparison", "agreement_table", "annotator_distances", "budget_curve", "change_correlation", "compare_answers",
            "compare_predictors", "collect_runs", "compare_tables", "dot_warp_check", "error_changes", "error_table",
            "finished_runs", "gross_errors", "mean_off_diagonal", "pl_outcomes", "pl_summary", "pl_trajectories",
            "pl_trajectory", "read_run", "run_labels", "scale_evidence", "scale_tables", "seesaw_comparison",

@@ -145,7 +145,8 @@ class ISBIDataset(LandmarkDataset):
         self.ids = list(self.image_paths)
         self.landmark_names = ISBI_LANDMARKS
         self.spacing_mm = ISBI_SPACING_MM
-        self._landmarks = {i: self._read_ground_truth(i) for i in self.ids}
+        self._by_annotator = {i: self._read_annotations(i) for i in self.ids}  # (A, 19, 2) each
+        self._landmarks = {i: marks.mean(axis=0) for i, marks in self._by_annotator.items()}
         for i, marks in self._landmarks.items():
             check_inside(marks, image_size(self.image_paths[i]), ISBI_LANDMARKS,
                          f"{self.annotation_path(i, ISBI_ANNOTATORS[0]).parent.parent}/*/{i}.txt")
@@ -166,7 +167,12 @@ class ISBIDataset(LandmarkDataset):
         """``AnnotationsByMD/<annotator>/<id>.txt`` (annotator: ``400_senior`` or ``400_junior``)."""
         return self.root / "AnnotationsByMD" / annotator / f"{image_id}.txt"
 
-    def _read_ground_truth(self, image_id: str) -> np.ndarray:
+    def annotations(self, i: int) -> np.ndarray:
+        """Image ``i``'s landmarks as each doctor put them: (A, 19, 2) original pixels, in the order of
+        :data:`ISBI_ANNOTATORS` (the ground truth is their mean)."""
+        return self._by_annotator[self.ids[i]].copy()
+
+    def _read_annotations(self, image_id: str) -> np.ndarray:
         marks = []
         for annotator in ISBI_ANNOTATORS:
             path = self.annotation_path(image_id, annotator)
@@ -174,7 +180,7 @@ class ISBIDataset(LandmarkDataset):
                 raise FileNotFoundError(f"annotation file {path} not found for image "
                                         f"{self.image_paths[image_id]}")
             marks.append(read_isbi_annotation(path))
-        return (marks[0] + marks[1]) / 2.0
+        return np.stack(marks)
 
     def _load(self, i: int) -> Sample:
         image_id = self.ids[i]
