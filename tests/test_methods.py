@@ -132,6 +132,18 @@ def test_adapter_schedule_passes_landmark_ids(cfg, data, tmp_path, monkeypatch):
     assert np.isfinite(result.predictions[:, [4, 1]]).all() and np.isnan(result.predictions[:, [0, 2, 3]]).all()
 
 
+def test_pl_cross_reaches_the_pl_stage_of_an_adapter_run(cfg, data):
+    c = cfg.replace(**{"method.landmarks": (4, 1), "method.name": "adapter", "method.adapter_channels": 2,
+                       "train.epochs": 1, "train.steps_per_epoch": 2, "eval.track_every": 0})
+    plain = run_method(c, None, data, progress=False)
+    cross = run_method(c.replace(**{"method.pl_cross": 0.5}), None, data, progress=False)
+    # the template stage runs first and draws the same batches; the PL stage's patches differ
+    assert plain.metrics["loss_template"].tolist() == cross.metrics["loss_template"].tolist()
+    assert plain.metrics["loss_pl"].tolist() != cross.metrics["loss_pl"].tolist()
+    with pytest.raises(ValueError, match="pl_cross"):
+        c.replace(**{"method.name": "multi", "method.pl_cross": 0.5})
+
+
 def test_pl_images_limits_the_pseudo_labelled_images(cfg, data):
     c = cfg.replace(**{"method.pl_images": 3, "method.landmarks": (0,), "method.name": "multi"})
     ctx = prepare_context(c, None, data, progress=False)

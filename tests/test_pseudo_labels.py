@@ -147,3 +147,32 @@ def test_pl_patch_source_with_augmentation_keeps_points_inside(tiny):
     batch = src.sample(16, torch.Generator().manual_seed(1))
     p = patch_size(data.grid, cfg.train.patch_frac)
     assert ((batch.patch_points >= 0) & (batch.patch_points <= p - 1)).all()
+
+
+def test_pl_cross_takes_that_share_of_patches_from_the_templates(tiny):
+    from cc2dkit.data.template_aug import TemplateCopies
+    cfg, data = tiny
+    cfg = cfg.replace(**{"train.rotation_deg": 0.0, "train.brightness": 0.0, "train.contrast": 0.0,
+                         "method.name": "adapter"})
+    g, n_all = data.grid, data.landmarks.shape[1]
+    ramp = (torch.arange(g * g, dtype=torch.float32).reshape(1, g, g) + 1) / (g * g)  # a pixel's value names it
+    marks = np.random.default_rng(0).uniform(5, g - 6, size=(3, n_all, 2))
+    copies = TemplateCopies(ramp.expand(3, 1, g, g).clone(), marks, [("copy", c) for c in range(3)],
+                            np.zeros((3, 2)), np.zeros((3, 4)))
+    pl = PLState.random(data, [1, 2, 3], [0, 2], torch.Generator().manual_seed(0))
+    plain = PLPatchSource(data, cfg.train, cfg.method, pl).sample(64, torch.Generator().manual_seed(5))
+    for share in (1.0, 0.5):
+        src = PLPatchSource(data, cfg.train, cfg.method.__class__(name="adapter", pl_cross=share), pl, copies=copies)
+        batch = src.sample(64, torch.Generator().manual_seed(5))
+        # the images, their points and landmarks are the PL draw's; only (some) patches change
+        assert batch.keys == plain.keys and torch.equal(batch.image_points, plain.image_points)
+        assert torch.equal(batch.landmark_ids, plain.landmark_ids)
+        crossed = [j for j in range(64) if not torch.equal(batch.patches[j], plain.patches[j])]
+        assert (len(crossed) == 64) if share == 1.0 else (10 < len(crossed) < 54)
+        for j in crossed:  # a crop of a template copy with its landmark at the patch point
+            x, y = batch.patch_points[j].round().long().tolist()
+            at = int(round(float(batch.patches[j][0, y, x]) * g * g)) - 1  # the copy's pixel under the point
+            lm = pl.landmark_indices[int(batch.landmark_ids[j])]
+            assert any(np.allclose((at % g, at // g), marks[c, lm].round(), atol=0.5) for c in range(3))
+    with pytest.raises(ValueError, match="needs the augmented templates"):
+        PLPatchSource(data, cfg.train, cfg.method.__class__(name="adapter", pl_cross=0.5), pl)

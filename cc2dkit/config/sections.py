@@ -121,6 +121,10 @@ class MethodConfig(_Checked):
     # with pl_max_move: a PL whose new answer lies within pl_max_move of its previous answer takes it whole (two
     # answers in a row agree: the model has settled there, not jumped; False: the cap holds every epoch)
     pl_agree: bool = False
+    # PL methods with augmented templates (atd, adapter): this share of the PL stage's samples takes its patch
+    # from an augmented template at the same landmark, the image and point staying the PL's: a pair across
+    # two patients (every other loss compares a patch with its own image); 0: none
+    pl_cross: float = rule(0.0, lo=0, hi=1)
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,9 @@ class Config(_Checked):
                              "gives a patch under 32 pixels (the VGG stride): raise one of them")
         if self.method.pl_agree and self.method.pl_max_move is None:
             raise ValueError("config method.pl_agree=True needs method.pl_max_move (the cap it waives)")
+        if self.method.pl_cross and self.method.name not in ("atd", "adapter"):
+            raise ValueError(f"config method.pl_cross={self.method.pl_cross} needs a method with augmented "
+                             f"templates and pseudo-labels (atd, adapter), got method.name={self.method.name!r}")
         if self.eval.shape_prior is not None and self.eval.shape_reach is None:
             raise ValueError("config eval.shape_prior needs eval.shape_reach (the shape check it joins)")
         if self.eval.shape_regression and self.eval.shape_reach is None:

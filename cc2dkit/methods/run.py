@@ -62,7 +62,7 @@ def stage_sources(spec: MethodSpec, ctx: RunContext, copies: TemplateCopies | No
     makers = {
         "ssl": lambda g: RandomPatchSource(ctx.train, cfg.train),
         "template": lambda g: TemplatePatchSource(copies, cfg.train, cfg.method, g),
-        "pl": lambda g: PLPatchSource(ctx.train, cfg.train, cfg.method, pl, g),
+        "pl": lambda g: PLPatchSource(ctx.train, cfg.train, cfg.method, pl, g, copies=copies),
     }
     return {s: [makers[s](g) for g in groups] for s in spec.stages}
 

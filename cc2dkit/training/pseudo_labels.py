@@ -19,7 +19,8 @@ import torch
 
 from ..config import MethodConfig, TrainConfig
 from ..data.grid import GridImages
-from .patches import CentredPatchSource, PatchBatch
+from ..data.template_aug import TemplateCopies
+from .patches import CentredPatchSource, PatchBatch, augment_inside, centred_origin
 
 
 # -- state and history ---------------------------------------------------------------------
@@ -142,10 +143,13 @@ class PLPatchSource(CentredPatchSource):
     them) and ``image_indices`` rows of ``data`` among ``pl_state.image_indices`` (default: all).
     The batch's ``landmark_ids`` are columns of ``pl_state`` (0..K-1 of the K trained landmarks).
     The PLs are read from ``pl_state`` at every draw, so re-inferred PLs are used at once.
+    With ``method.pl_cross`` (and the augmented templates ``copies``) that share of the samples takes
+    its patch from an augmented template at the same landmark: template and image are two patients.
     """
 
     def __init__(self, data: GridImages, train: TrainConfig, method: MethodConfig, pl_state: PLState,
-                 landmark_indices: Sequence[int] | None = None, image_indices: Sequence[int] | None = None):
+                 landmark_indices: Sequence[int] | None = None, image_indices: Sequence[int] | None = None,
+                 copies: TemplateCopies | None = None):
         cols = list(range(len(pl_state.landmark_indices))) if landmark_indices is None else \
             [pl_state.landmark_indices.index(int(l)) for l in landmark_indices]
         rows = list(range(len(pl_state.image_indices))) if image_indices is None else \
@@ -154,8 +158,28 @@ class PLPatchSource(CentredPatchSource):
         idx = [pl_state.image_indices[r] for r in rows]
         super().__init__(data.images[idx], [data.keys[i] for i in idx],
                          lambda: self.pl_state.pls[np.ix_(self.rows, self.columns)], train, method.pl_offset)
+        if method.pl_cross and copies is None:
+            raise ValueError(f"method.pl_cross={method.pl_cross} needs the augmented templates (copies)")
+        self.cross = (copies, method.pl_cross) if method.pl_cross else None
 
     def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
         batch = super().sample(batch_size, gen)
         batch.landmark_ids = torch.tensor(self.columns, dtype=torch.long)[batch.landmark_ids]
+        if self.cross is not None:
+            self._cross(batch, gen)
         return batch
+
+    def _cross(self, batch: PatchBatch, gen: torch.Generator) -> None:
+        """Each sample, with probability ``share``, gets its patch from a random augmented template
+        at its landmark (centred and augmented as the PL's patch); its image and point stay."""
+        copies, share = self.cross
+        g, p = copies.images.shape[-1], self.size
+        for j, u in enumerate(torch.rand(len(batch.patches), generator=gen).tolist()):
+            if u >= share:
+                continue
+            c = int(torch.randint(len(copies.images), (1,), generator=gen))
+            lm = self.pl_state.landmark_indices[int(batch.landmark_ids[j])]
+            point = torch.as_tensor(copies.landmarks[c, lm], dtype=torch.float64).clamp(0.0, g - 1.0)
+            origin = centred_origin(point, p, g, self.offset, gen)
+            batch.patches[j], moved = augment_inside(copies.images[c], origin, point, p, self.cfg, gen)
+            batch.patch_points[j] = moved.float()
