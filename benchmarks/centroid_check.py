@@ -18,6 +18,9 @@ A sensitivity table: a level is chosen before it is run, not from this table.
 over 7 mm from the truth before the fine stage (already wrong), how many it brought closer and how
 many it took further (``PredictorComparison.drift``).
 
+``--split train``: the unlabelled training images instead of the test split (their labels score
+the rows, as the test labels do; nothing is chosen from them).
+
 ``--fine-copies``: the refined rows again with the fine stage's template vectors averaged over the
 coarse stage's ``eval.template_copies`` augmented copies (``refine.template_copies``), and the
 other way round when the config already has it.
@@ -52,6 +55,8 @@ def main() -> None:
                     help="circles whose crossings are counted (default: the largest eval.radii_mm)")
     ap.add_argument("--beyond", type=float, default=None, metavar="MM",
                     help="also count the answers over MM from the truth the fine stage brought closer / took further")
+    ap.add_argument("--split", choices=("test", "train"), default="test",
+                    help="train: the unlabelled training images (labels read only to score)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / refine.* / num_threads")
     args = ap.parse_args()
     if not all(0 < level < 1 for level in args.levels):
@@ -59,7 +64,7 @@ def main() -> None:
     cfg = apply_overrides(run_config(args.run), {**parse_sets(args.set), "eval.centroid": None})
     device, _ = setup(cfg)
     try:
-        predictor, test = load_run(args.run, device, cfg, fine_from=args.fine_from)
+        predictor, test = load_run(args.run, device, cfg, fine_from=args.fine_from, split=args.split)
     except (OSError, ValueError) as e:
         sys.exit(str(e))
     coarse = predictor.coarse_stage
@@ -93,7 +98,7 @@ def main() -> None:
     refined = (f", refined: coarse_gate={predictor.coarse_gate}, max_move={predictor.max_move}, "
                f"fine_copies={predictor.fine_copies}"
                if isinstance(predictor, RefinedPredictor) else "")
-    print(f"{args.run}: {len(test)} images, subpixel={coarse.subpixel}, template_copies={coarse.template_copies}, "
+    print(f"{args.run}: {len(test)} {args.split} images, subpixel={coarse.subpixel}, template_copies={coarse.template_copies}, "
           f"{len(coarse.poses)} pose(s){refined}{fine}, {seconds:.0f} s")
     print(comparison.report())
     for after, before in started_from.items():
