@@ -12,8 +12,9 @@ from .seesaw import (change_correlation, error_changes, error_table, mean_off_di
                      seesaw_events, seesaw_summary)
 from .shape import shape_misses
 
-__all__ = ["DotCheck", "PAPER", "PredictorComparison", "agreement_table", "annotator_distances", "budget_curve", "change_correlation", "compare_answers",
-           "compare_predictors", "collect_runs", "compare_tables", "dot_warp_check", "error_changes", "error_table",
-           "finished_runs", "gross_errors", "mean_off_diagonal", "pl_outcomes", "pl_summary", "pl_trajectories",
-           "pl_trajectory", "read_run", "run_labels", "scale_evidence", "scale_tables", "seesaw_comparison",
-           "seesaw_events", "seesaw_summary", "shape_misses", "table1", "table2", "table3", "trainable_params"]
+__all__ = ["DotCheck", "PAPER", "PredictorComparison", "agreement_table", "annotator_distances", "budget_curve",
+           "change_correlation", "compare_answers", "compare_predictors", "collect_runs", "compare_tables",
+           "dot_warp_check", "error_changes", "error_table", "finished_runs", "gross_errors", "mean_off_diagonal",
+           "pl_outcomes", "pl_summary", "pl_trajectories", "pl_trajectory", "read_run", "run_labels",
+           "scale_evidence", "scale_tables", "seesaw_comparison", "seesaw_events", "seesaw_summary", "shape_misses",
+           "table1", "table2", "table3", "trainable_params"]

@@ -6,7 +6,9 @@ answer at either doctor's place is already half their distance from it. A one-sh
 the *template's* mean: where the template's two annotations sit far apart, it looks for a point
 between two readings of the anatomy on every image. :func:`annotator_distances` reads the
 distances, :func:`agreement_table` summarises them per landmark, optionally beside a detector's
-per-landmark errors.
+per-landmark errors. (On ISBI the spread does not rank the kit's per-landmark errors: the doctors'
+widest disagreement, soft tissue pogonion, is among its easiest; benchmarks/RESULTS.md, twenty-fifth
+session.)
 """
 from __future__ import annotations
 
