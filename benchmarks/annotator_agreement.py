@@ -57,10 +57,10 @@ def main() -> None:
     def distances(ds: ISBIDataset) -> np.ndarray:
         return annotator_distances(np.stack([ds.annotations(i) for i in range(len(ds))]), ds.spacing_mm)
 
-    names = list(train.landmark_names)
-    on_train = agreement_table(distances(train), names)
+    names, train_apart = list(train.landmark_names), distances(train)
+    on_train = agreement_table(train_apart, names)
     on_test = agreement_table(distances(test), names, errors)
-    own = distances(train)[train.index(template)]
+    own = train_apart[train.index(template)]
     table = pd.concat({"training split": on_train, "Test1": on_test}, axis=1)
     table[("template", f"{template}: apart (mm)")] = own
     pd.set_option("display.width", 200)

@@ -98,8 +98,8 @@ def main() -> None:
     refined = (f", refined: coarse_gate={predictor.coarse_gate}, max_move={predictor.max_move}, "
                f"fine_copies={predictor.fine_copies}"
                if isinstance(predictor, RefinedPredictor) else "")
-    print(f"{args.run}: {len(test)} {args.split} images, subpixel={coarse.subpixel}, template_copies={coarse.template_copies}, "
-          f"{len(coarse.poses)} pose(s){refined}{fine}, {seconds:.0f} s")
+    print(f"{args.run}: {len(test)} {args.split} images, subpixel={coarse.subpixel}, "
+          f"template_copies={coarse.template_copies}, {len(coarse.poses)} pose(s){refined}{fine}, {seconds:.0f} s")
     print(comparison.report())
     for after, before in started_from.items():
         for radius in args.radii or [max(cfg.eval.radii_mm)]:

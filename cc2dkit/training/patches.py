@@ -136,7 +136,7 @@ def random_patch(image: torch.Tensor, size: int, cfg: TrainConfig, gen: torch.Ge
     x0, y0 = (int(v) for v in torch.randint(g - size + 1, (2,), generator=gen))
     local = margin + torch.rand(2, generator=gen, dtype=torch.float64) * (size - 2 * margin)
     point = torch.tensor([x0, y0], dtype=torch.float64) + local.round()
-    patch, moved = augment_inside(image, (x0, y0), point, size, cfg, gen)
+    patch, moved = _augment_inside(image, (x0, y0), point, size, cfg, gen)
     return patch, moved, point
 
 
@@ -179,7 +179,7 @@ class CentredPatchSource:
     (image, landmark) pair uniformly (with replacement), crops a patch of ``patch_size(G,
     cfg.patch_frac)`` whose centre is the target plus a uniform offset of up to ``offset`` x half
     the patch side per axis (:func:`centred_origin`), and augments it as CC2D does
-    (:func:`augment_inside`). ``landmark_ids`` of the batch is the pair's landmark column (0..K-1).
+    (:func:`_augment_inside`). ``landmark_ids`` of the batch is the pair's landmark column (0..K-1).
     """
 
     def __init__(self, images: torch.Tensor, keys: list, targets, cfg: TrainConfig, offset: float):
@@ -211,14 +211,11 @@ class CentredPatchSource:
     def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
         targets = torch.as_tensor(np.asarray(self.targets(), dtype=np.float64))
         n, k = targets.shape[:2]
-        g, p = self.images.shape[-1], self.size
         keys, images, patches, pp, ip, ids = [], [], [], [], [], []
         for _ in range(batch_size):
             pair = int(torch.randint(n * k, (1,), generator=gen))
             idx, lm = divmod(pair, k)
-            point = targets[idx, lm].clamp(0.0, g - 1.0)
-            origin = centred_origin(point, p, g, self.offset, gen)
-            patch, moved = augment_inside(self.images[idx], origin, point, p, self.cfg, gen)
+            patch, moved, point = self.patch_at(self.images[idx], targets[idx, lm], gen)
             keys.append(self.keys[idx])
             images.append(self.images[idx])
             patches.append(patch)
@@ -227,6 +224,16 @@ class CentredPatchSource:
             ids.append(lm)
         return PatchBatch(keys, torch.stack(images), torch.stack(patches), torch.stack(pp).float(),
                           torch.stack(ip).float(), torch.tensor(ids, dtype=torch.long))
+
+    def patch_at(self, image: torch.Tensor, point: torch.Tensor, gen: torch.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This source's patch of a (1, G, G) image around ``point`` (clamped into the grid), offset
+        and augmented: (patch, point in the patch, the clamped point)."""
+        g = image.shape[-1]
+        point = point.clamp(0.0, g - 1.0)
+        origin = centred_origin(point, self.size, g, self.offset, gen)
+        patch, moved = _augment_inside(image, origin, point, self.size, self.cfg, gen)
+        return patch, moved, point
 
 
 class TemplatePatchSource(CentredPatchSource):
@@ -260,7 +267,7 @@ def centred_origin(point: torch.Tensor, size: int, grid: int, offset: float, gen
     return int(origin[0]), int(origin[1])
 
 
-def augment_inside(image, origin, point, size, cfg: TrainConfig, gen, tries: int = 10):
+def _augment_inside(image, origin, point, size, cfg: TrainConfig, gen, tries: int = 10):
     """make_patch with an augmentation that keeps the point inside the patch."""
     for _ in range(tries):
         patch, moved = make_patch(image, origin, point, size, draw_augment(cfg, gen))

@@ -20,7 +20,7 @@ import torch
 from ..config import MethodConfig, TrainConfig
 from ..data.grid import GridImages
 from ..data.template_aug import TemplateCopies
-from .patches import CentredPatchSource, PatchBatch, augment_inside, centred_origin
+from .patches import CentredPatchSource, PatchBatch
 
 
 # -- state and history ---------------------------------------------------------------------
@@ -160,26 +160,23 @@ class PLPatchSource(CentredPatchSource):
                          lambda: self.pl_state.pls[np.ix_(self.rows, self.columns)], train, method.pl_offset)
         if method.pl_cross and copies is None:
             raise ValueError(f"method.pl_cross={method.pl_cross} needs the augmented templates (copies)")
-        self.cross = (copies, method.pl_cross) if method.pl_cross else None
+        self.copies, self.cross_share = copies, method.pl_cross
 
     def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
         batch = super().sample(batch_size, gen)
         batch.landmark_ids = torch.tensor(self.columns, dtype=torch.long)[batch.landmark_ids]
-        if self.cross is not None:
+        if self.cross_share:
             self._cross(batch, gen)
         return batch
 
     def _cross(self, batch: PatchBatch, gen: torch.Generator) -> None:
-        """Each sample, with probability ``share``, gets its patch from a random augmented template
-        at its landmark (centred and augmented as the PL's patch); its image and point stay."""
-        copies, share = self.cross
-        g, p = copies.images.shape[-1], self.size
+        """Each sample, with probability ``cross_share``, gets its patch from a random augmented
+        template at its landmark (cut as the PL's patch: ``patch_at``); its image and point stay."""
         for j, u in enumerate(torch.rand(len(batch.patches), generator=gen).tolist()):
-            if u >= share:
+            if u >= self.cross_share:
                 continue
-            c = int(torch.randint(len(copies.images), (1,), generator=gen))
+            c = int(torch.randint(len(self.copies.images), (1,), generator=gen))
             lm = self.pl_state.landmark_indices[int(batch.landmark_ids[j])]
-            point = torch.as_tensor(copies.landmarks[c, lm], dtype=torch.float64).clamp(0.0, g - 1.0)
-            origin = centred_origin(point, p, g, self.offset, gen)
-            batch.patches[j], moved = augment_inside(copies.images[c], origin, point, p, self.cfg, gen)
+            point = torch.as_tensor(self.copies.landmarks[c, lm], dtype=torch.float64)
+            batch.patches[j], moved, _ = self.patch_at(self.copies.images[c], point, gen)
             batch.patch_points[j] = moved.float()
