@@ -142,6 +142,11 @@ def test_pl_cross_reaches_the_pl_stage_of_an_adapter_run(cfg, data):
     assert plain.metrics["loss_pl"].tolist() != cross.metrics["loss_pl"].tolist()
     with pytest.raises(ValueError, match="pl_cross"):
         c.replace(**{"method.name": "multi", "method.pl_cross": 0.5})
+    with pytest.raises(ValueError, match="method.pl_cross_reach needs at least 3 landmarks"):  # 2 landmarks
+        run_method(c.replace(**{"method.pl_cross": 0.5, "method.pl_cross_reach": 3.0}), None, data, progress=False)
+    guarded = run_method(c.replace(**{"method.landmarks": (4, 1, 0), "method.pl_cross": 1.0,
+                                      "method.pl_cross_reach": 3.0}), None, data, progress=False)
+    assert np.isfinite(guarded.metrics["loss_pl"]).all()
 
 
 def test_pl_images_limits_the_pseudo_labelled_images(cfg, data):
@@ -227,3 +232,26 @@ def test_infer_pl_runs_in_the_training_steps_precision(cfg, data, monkeypatch, a
     (predictor,) = seen
     assert predictor.bf16 == (amp == "bf16")
     assert (predictor.subpixel, predictor.template_copies, predictor.centroid) == (False, 0, None)
+
+
+def test_pl_shape_reads_infer_pl_through_a_check_fitted_to_the_pls(cfg, data):
+    from cc2dkit.methods.loop import pl_reader
+    base = cfg.replace(**{"method.name": "multi", "train.epochs": 3, "train.steps_per_epoch": 2,
+                          "method.landmarks": (0, 1, 2, 4), "eval.track_every": 0, "eval.shape_reach": 2.0,
+                          "eval.shape_prior": 1.0})
+    plain = run_method(base, None, data, progress=False)
+    shaped = run_method(base.replace(**{"method.pl_shape": True}), None, data, progress=False)
+    np.testing.assert_array_equal(plain.pl_state.history[1]["pls"], shaped.pl_state.history[1]["pls"])  # from random
+    assert any(not np.array_equal(plain.pl_state.history[e]["pls"], shaped.pl_state.history[e]["pls"]) for e in (2, 3))
+    history = shaped.pl_state.history
+    np.testing.assert_array_equal(history[1]["unchecked"], history[1]["answers"])  # the first read without a check
+    assert any(not np.array_equal(history[e]["unchecked"], history[e]["answers"]) for e in (2, 3))
+    assert "unchecked" not in plain.pl_state.history[1]
+    ctx = prepare_context(base.replace(**{"method.pl_shape": True}), None, data, progress=False)
+    reader = pl_reader(ctx, shaped.predictor.plain(), shaped.pl_state)
+    assert reader.shape is not None and (reader.shape.reach, reader.shape.prior) == (2.0, 1.0)
+    assert reader.subpixel is False and reader.template_copies == 0  # otherwise Infer-PL's own reading
+    assert pl_reader(prepare_context(base, None, data, progress=False), shaped.predictor.plain(),
+                     shaped.pl_state).shape is None
+    with pytest.raises(ValueError, match="pl_shape=True needs eval.shape_reach"):
+        cfg.replace(**{"method.name": "multi", "method.pl_shape": True})

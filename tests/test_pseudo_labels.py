@@ -176,3 +176,48 @@ def test_pl_cross_takes_that_share_of_patches_from_the_templates(tiny):
             assert any(np.allclose((at % g, at // g), marks[c, lm].round(), atol=0.5) for c in range(3))
     with pytest.raises(ValueError, match="needs the augmented templates"):
         PLPatchSource(data, cfg.train, cfg.method.__class__(name="adapter", pl_cross=0.5), pl)
+
+
+def test_agreeing_leaves_out_a_pl_the_other_pls_put_elsewhere():
+    rng = np.random.default_rng(0)
+    base = np.array([[10, 10], [30, 12], [50, 20], [20, 40], [40, 45], [30, 60]], dtype=np.float64)
+    pls = []
+    for _ in range(20):  # one face shape, moved, turned and scaled a little per image, with some noise
+        a = np.deg2rad(rng.uniform(-5, 5))
+        rot = rng.uniform(0.95, 1.05) * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        pls.append(base @ rot.T + rng.uniform(-4, 4, 2) + rng.normal(0, 0.7, base.shape))
+    pl = PLState(np.stack(pls), list(range(20)), list(range(6)), [str(k) for k in range(6)])
+    pl.pls[3, 2] += [15.0, -12.0]  # a PL on another structure
+    first = pl.agreeing(3.0, base)
+    assert first.shape == (20, 6) and not first[3, 2] and first.mean() > 0.9
+    assert pl.agreeing(3.0, base) is first  # the PLs did not change: the same mask
+    pl.update(pl.pls - np.where(np.arange(20)[:, None, None] == 3, np.array([15.0, -12.0]), 0.0) * (
+        np.arange(6)[None, :, None] == 2))  # the PL back with the others
+    assert pl.agreeing(3.0, base)[3, 2]
+    with pytest.raises(ValueError, match="at least 5 unlabelled"):
+        PLState(pl.pls[:4], list(range(4)), list(range(6)), [str(k) for k in range(6)]).agreeing(3.0, base)
+
+
+def test_pl_cross_reach_keeps_the_own_patch_of_a_doubted_pl(tiny):
+    from cc2dkit.data.template_aug import TemplateCopies
+    cfg, data = tiny
+    cfg = cfg.replace(**{"train.rotation_deg": 0.0, "train.brightness": 0.0, "train.contrast": 0.0,
+                         "method.name": "adapter"})
+    g, n_all = data.grid, data.landmarks.shape[1]
+    rows, lms = [1, 2, 3, 4, 5], [0, 1, 2, 3, 4]
+    copies = TemplateCopies(torch.rand(3, 1, g, g, generator=torch.Generator().manual_seed(0)),
+                            np.repeat(data.landmarks[:1], 3, axis=0), [("copy", c) for c in range(3)],
+                            np.zeros((3, 2)), np.zeros((3, 4)))
+    pl = PLState(data.landmarks[np.ix_(rows, lms)], rows, lms, [data.landmark_names[k] for k in lms])
+    pl.pls[0, 1] = [g - 2.0, g - 2.0]  # far from where the other four put it
+    plain = PLPatchSource(data, cfg.train, cfg.method, pl).sample(96, torch.Generator().manual_seed(5))
+    method = cfg.method.__class__(name="adapter", pl_cross=1.0, pl_cross_reach=3.0)
+    src = PLPatchSource(data, cfg.train, method, pl, copies=copies)
+    trusted = src.trusted()
+    assert not trusted[0, 1] and trusted.sum() >= 20
+    batch = src.sample(96, torch.Generator().manual_seed(5))
+    for j in range(96):  # crossed exactly where the PL is trusted (a share of 1: every trusted sample)
+        row = rows.index(data.keys.index(batch.keys[j]))
+        crossed = not torch.equal(batch.patches[j], plain.patches[j])
+        assert crossed == bool(trusted[row, int(batch.landmark_ids[j])])
+    assert any(data.keys.index(k) == 1 and int(l) == 1 for k, l in zip(batch.keys, batch.landmark_ids))

@@ -280,14 +280,15 @@ NEIGHBOURHOODS = (4, 6, 8, 12, None)  # sizes ShapeCheck.fit chooses from (None:
 MIN_LANDMARKS, MIN_IMAGES = 3, 5  # a similarity fit needs 2 other landmarks; a spread needs a few images
 
 
-def check_shape_inputs(landmarks: int, images: int) -> None:
-    """A clear error, before any long work, when a shape check cannot be fitted."""
+def check_shape_inputs(landmarks: int, images: int, key: str = "eval.shape_reach") -> None:
+    """A clear error naming the config ``key`` that asks for a shape model, before any long work,
+    when one cannot be fitted."""
     if landmarks < MIN_LANDMARKS:
-        raise ValueError(f"eval.shape_reach needs at least {MIN_LANDMARKS} landmarks (each is expected where "
-                         f"the others put it), got {landmarks}; leave eval.shape_reach unset")
+        raise ValueError(f"{key} needs at least {MIN_LANDMARKS} landmarks (each is expected where "
+                         f"the others put it), got {landmarks}; leave {key} unset")
     if images < MIN_IMAGES:
-        raise ValueError(f"eval.shape_reach needs at least {MIN_IMAGES} unlabelled training images to fit its "
-                         f"shape model to, got {images}; leave eval.shape_reach unset")
+        raise ValueError(f"{key} needs at least {MIN_IMAGES} unlabelled training images to fit its "
+                         f"shape model to, got {images}; leave {key} unset")
 
 
 @dataclass(frozen=True)

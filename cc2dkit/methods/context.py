@@ -77,19 +77,41 @@ def prepare_context(cfg: Config, out_dir, data=None, progress: bool = True) -> R
 
 
 def predict_rows(ctx: RunContext, predictor: Predictor, data: GridImages, rows: list[int],
-                 progress: bool = False) -> np.ndarray:
+                 progress: bool = False, unchecked: bool = False) -> np.ndarray:
     """(n, K, 2) grid predictions of ``data``'s ``rows``; in a torchrun run each rank predicts its
-    share of the rows and every rank gets them all."""
+    share of the rows and every rank gets them all. With ``unchecked`` (a predictor at the model
+    grid): (2, n, K, 2), the answers and the same maps' answers without the shape check's factor
+    (:func:`both_readings`)."""
     d = ctx.dist
+
+    def predict(some):
+        return both_readings(predictor, data, some, progress) if unchecked else \
+            predictor.predict_grid(data, some, progress)
     if not d.active:
-        return predictor.predict_grid(data, rows, progress)
+        return predict(rows)
     mine = d.rows(rows)
-    part = predictor.predict_grid(data, mine, progress) if mine else None
+    part = predict(mine) if mine else None
     out = np.zeros((len(rows), len(predictor.landmark_indices), 2))
+    out = np.stack([out, out.copy()]) if unchecked else out
     where = {r: i for i, r in enumerate(rows)}
     for their_rows, their_part in gather_objects((mine, part), d):
         if their_rows:
-            out[[where[r] for r in their_rows]] = their_part
+            out[..., [where[r] for r in their_rows], :, :] = their_part
+    return out
+
+
+@torch.no_grad()
+def both_readings(predictor: Predictor, data: GridImages, rows: list[int], progress: bool = False) -> np.ndarray:
+    """(2, n, K, 2): ``predictor``'s answers on ``data``'s ``rows`` and, from the same maps (one
+    embedding), the answers without its shape check's factor (the same twice without a check)."""
+    if predictor.coarse_stage is not predictor:
+        raise ValueError("both_readings reads a predictor's maps at the model grid; a refined predictor answers "
+                         "from its fine stage")
+    out = np.zeros((2, len(rows), len(predictor.landmark_indices), 2))
+    scales = len(predictor.strides)
+    for start, chunk, maps in predictor.map_batches(data, rows, progress):
+        out[0, start:start + len(chunk)] = predictor.answers(maps).cpu().double().numpy()
+        out[1, start:start + len(chunk)] = predictor.answers(maps[:scales]).cpu().double().numpy()
     return out
 
 

@@ -4,7 +4,8 @@ An epoch: each *trainee* (one model, or a stack of single-landmark models traine
 runs the method's stages in order, each stage ``stage_steps`` SSL steps on batches of its patch
 sources, drawn from its own generator; then, for PL methods, Infer-PL re-infers the pseudo-labels
 with the method's predictor (each PL moving at most ``method.pl_max_move`` grid px after the first
-update, when set); then the tracked test error, the log row and the checkpoint.
+update, when set; read through a shape check fitted to the current PLs with ``method.pl_shape``,
+:func:`pl_reader`); then the tracked test error, the log row and the checkpoint.
 
 Under ``torchrun`` (:func:`distribute`): one model trains data parallel on every rank; K models
 (or stacks) are shared out, trainee i to rank ``i % N``, and after each epoch's training every rank
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..distributed import broadcast_tensors, gather_objects, sum_over_ranks
 from ..inference import Predictor, stack_chunks
+from ..inference.shape import ShapeCheck
 from ..network import CC2D, StackedModels
 from ..runtime import trainee_generator
 from ..training import DataParallel, PLState, data_parallel, epoch_lr, make_optimizer, memory_format, set_lr, train_stage
@@ -148,9 +150,29 @@ def run_epochs(ctx: RunContext, stages: tuple[str, ...], trainees: list[Trainee]
             losses = {s: sum_over_ranks(v, ctx.dist) for s, v in losses.items()}
         t_train = time.perf_counter() - t0
         if pl is not None:
-            pl.update(predict_rows(ctx, predictor, ctx.train, ctx.unlabelled), cfg.method.pl_max_move,
-                      cfg.method.pl_agree)
-            pl.record(epoch, ctx.train)
+            shaped = cfg.method.pl_shape
+            answers = predict_rows(ctx, pl_reader(ctx, predictor, pl), ctx.train, ctx.unlabelled, unchecked=shaped)
+            pl.update(answers[0] if shaped else answers, cfg.method.pl_max_move, cfg.method.pl_agree)
+            entry = pl.record(epoch, ctx.train)
+            if shaped:  # what the next epoch's check is fitted to (checkpoints keep the history)
+                entry["unchecked"] = answers[1]
         log.add(epoch, losses, tracked_test_grid(ctx, predictor, epoch), time.perf_counter() - t0, t_train)
         save(epoch)
     bar.close()
+
+
+def pl_reader(ctx: RunContext, predictor: Predictor, pl: PLState) -> Predictor:
+    """The predictor Infer-PL answers with: ``predictor`` itself, or with ``method.pl_shape`` (from the
+    second Infer-PL on: the first one's answers come from PLs that started at random) that predictor
+    with the shape check of ``eval.shape_reach`` / ``shape_prior`` / ``shape_regression`` fitted to
+    the last Infer-PL's answers read without a check (its history's ``unchecked``): a check fitted
+    to answers it had pulled would narrow its own spreads epoch after epoch. No label is read; a PL
+    far from where the other PLs of its image put it is re-picked near there, and with the prior every
+    PL is weighed towards it, as the run's final answers are by the check fitted to them."""
+    e = ctx.cfg.eval
+    if not ctx.cfg.method.pl_shape or len(pl.history) < 2:
+        return predictor
+    reference = predictor.template.points[predictor.landmark_indices]
+    answers = pl.history[-1].get("unchecked")
+    answers = pl.history[-1]["pls"] if answers is None else answers  # a run resumed from before the option
+    return predictor.with_shape(ShapeCheck.fit(answers, reference, e.shape_reach, e.shape_prior, e.shape_regression))

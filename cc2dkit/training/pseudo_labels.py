@@ -20,6 +20,7 @@ import torch
 from ..config import MethodConfig, TrainConfig
 from ..data.grid import GridImages
 from ..data.template_aug import TemplateCopies
+from ..inference.shape import ShapeCheck, check_shape_inputs
 from .patches import CentredPatchSource, PatchBatch
 
 
@@ -34,7 +35,8 @@ class PLState:
     ``movement_grid`` / ``movement`` (K,) mean distance to the previous PLs in grid pixels / in
     ``unit`` (NaN at the first entry), ``pl_error`` (K,) mean distance to ground truth in ``unit``
     where it is known (NaN otherwise; analysis only), ``capped`` (K,) PLs held back by the cap of
-    :meth:`update`, ``answers`` (N, K, 2) that update's answers before the cap (None without one).
+    :meth:`update`, ``answers`` (N, K, 2) that update's answers before the cap (None without one); the epoch
+    loop adds ``unchecked`` with ``method.pl_shape`` (the answers without its shape check).
     ``unit``: ``"mm"``, or ``"px"`` (original pixels) when the images' spacing is unknown.
     """
 
@@ -51,6 +53,7 @@ class PLState:
         self.unit = "mm"
         self._capped = np.zeros(len(self.landmark_indices), dtype=int)  # of the last update, for record()
         self._answers: np.ndarray | None = None  # the last update's answers before the cap, for record()
+        self._agreeing: tuple[np.ndarray, float, np.ndarray] | None = None  # (PLs, reach, mask) of ``agreeing``
 
     @classmethod
     def random(cls, data: GridImages, image_indices: Sequence[int], landmark_indices: Sequence[int],
@@ -85,6 +88,18 @@ class PLState:
         self._capped = over.sum(axis=0)
         self._answers = new.copy()
         return self._capped.copy()
+
+    def agreeing(self, reach: float, frame: np.ndarray) -> np.ndarray:
+        """(N, K) bool: the PLs within ``reach`` spreads of where the other PLs on the same image put
+        them, by a shape model (``ShapeCheck.fit``'s: neighbourhood chosen, spreads across each
+        landmark's slide) fitted to the current PLs of every image, ``frame`` (K, 2) its starting shape.
+        No label is read. Kept until the PLs change (the sources of all K landmarks ask each draw)."""
+        cached = self._agreeing
+        if cached is None or cached[1] != reach or not np.array_equal(cached[0], self.pls):
+            model = ShapeCheck.fit(self.pls, frame, reach).model
+            far = np.linalg.norm(model.offsets(self.pls), axis=-1) > reach * model.sigma  # mean-shape px
+            self._agreeing = cached = (self.pls.copy(), float(reach), ~far)
+        return cached[2]
 
     def original(self, data: GridImages, pls: np.ndarray | None = None) -> np.ndarray:
         """PLs (or other (N, K, 2) grid points of the same images) in original pixels."""
@@ -145,6 +160,7 @@ class PLPatchSource(CentredPatchSource):
     The PLs are read from ``pl_state`` at every draw, so re-inferred PLs are used at once.
     With ``method.pl_cross`` (and the augmented templates ``copies``) that share of the samples takes
     its patch from an augmented template at the same landmark: template and image are two patients.
+    With ``method.pl_cross_reach`` only a PL the shape of the other PLs agrees with crosses (``trusted``).
     """
 
     def __init__(self, data: GridImages, train: TrainConfig, method: MethodConfig, pl_state: PLState,
@@ -160,7 +176,10 @@ class PLPatchSource(CentredPatchSource):
                          lambda: self.pl_state.pls[np.ix_(self.rows, self.columns)], train, method.pl_offset)
         if method.pl_cross and copies is None:
             raise ValueError(f"method.pl_cross={method.pl_cross} needs the augmented templates (copies)")
-        self.copies, self.cross_share = copies, method.pl_cross
+        self.copies, self.cross_share, self.cross_reach = copies, method.pl_cross, method.pl_cross_reach
+        if self.cross_share and self.cross_reach is not None:
+            check_shape_inputs(len(pl_state.landmark_indices), len(pl_state.image_indices), "method.pl_cross_reach")
+        self._row_of = {key: r for r, key in zip(rows, self.keys)}  # a sample's PL row, by its image's key
 
     def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
         batch = super().sample(batch_size, gen)
@@ -169,11 +188,21 @@ class PLPatchSource(CentredPatchSource):
             self._cross(batch, gen)
         return batch
 
+    def trusted(self) -> np.ndarray:
+        """(N, K) bool over ``pl_state``'s PLs: those the shape of the other PLs agrees with
+        (``PLState.agreeing`` within ``cross_reach`` spreads); all True without ``cross_reach``."""
+        if self.cross_reach is None:
+            return np.ones(self.pl_state.pls.shape[:2], dtype=bool)
+        frame = self.copies.landmarks[:, self.pl_state.landmark_indices].mean(axis=0)  # the template's shape
+        return self.pl_state.agreeing(self.cross_reach, frame)
+
     def _cross(self, batch: PatchBatch, gen: torch.Generator) -> None:
         """Each sample, with probability ``cross_share``, gets its patch from a random augmented
-        template at its landmark (cut as the PL's patch: ``patch_at``); its image and point stay."""
+        template at its landmark (cut as the PL's patch: ``patch_at``); its image and point stay.
+        A PL ``trusted`` leaves out keeps its own patch."""
+        trusted = self.trusted()
         for j, u in enumerate(torch.rand(len(batch.patches), generator=gen).tolist()):
-            if u >= self.cross_share:
+            if u >= self.cross_share or not trusted[self._row_of[batch.keys[j]], int(batch.landmark_ids[j])]:
                 continue
             c = int(torch.randint(len(self.copies.images), (1,), generator=gen))
             lm = self.pl_state.landmark_indices[int(batch.landmark_ids[j])]
