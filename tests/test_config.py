@@ -78,7 +78,6 @@ BAD = {
     "method.adapter_channels": [-1], "method.batched": ["x"], "method.stack_size": [0], "method.pl_images": [0],
     "method.pl_max_move": [0, -1.0, "x"], "method.pl_agree": ["x", True],  # True without pl_max_move
     "method.pl_cross": [-0.1, 1.5, 0.5],  # 0.5 with the smoke preset's method (cc2d: no templates, no PLs)
-    "method.pl_cross_reach": [0, -1.0, "x", 3.0],  # 3.0: no pl_cross to guard
     "method.pl_shape": ["x", True],  # True: the smoke preset has no shape check
     "refine.enabled": ["x"], "refine.scale": [0], "refine.crop": [100, 32], "refine.steps_per_epoch": [0], "refine.coarse_gate": ["x"],
     "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"], "refine.template_copies": ["x", 8],

@@ -39,8 +39,8 @@ def test_history_records_movement_and_error(tiny):
     assert not np.shares_memory(h["pls"], pl.pls)
     frame = pl.history_frame()
     assert list(frame.columns) == ["epoch", "landmark", "landmark_index", "movement_grid", "movement_mm", "pl_error_mm",
-                                   "pl_capped"]
-    assert frame["pl_capped"].tolist() == [0] * 4
+                                   "pl_capped", "pl_reread"]
+    assert frame["pl_capped"].tolist() == [0] * 4 and frame["pl_reread"].tolist() == [0] * 4
     assert len(frame) == 4 and frame["epoch"].tolist() == [0, 0, 1, 1] and frame["landmark"].tolist() == ["a", "b"] * 2
 
 
@@ -178,46 +178,24 @@ def test_pl_cross_takes_that_share_of_patches_from_the_templates(tiny):
         PLPatchSource(data, cfg.train, cfg.method.__class__(name="adapter", pl_cross=0.5), pl)
 
 
-def test_agreeing_leaves_out_a_pl_the_other_pls_put_elsewhere():
-    rng = np.random.default_rng(0)
-    base = np.array([[10, 10], [30, 12], [50, 20], [20, 40], [40, 45], [30, 60]], dtype=np.float64)
-    pls = []
-    for _ in range(20):  # one face shape, moved, turned and scaled a little per image, with some noise
-        a = np.deg2rad(rng.uniform(-5, 5))
-        rot = rng.uniform(0.95, 1.05) * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-        pls.append(base @ rot.T + rng.uniform(-4, 4, 2) + rng.normal(0, 0.7, base.shape))
-    pl = PLState(np.stack(pls), list(range(20)), list(range(6)), [str(k) for k in range(6)])
-    pl.pls[3, 2] += [15.0, -12.0]  # a PL on another structure
-    first = pl.agreeing(3.0, base)
-    assert first.shape == (20, 6) and not first[3, 2] and first.mean() > 0.9
-    assert pl.agreeing(3.0, base) is first  # the PLs did not change: the same mask
-    pl.update(pl.pls - np.where(np.arange(20)[:, None, None] == 3, np.array([15.0, -12.0]), 0.0) * (
-        np.arange(6)[None, :, None] == 2))  # the PL back with the others
-    assert pl.agreeing(3.0, base)[3, 2]
-    with pytest.raises(ValueError, match="at least 5 unlabelled"):
-        PLState(pl.pls[:4], list(range(4)), list(range(6)), [str(k) for k in range(6)]).agreeing(3.0, base)
 
-
-def test_pl_cross_reach_keeps_the_own_patch_of_a_doubted_pl(tiny):
-    from cc2dkit.data.template_aug import TemplateCopies
+def test_pl_shape_flags_counts_the_pls_a_shape_check_doubts(tiny):
+    from cc2dkit.analysis import pl_shape_flags
     cfg, data = tiny
-    cfg = cfg.replace(**{"train.rotation_deg": 0.0, "train.brightness": 0.0, "train.contrast": 0.0,
-                         "method.name": "adapter"})
-    g, n_all = data.grid, data.landmarks.shape[1]
     rows, lms = [1, 2, 3, 4, 5], [0, 1, 2, 3, 4]
-    copies = TemplateCopies(torch.rand(3, 1, g, g, generator=torch.Generator().manual_seed(0)),
-                            np.repeat(data.landmarks[:1], 3, axis=0), [("copy", c) for c in range(3)],
-                            np.zeros((3, 2)), np.zeros((3, 4)))
-    pl = PLState(data.landmarks[np.ix_(rows, lms)], rows, lms, [data.landmark_names[k] for k in lms])
-    pl.pls[0, 1] = [g - 2.0, g - 2.0]  # far from where the other four put it
-    plain = PLPatchSource(data, cfg.train, cfg.method, pl).sample(96, torch.Generator().manual_seed(5))
-    method = cfg.method.__class__(name="adapter", pl_cross=1.0, pl_cross_reach=3.0)
-    src = PLPatchSource(data, cfg.train, method, pl, copies=copies)
-    trusted = src.trusted()
-    assert not trusted[0, 1] and trusted.sum() >= 20
-    batch = src.sample(96, torch.Generator().manual_seed(5))
-    for j in range(96):  # crossed exactly where the PL is trusted (a share of 1: every trusted sample)
-        row = rows.index(data.keys.index(batch.keys[j]))
-        crossed = not torch.equal(batch.patches[j], plain.patches[j])
-        assert crossed == bool(trusted[row, int(batch.landmark_ids[j])])
-    assert any(data.keys.index(k) == 1 and int(l) == 1 for k, l in zip(batch.keys, batch.landmark_ids))
+    pl = PLState(PLState.random(data, rows, lms, torch.Generator().manual_seed(0)).pls, rows, lms,
+                 [data.landmark_names[k] for k in lms])
+    pl.record(0, data)
+    pl.pls = data.landmarks[np.ix_(rows, lms)].copy()
+    pl.pls[2, 3] += [20.0, -15.0]  # 25 grid px = 5 mm on the phantom: another structure
+    pl.record(1, data)
+    reference = data.landmarks[0, lms]
+    table = pl_shape_flags(pl, data, reference, 3.0, wrong_mm=2.0, right_mm=1.0)
+    assert table.index.tolist() == [1]  # the random start is not read
+    row = table.loc[1]
+    assert row["PLs"] == 25 and row["wrong"] == 1 and row["wrong_flagged"] == 1
+    assert row["flagged"] >= 1 and row["right_flagged"] == row["flagged"] - 1  # every other PL is the truth
+    alone = pl_shape_flags(pl, data, reference, 3.0, landmarks=[data.landmark_names[3]], wrong_mm=2.0).loc[1]
+    assert alone["PLs"] == 5 and alone["wrong_flagged"] == 1
+    with pytest.raises(ValueError, match="past the random start"):
+        pl_shape_flags(PLState(pl.pls, rows, lms, pl.landmark_names), data, reference)

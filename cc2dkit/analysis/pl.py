@@ -1,5 +1,5 @@
 """The pseudo-labels over training: one landmark's path on an image, all paths, a per-landmark summary,
-and PL runs side by side.
+PL runs side by side, and which PLs a shape check of the PLs would doubt.
 
 Inputs come from a method's :class:`~cc2dkit.training.pseudo_labels.PLState` (``result.pl_state``):
 its ``history`` (the PLs after every epoch) and ``history_frame()``; :func:`pl_outcomes` reads run
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.coords import from_grid
+from ..inference.shape import ShapeCheck
 from ..data.landmarks import landmark_index
 from ..methods.runfolder import PL_HISTORY
 from ..metrics.tables import ALL_ROW
@@ -99,3 +100,30 @@ def pl_outcomes(runs: Mapping[str, str | Path]) -> pd.DataFrame:
     out = out.reindex([n for n in out.index if n != ALL_ROW] + [ALL_ROW])
     out = out[[c for q in ("test MRE", "final PL error", "PLs capped") for c in out.columns if c[0] == q]]
     return out.astype({c: "Int64" for c in out.columns if c[0] == "PLs capped"})
+
+
+def pl_shape_flags(pl_state, data, reference: np.ndarray, reach: float = 3.0,
+                   landmarks: Sequence[int | str] | None = None, wrong_mm: float = 10.0,
+                   right_mm: float = 4.0) -> pd.DataFrame:
+    """Per recorded epoch after the random start, what a shape check fitted to that epoch's PLs
+    (``ShapeCheck.fit``'s model, ``reference`` (K, 2) the template's grid landmarks as its starting
+    frame; no label read) doubts: ``flagged``, the PLs further than ``reach`` spreads from where the
+    other PLs of their image put them. Against the truth (analysis only; labelled images): ``wrong``
+    (PLs over ``wrong_mm``), ``wrong_flagged``, ``right_flagged`` (flagged PLs within ``right_mm``).
+    ``landmarks`` (columns or names): count only theirs (the fit reads every landmark's PLs)."""
+    if len(pl_state.history) < 2:
+        raise ValueError("pl_shape_flags needs a PL history past the random start (epoch >= 1)")
+    cols = list(range(len(pl_state.landmark_indices))) if landmarks is None else \
+        [landmark_index(pl_state.landmark_names, l) for l in landmarks]
+    truth = data.original_landmarks[np.ix_(pl_state.image_indices, pl_state.landmark_indices)]
+    scale = data.scale[pl_state.image_indices][:, None]  # mm (or 1) per original pixel
+    rows = []
+    for h in pl_state.history[1:]:
+        model = ShapeCheck.fit(h["pls"], reference, reach).model
+        flagged = (np.linalg.norm(model.offsets(h["pls"]), axis=-1) > reach * model.sigma)[:, cols]  # (N, k)
+        err = (np.linalg.norm(pl_state.original(data, h["pls"]) - truth, axis=-1) * scale)[:, cols]
+        wrong, right = err > wrong_mm, err <= right_mm
+        rows.append({"epoch": int(h["epoch"]), "PLs": flagged.size, "flagged": int(flagged.sum()),
+                     "wrong": int(wrong.sum()), "wrong_flagged": int((wrong & flagged).sum()),
+                     "right_flagged": int((right & flagged).sum())})
+    return pd.DataFrame(rows).set_index("epoch")

@@ -125,10 +125,6 @@ class MethodConfig(_Checked):
     # from an augmented template at the same landmark, the image and point staying the PL's: a pair across
     # two patients (every other loss compares a patch with its own image); 0: none
     pl_cross: float = rule(0.0, lo=0, hi=1)
-    # with pl_cross: a PL crosses only where it lies within this many spreads of where the other PLs put it (a
-    # shape model fitted to the current PLs each time they change, as eval.shape_reach's check is to a run's
-    # answers; label-free): a PL the shape doubts keeps its own image's patch; None: every PL may cross
-    pl_cross_reach: float | None = rule(None, lo=0, lo_open=True)
     # PL methods: from the second Infer-PL on, the answers are read through the shape check of eval.shape_reach
     # (its prior and regression too) fitted to the current PLs, as a run's final answers are through the one
     # fitted to them (label-free); False: the plain grid argmax
@@ -246,8 +242,6 @@ class Config(_Checked):
             raise ValueError("config method.pl_shape=True needs a method with pseudo-labels, got method.name='cc2d'")
         if self.method.pl_shape and self.eval.shape_reach is None:
             raise ValueError("config method.pl_shape=True needs eval.shape_reach (the shape check Infer-PL reads through)")
-        if self.method.pl_cross_reach is not None and not self.method.pl_cross:
-            raise ValueError("config method.pl_cross_reach needs method.pl_cross > 0 (the crossed patches it guards)")
         if self.eval.shape_prior is not None and self.eval.shape_reach is None:
             raise ValueError("config eval.shape_prior needs eval.shape_reach (the shape check it joins)")
         if self.eval.shape_regression and self.eval.shape_reach is None:

@@ -93,8 +93,8 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
         raise ValueError("the training split holds only the template; PL methods need unlabelled images")
     if cfg.eval.shape_reach is not None:  # fitted at the end: fail now, not after the training
         check_shape_inputs(len(ctx.landmarks), len(unlabelled_rows(ctx.train, cfg.data.template)))
-    if cfg.method.pl_cross_reach is not None:  # a shape model of the PLs: fail now, not after the templates
-        check_shape_inputs(len(ctx.landmarks), len(ctx.unlabelled), "method.pl_cross_reach")
+    if cfg.method.pl_shape:  # a check fitted to the PLs from the second epoch on: fail now
+        check_shape_inputs(len(ctx.landmarks), len(ctx.unlabelled), "method.pl_shape")
     pool_rows(ctx.train, cfg)  # the template pool's images, fitted at the end: fail now, not after the training
     k = len(ctx.landmarks)
     models = [m.to(ctx.device) for m in spec.build_models(cfg, k)]

@@ -20,7 +20,6 @@ import torch
 from ..config import MethodConfig, TrainConfig
 from ..data.grid import GridImages
 from ..data.template_aug import TemplateCopies
-from ..inference.shape import ShapeCheck, check_shape_inputs
 from .patches import CentredPatchSource, PatchBatch
 
 
@@ -53,7 +52,6 @@ class PLState:
         self.unit = "mm"
         self._capped = np.zeros(len(self.landmark_indices), dtype=int)  # of the last update, for record()
         self._answers: np.ndarray | None = None  # the last update's answers before the cap, for record()
-        self._agreeing: tuple[np.ndarray, float, np.ndarray] | None = None  # (PLs, reach, mask) of ``agreeing``
 
     @classmethod
     def random(cls, data: GridImages, image_indices: Sequence[int], landmark_indices: Sequence[int],
@@ -88,18 +86,6 @@ class PLState:
         self._capped = over.sum(axis=0)
         self._answers = new.copy()
         return self._capped.copy()
-
-    def agreeing(self, reach: float, frame: np.ndarray) -> np.ndarray:
-        """(N, K) bool: the PLs within ``reach`` spreads of where the other PLs on the same image put
-        them, by a shape model (``ShapeCheck.fit``'s: neighbourhood chosen, spreads across each
-        landmark's slide) fitted to the current PLs of every image, ``frame`` (K, 2) its starting shape.
-        No label is read. Kept until the PLs change (the sources of all K landmarks ask each draw)."""
-        cached = self._agreeing
-        if cached is None or cached[1] != reach or not np.array_equal(cached[0], self.pls):
-            model = ShapeCheck.fit(self.pls, frame, reach).model
-            far = np.linalg.norm(model.offsets(self.pls), axis=-1) > reach * model.sigma  # mean-shape px
-            self._agreeing = cached = (self.pls.copy(), float(reach), ~far)
-        return cached[2]
 
     def original(self, data: GridImages, pls: np.ndarray | None = None) -> np.ndarray:
         """PLs (or other (N, K, 2) grid points of the same images) in original pixels."""
@@ -136,16 +122,20 @@ class PLState:
     def history_frame(self) -> pd.DataFrame:
         """One row per (epoch, landmark): epoch, landmark (name), landmark_index, movement_grid (grid
         pixels), movement_mm and pl_error_mm (``_px`` instead of ``_mm`` when the spacing is unknown),
-        pl_capped (how many of the landmark's PLs ``method.pl_max_move`` held back that epoch)."""
+        pl_capped (how many of the landmark's PLs ``method.pl_max_move`` held back that epoch),
+        pl_reread (how many of its Infer-PL answers ``method.pl_shape``'s check moved 1 grid px or more)."""
         u = self.unit
         columns = ["epoch", "landmark", "landmark_index", "movement_grid", f"movement_{u}", f"pl_error_{u}",
-                   "pl_capped"]
+                   "pl_capped", "pl_reread"]
         rows = []
+        none = np.zeros(len(self.landmark_indices), dtype=int)
         for h in self.history:
-            capped = h.get("capped", np.zeros(len(self.landmark_indices), dtype=int))  # older checkpoints lack it
+            capped = h.get("capped", none)  # older checkpoints lack it
+            reread = none if h.get("unchecked") is None or h.get("answers") is None else \
+                (np.linalg.norm(h["answers"] - h["unchecked"], axis=-1) >= 1.0).sum(axis=0)
             for j, (li, name) in enumerate(zip(self.landmark_indices, self.landmark_names)):
                 rows.append([h["epoch"], name, li, float(h["movement_grid"][j]), float(h["movement"][j]),
-                             float(h["pl_error"][j]), int(capped[j])])
+                             float(h["pl_error"][j]), int(capped[j]), int(reread[j])])
         return pd.DataFrame(rows, columns=columns)
 
 
@@ -160,7 +150,6 @@ class PLPatchSource(CentredPatchSource):
     The PLs are read from ``pl_state`` at every draw, so re-inferred PLs are used at once.
     With ``method.pl_cross`` (and the augmented templates ``copies``) that share of the samples takes
     its patch from an augmented template at the same landmark: template and image are two patients.
-    With ``method.pl_cross_reach`` only a PL the shape of the other PLs agrees with crosses (``trusted``).
     """
 
     def __init__(self, data: GridImages, train: TrainConfig, method: MethodConfig, pl_state: PLState,
@@ -176,10 +165,7 @@ class PLPatchSource(CentredPatchSource):
                          lambda: self.pl_state.pls[np.ix_(self.rows, self.columns)], train, method.pl_offset)
         if method.pl_cross and copies is None:
             raise ValueError(f"method.pl_cross={method.pl_cross} needs the augmented templates (copies)")
-        self.copies, self.cross_share, self.cross_reach = copies, method.pl_cross, method.pl_cross_reach
-        if self.cross_share and self.cross_reach is not None:
-            check_shape_inputs(len(pl_state.landmark_indices), len(pl_state.image_indices), "method.pl_cross_reach")
-        self._row_of = {key: r for r, key in zip(rows, self.keys)}  # a sample's PL row, by its image's key
+        self.copies, self.cross_share = copies, method.pl_cross
 
     def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
         batch = super().sample(batch_size, gen)
@@ -188,21 +174,11 @@ class PLPatchSource(CentredPatchSource):
             self._cross(batch, gen)
         return batch
 
-    def trusted(self) -> np.ndarray:
-        """(N, K) bool over ``pl_state``'s PLs: those the shape of the other PLs agrees with
-        (``PLState.agreeing`` within ``cross_reach`` spreads); all True without ``cross_reach``."""
-        if self.cross_reach is None:
-            return np.ones(self.pl_state.pls.shape[:2], dtype=bool)
-        frame = self.copies.landmarks[:, self.pl_state.landmark_indices].mean(axis=0)  # the template's shape
-        return self.pl_state.agreeing(self.cross_reach, frame)
-
     def _cross(self, batch: PatchBatch, gen: torch.Generator) -> None:
         """Each sample, with probability ``cross_share``, gets its patch from a random augmented
-        template at its landmark (cut as the PL's patch: ``patch_at``); its image and point stay.
-        A PL ``trusted`` leaves out keeps its own patch."""
-        trusted = self.trusted()
+        template at its landmark (cut as the PL's patch: ``patch_at``); its image and point stay."""
         for j, u in enumerate(torch.rand(len(batch.patches), generator=gen).tolist()):
-            if u >= self.cross_share or not trusted[self._row_of[batch.keys[j]], int(batch.landmark_ids[j])]:
+            if u >= self.cross_share:
                 continue
             c = int(torch.randint(len(self.copies.images), (1,), generator=gen))
             lm = self.pl_state.landmark_indices[int(batch.landmark_ids[j])]
