@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..data.coords import from_grid
-from ..inference.shape import ShapeCheck
 from ..data.landmarks import landmark_index
+from ..inference.shape import ShapeCheck
 from ..methods.runfolder import PL_HISTORY
 from ..metrics.tables import ALL_ROW
 from .runs import read_run

@@ -126,8 +126,8 @@ class MethodConfig(_Checked):
     # two patients (every other loss compares a patch with its own image); 0: none
     pl_cross: float = rule(0.0, lo=0, hi=1)
     # PL methods: from the second Infer-PL on, the answers are read through the shape check of eval.shape_reach
-    # (its prior and regression too) fitted to the current PLs, as a run's final answers are through the one
-    # fitted to them (label-free); False: the plain grid argmax
+    # (its prior and regression too) fitted to the previous Infer-PL's answers read without one, as a run's
+    # final answers are through the one fitted to them (label-free); False: the plain grid argmax
     pl_shape: bool = False
 
 

@@ -4,8 +4,8 @@ An epoch: each *trainee* (one model, or a stack of single-landmark models traine
 runs the method's stages in order, each stage ``stage_steps`` SSL steps on batches of its patch
 sources, drawn from its own generator; then, for PL methods, Infer-PL re-infers the pseudo-labels
 with the method's predictor (each PL moving at most ``method.pl_max_move`` grid px after the first
-update, when set; read through a shape check fitted to the current PLs with ``method.pl_shape``,
-:func:`pl_reader`); then the tracked test error, the log row and the checkpoint.
+update, when set; with ``method.pl_shape`` read through a shape check fitted to the previous
+Infer-PL's unchecked answers, :func:`pl_reader`); then the tracked test error, the log row and the checkpoint.
 
 Under ``torchrun`` (:func:`distribute`): one model trains data parallel on every rank; K models
 (or stacks) are shared out, trainee i to rank ``i % N``, and after each epoch's training every rank
