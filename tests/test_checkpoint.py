@@ -201,3 +201,17 @@ def test_the_shape_check_refuses_too_few_landmarks_before_training(tmp_path):
     with pytest.raises(ValueError, match="eval.shape_reach needs at least 3 landmarks"):
         run_method(cfg, tmp_path / "run", phantom_grids(cfg), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_pl_shape_run_resumes_onto_the_same_pls(tmp_path, one_thread):
+    # the check of the next Infer-PL is fitted to the last one's unchecked answers: the checkpoint keeps them
+    cfg = tiny_cfg(**{"method.name": "multi", "method.landmarks": (0, 1, 2, 4), "method.pl_shape": True,
+                      "eval.shape_reach": 2.0, "eval.shape_prior": 1.0, "eval.track_every": 0, "train.epochs": 3,
+                      "train.steps_per_epoch": 2, "num_threads": 1})
+    data = phantom_grids(cfg)
+    straight = run_method(cfg, tmp_path / "a", data, progress=False).pl_state
+    run_method(cfg.replace(**{"train.epochs": 2}), tmp_path / "b", data, progress=False)
+    resumed = run_method(cfg, tmp_path / "b", data, progress=False, resume=True).pl_state
+    for a, b in zip(straight.history, resumed.history):
+        np.testing.assert_array_equal(a["pls"], b["pls"])
+        assert (a.get("unchecked") is None) == (b.get("unchecked") is None)

@@ -178,7 +178,6 @@ def test_pl_cross_takes_that_share_of_patches_from_the_templates(tiny):
         PLPatchSource(data, cfg.train, cfg.method.__class__(name="adapter", pl_cross=0.5), pl)
 
 
-
 def test_pl_shape_flags_counts_the_pls_a_shape_check_doubts(tiny):
     from cc2dkit.analysis import pl_shape_flags
     cfg, data = tiny

@@ -173,6 +173,5 @@ def pl_reader(ctx: RunContext, predictor: Predictor, pl: PLState) -> Predictor:
     if not ctx.cfg.method.pl_shape or len(pl.history) < 2:
         return predictor
     reference = predictor.template.points[predictor.landmark_indices]
-    answers = pl.history[-1].get("unchecked")
-    answers = pl.history[-1]["pls"] if answers is None else answers  # a run resumed from before the option
+    answers = pl.history[-1]["unchecked"]  # every Infer-PL of such a run keeps it (pl_shape may not change on resume)
     return predictor.with_shape(ShapeCheck.fit(answers, reference, e.shape_reach, e.shape_prior, e.shape_regression))
