@@ -79,6 +79,8 @@ BAD = {
     "method.pl_max_move": [0, -1.0, "x"], "method.pl_agree": ["x", True],  # True without pl_max_move
     "method.pl_cross": [-0.1, 1.5, 0.5],  # 0.5 with the smoke preset's method (cc2d: no templates, no PLs)
     "method.pl_shape": ["x", True],  # True: the smoke preset has no shape check
+    "method.pl_walk": [-1.0, "x", 1.0],  # 1.0 with the smoke preset's method (cc2d: no templates, no PLs)
+    "method.pl_walk_stride": [3, 64, "x"],
     "refine.enabled": ["x"], "refine.scale": [0], "refine.crop": [100, 32], "refine.steps_per_epoch": [0], "refine.coarse_gate": ["x"],
     "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"], "refine.template_copies": ["x", 8],
     "eval.batch_size": [0], "eval.subpixel": ["x"], "eval.amp": ["fp16", ""], "eval.template_copies": [-1], "eval.radii_mm": [(), (2.0, 2.0), (-1.0,)], "eval.figures": [-1],

@@ -144,6 +144,18 @@ def test_pl_cross_reaches_the_pl_stage_of_an_adapter_run(cfg, data):
         c.replace(**{"method.name": "multi", "method.pl_cross": 0.5})
 
 
+def test_pl_walk_adds_the_round_trip_to_the_pl_stage_of_an_adapter_run(cfg, data):
+    c = cfg.replace(**{"method.landmarks": (4, 1), "method.name": "adapter", "method.adapter_channels": 2,
+                       "train.epochs": 1, "train.steps_per_epoch": 2, "eval.track_every": 0})
+    plain = run_method(c, None, data, progress=False)
+    walk = run_method(c.replace(**{"method.pl_walk": 1.0}), None, data, progress=False)
+    # the template stage is the same; the PL stage's loss gains the round trip (positive: -log of a probability)
+    assert plain.metrics["loss_template"].tolist() == walk.metrics["loss_template"].tolist()
+    assert (walk.metrics["loss_pl"].to_numpy() > plain.metrics["loss_pl"].to_numpy()).all()
+    with pytest.raises(ValueError, match="pl_walk"):
+        c.replace(**{"method.name": "sla", "method.pl_walk": 1.0})
+
+
 def test_pl_images_limits_the_pseudo_labelled_images(cfg, data):
     c = cfg.replace(**{"method.pl_images": 3, "method.landmarks": (0,), "method.name": "multi"})
     ctx = prepare_context(c, None, data, progress=False)

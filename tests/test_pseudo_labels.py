@@ -178,6 +178,34 @@ def test_pl_cross_takes_that_share_of_patches_from_the_templates(tiny):
         PLPatchSource(data, cfg.train, cfg.method.__class__(name="adapter", pl_cross=0.5), pl)
 
 
+def test_pl_walk_gives_each_sample_a_template_copy_and_its_landmark(tiny):
+    from cc2dkit.data.template_aug import TemplateCopies
+    cfg, data = tiny
+    g, n_all = data.grid, data.landmarks.shape[1]
+    marks = np.random.default_rng(0).uniform(-3, g + 2, size=(4, n_all, 2))  # some outside the grid
+    copies = TemplateCopies(torch.rand(4, 1, g, g), marks, [("copy", c) for c in range(4)],
+                            np.zeros((4, 2)), np.zeros((4, 4)))
+    pl = PLState.random(data, [1, 2, 3], [0, 2], torch.Generator().manual_seed(0))
+    plain = PLPatchSource(data, cfg.train, cfg.method, pl).sample(32, torch.Generator().manual_seed(5))
+    assert plain.partners is None
+    src = PLPatchSource(data, cfg.train, cfg.method.__class__(name="adapter", pl_walk=1.0), pl, copies=copies)
+    batch = src.sample(32, torch.Generator().manual_seed(5))
+    # the PL draw is the same; the partners come after it
+    assert batch.keys == plain.keys and torch.equal(batch.patches, plain.patches)
+    assert torch.equal(batch.image_points, plain.image_points)
+    assert batch.partners.shape == (32, 1, g, g) and len(batch.partner_keys) == 32
+    for j in range(32):
+        c = batch.partner_keys[j][1]
+        lm = pl.landmark_indices[int(batch.landmark_ids[j])]
+        assert torch.equal(batch.partners[j], copies.images[c])
+        assert np.allclose(batch.partner_points[j].numpy(), np.clip(marks[c, lm], 0, g - 1), atol=1e-4)
+    assert len({k[1] for k in batch.partner_keys}) > 1
+    half = batch.part(slice(0, 16))
+    assert half.partners.shape[0] == 16 and half.partner_keys == batch.partner_keys[:16]
+    with pytest.raises(ValueError, match="pl_walk.*needs the augmented templates"):
+        PLPatchSource(data, cfg.train, cfg.method.__class__(name="adapter", pl_walk=1.0), pl)
+
+
 def test_pl_shape_flags_counts_the_pls_a_shape_check_doubts(tiny):
     from cc2dkit.analysis import pl_shape_flags
     cfg, data = tiny

@@ -219,3 +219,58 @@ def test_cosine_learning_rate_per_epoch(smoke_cfg):
     assert epoch_lr(cfg.replace(**{"train.lr_schedule": "constant"}), 4) == 1e-3
     with pytest.raises(ValueError, match="lr_schedule"):
         epoch_lr(cfg.replace(**{"train.lr_schedule": "step"}), 1)
+
+
+def _distinct(b, d, h, seed=0):
+    """(B, D, h, h) embeddings whose cells are orthogonal one-hots (D >= h*h): every cell told apart."""
+    perm = torch.stack([torch.randperm(d, generator=torch.Generator().manual_seed(seed + i))[:h * h] for i in range(b)])
+    return F.one_hot(perm, d).float().permute(0, 2, 1).reshape(b, d, h, h)
+
+
+def test_walk_comes_home_wherever_the_image_puts_the_match():
+    from cc2dkit.training.loss import walk_scale_loss
+    tmpl = _distinct(2, 40, 6)
+    points = torch.tensor([[11.5, 19.5], [43.5, 3.5]])  # cell centres of a 48-px image at stride 8
+    same = walk_scale_loss(tmpl, tmpl.clone(), points, 8, 48, 50.0)
+    assert float(same) < 1e-4  # one-to-one and sharp: the walk returns for sure
+    # the image's cells shuffled: still one-to-one, so the trip still comes home (consistency, not position)
+    shuffled = tmpl.flatten(2)[:, :, torch.randperm(36, generator=torch.Generator().manual_seed(3))].reshape(tmpl.shape)
+    assert float(walk_scale_loss(tmpl, shuffled, points, 8, 48, 50.0)) < 1e-4
+    # a template cell that looks like the point's: the way back splits between the two, P(home) = 1/2
+    twin = tmpl.clone()
+    for b, (x, y) in enumerate([(1, 2), (5, 0)]):  # the points' cells (col, row) at stride 8
+        twin[b, :, 5 - y, 5 - x] = twin[b, :, y, x]
+    assert float(walk_scale_loss(twin, twin.clone(), points, 8, 48, 50.0)) == pytest.approx(np.log(2), abs=1e-4)
+
+
+def test_walk_loss_reads_the_coarse_strides_and_trains_both_ends():
+    from cc2dkit.training.loss import Walk, walk_loss
+    gen = torch.Generator().manual_seed(0)
+    strides = (32, 16, 8, 4, 2)
+    tmpl = [torch.randn(2, 8, 64 // s, 64 // s, generator=gen, requires_grad=True) for s in strides]
+    img = [torch.randn(2, 8, 64 // s, 64 // s, generator=gen, requires_grad=True) for s in strides]
+    points = torch.tensor([[10.0, 20.0], [40.0, 50.0]])
+    loss = walk_loss(tmpl, img, points, strides, 64, 10.0, Walk(0.5, 16))
+    loss.backward()
+    assert float(loss) > 0
+    for i, s in enumerate(strides):  # only the strides >= 16 reach the loss, both ends of them
+        for t in (tmpl[i], img[i]):
+            assert (t.grad is not None and t.grad.abs().sum() > 0) == (s >= 16)
+    with pytest.raises(ValueError, match="pl_walk_stride=64"):
+        walk_loss(tmpl, img, points, strides, 64, 10.0, Walk(1.0, 64))
+
+
+def test_ssl_step_wants_partners_and_the_walk_together(smoke_cfg):
+    from cc2dkit.training.loss import Walk
+    data = _phantom(smoke_cfg)
+    model = CC2D(smoke_cfg.net, smoke_cfg.backbone)
+    opt = make_optimizer(model, smoke_cfg)
+    batch = RandomPatchSource(data, smoke_cfg.train).sample(4, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="round trip"):
+        ssl_step(model, [batch], opt, smoke_cfg.train, torch.device("cpu"), walk=Walk(1.0, 8))
+    batch.partners, batch.partner_keys = data.images[:4], data.keys[:4]
+    batch.partner_points = torch.full((4, 2), 30.0)
+    with pytest.raises(ValueError, match="round trip"):
+        ssl_step(model, [batch], opt, smoke_cfg.train, torch.device("cpu"))
+    (loss,) = ssl_step(model, [batch], opt, smoke_cfg.train, torch.device("cpu"), walk=Walk(1.0, 8))
+    assert np.isfinite(loss)

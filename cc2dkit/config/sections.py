@@ -129,6 +129,11 @@ class MethodConfig(_Checked):
     # (its prior and regression too) fitted to the previous Infer-PL's answers read without one, as a run's
     # final answers are through the one fitted to them (label-free); False: the plain grid argmax
     pl_shape: bool = False
+    # PL methods with augmented templates (atd, adapter): every PL sample also walks from a random augmented
+    # template's landmark to its image and back (a cycle-consistency loss across two patients, no PL point in
+    # it), weighted by this beside the CC2D loss; 0: off. pl_walk_stride: the finest stride it reads
+    pl_walk: float = rule(0.0, lo=0)
+    pl_walk_stride: int = rule(8, choices=(2, 4, 8, 16, 32))
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,9 @@ class Config(_Checked):
             raise ValueError("config method.pl_agree=True needs method.pl_max_move (the cap it waives)")
         if self.method.pl_cross and self.method.name not in ("atd", "adapter"):
             raise ValueError(f"config method.pl_cross={self.method.pl_cross} needs a method with augmented "
+                             f"templates and pseudo-labels (atd, adapter), got method.name={self.method.name!r}")
+        if self.method.pl_walk and self.method.name not in ("atd", "adapter"):
+            raise ValueError(f"config method.pl_walk={self.method.pl_walk} needs a method with augmented "
                              f"templates and pseudo-labels (atd, adapter), got method.name={self.method.name!r}")
         if self.method.pl_shape and self.method.name == "cc2d":
             raise ValueError("config method.pl_shape=True needs a method with pseudo-labels, got method.name='cc2d'")

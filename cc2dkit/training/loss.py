@@ -4,8 +4,15 @@ At every scale ``s`` the patch embedding at the point is compared (cosine simila
 temperature) with the image embedding at every location; softmax cross-entropy asks for the cell
 that contains the same point in the image. At stride 32 the softmax runs over the whole map; at
 finer strides over a (2w+1)^2-cell window around the true cell (clipped to the map), as CC2D.
+
+The round trip (``method.pl_walk``, :func:`walk_loss`) compares two *different* images: from an
+augmented template's landmark to every cell of an unlabelled image and back, it asks the walk to
+come home (a cycle-consistency loss in the manner of a contrastive random walk). No point of the
+unlabelled image enters it, so a wrong pseudo-label cannot teach it the wrong place.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -56,3 +63,40 @@ def cc2d_loss(img_embs: list[torch.Tensor], patch_embs: list[torch.Tensor], imag
         total = total + loss
         parts.append(float(loss.detach()))
     return total, parts
+
+
+@dataclass(frozen=True)
+class Walk:
+    """The round trip's weight beside the CC2D loss and the finest stride it reads (``method.pl_walk``,
+    ``method.pl_walk_stride``)."""
+
+    weight: float
+    min_stride: int
+
+
+def walk_scale_loss(tmpl_emb: torch.Tensor, img_emb: torch.Tensor, tmpl_points: torch.Tensor, stride: int,
+                    size: int, temperature: float) -> torch.Tensor:
+    """-log P(home) of one scale. tmpl_emb, img_emb (B, D, h, w) of two size x size images; tmpl_points (B, 2).
+
+    P(home) = sum_i P(point -> cell i of the image) P(cell i -> the point's cell of the template), each
+    step a softmax of temperature x cosine over the other image's cells."""
+    b, d, h, w = tmpl_emb.shape
+    tmpl = F.normalize(tmpl_emb, dim=1).flatten(2)  # (B, D, hw)
+    img = F.normalize(img_emb, dim=1).flatten(2)  # (B, D, hw)
+    vec = F.normalize(sample_at(tmpl_emb, tmpl_points, size), dim=1)  # (B, D)
+    there = torch.log_softmax(temperature * torch.einsum("bd,bdn->bn", vec, img), dim=1)  # (B, hw)
+    cells = cell_index(tmpl_points, stride)
+    home = cells[:, 1].clamp(0, h - 1) * w + cells[:, 0].clamp(0, w - 1)  # (B,)
+    back = torch.log_softmax(temperature * torch.einsum("bdn,bdm->bnm", img, tmpl), dim=2)  # (B, hw image, hw template)
+    back_home = back.gather(2, home.view(b, 1, 1).expand(b, h * w, 1)).squeeze(2)  # (B, hw image)
+    return -torch.logsumexp(there + back_home, dim=1).mean()
+
+
+def walk_loss(tmpl_embs: list[torch.Tensor], img_embs: list[torch.Tensor], tmpl_points: torch.Tensor,
+              strides: tuple[int, ...], size: int, temperature: float, walk: Walk) -> torch.Tensor:
+    """``walk.weight`` x the sum of :func:`walk_scale_loss` over the strides >= ``walk.min_stride``
+    (the coarse maps, where a landmark is told from its look-alikes; a finer map is (G/s)^4 cells wide)."""
+    scales = [(t, i, s) for t, i, s in zip(tmpl_embs, img_embs, strides) if s >= walk.min_stride]
+    if not scales:
+        raise ValueError(f"method.pl_walk_stride={walk.min_stride} leaves none of the strides {strides}")
+    return walk.weight * sum(walk_scale_loss(t, i, tmpl_points, s, size, temperature) for t, i, s in scales)

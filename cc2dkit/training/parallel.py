@@ -17,14 +17,17 @@ from ..network import sync_batch_norm
 
 
 class PairEmbed(nn.Module):
-    """``forward(images, patches, keys, ids)`` -> (image embeddings, patch embeddings) of ``net``."""
+    """``forward(images, patches, keys, ids, partners, partner_keys)`` -> (image embeddings, patch
+    embeddings, the round trip's partners' embeddings or None) of ``net``."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, images: torch.Tensor, patches: torch.Tensor, keys: list | None, ids: torch.Tensor | None):
-        return self.net.embed_groups(images, keys, ids), self.net.embed_groups(patches, None, ids)
+    def forward(self, images: torch.Tensor, patches: torch.Tensor, keys: list | None, ids: torch.Tensor | None,
+                partners: torch.Tensor | None = None, partner_keys: list | None = None):
+        mates = None if partners is None else self.net.embed_groups(partners, partner_keys, ids)
+        return self.net.embed_groups(images, keys, ids), self.net.embed_groups(patches, None, ids), mates
 
 
 @dataclass

@@ -36,12 +36,18 @@ class PatchBatch:
     patch_points: torch.Tensor  # (B, 2) (x, y) of the point inside the augmented patch
     image_points: torch.Tensor  # (B, 2) (x, y) of the same point in the full image
     landmark_ids: torch.Tensor | None = None  # (B,) landmark each sample trains (adapters); None: CC2D
+    # the round trip (method.pl_walk): per sample an augmented template, its cache key and its landmark
+    partners: torch.Tensor | None = None  # (B, 1, G, G)
+    partner_keys: list | None = None
+    partner_points: torch.Tensor | None = None  # (B, 2) (x, y) of the sample's landmark in its partner
 
     def part(self, rows: slice) -> "PatchBatch":
         """The samples ``rows`` of this batch (a rank's share in data-parallel training)."""
-        return PatchBatch(None if self.keys is None else self.keys[rows], self.images[rows], self.patches[rows],
-                          self.patch_points[rows], self.image_points[rows],
-                          None if self.landmark_ids is None else self.landmark_ids[rows])
+        def cut(v):
+            return None if v is None else v[rows]
+        return PatchBatch(cut(self.keys), self.images[rows], self.patches[rows], self.patch_points[rows],
+                          self.image_points[rows], cut(self.landmark_ids), cut(self.partners),
+                          cut(self.partner_keys), cut(self.partner_points))
 
 
 @dataclass(frozen=True)

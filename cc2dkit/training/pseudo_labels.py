@@ -150,6 +150,8 @@ class PLPatchSource(CentredPatchSource):
     The PLs are read from ``pl_state`` at every draw, so re-inferred PLs are used at once.
     With ``method.pl_cross`` (and the augmented templates ``copies``) that share of the samples takes
     its patch from an augmented template at the same landmark: template and image are two patients.
+    With ``method.pl_walk`` every sample also carries an augmented template and its landmark there
+    (``PatchBatch.partners``), the start and end of the round trip of ``loss.walk_loss``.
     """
 
     def __init__(self, data: GridImages, train: TrainConfig, method: MethodConfig, pl_state: PLState,
@@ -163,16 +165,30 @@ class PLPatchSource(CentredPatchSource):
         idx = [pl_state.image_indices[r] for r in rows]
         super().__init__(data.images[idx], [data.keys[i] for i in idx],
                          lambda: self.pl_state.pls[np.ix_(self.rows, self.columns)], train, method.pl_offset)
-        if method.pl_cross and copies is None:
-            raise ValueError(f"method.pl_cross={method.pl_cross} needs the augmented templates (copies)")
-        self.copies, self.cross_share = copies, method.pl_cross
+        for name in ("pl_cross", "pl_walk"):
+            if getattr(method, name) and copies is None:
+                raise ValueError(f"method.{name}={getattr(method, name)} needs the augmented templates (copies)")
+        self.copies, self.cross_share, self.walk = copies, method.pl_cross, bool(method.pl_walk)
 
     def sample(self, batch_size: int, gen: torch.Generator) -> PatchBatch:
         batch = super().sample(batch_size, gen)
         batch.landmark_ids = torch.tensor(self.columns, dtype=torch.long)[batch.landmark_ids]
         if self.cross_share:
             self._cross(batch, gen)
+        if self.walk:
+            self._partners(batch, gen)
         return batch
+
+    def _partners(self, batch: PatchBatch, gen: torch.Generator) -> None:
+        """Each sample gets a random augmented template and its landmark there: the round trip's other
+        end (``method.pl_walk``; drawn after everything else, so the other draws are a run's without it)."""
+        lms = [self.pl_state.landmark_indices[int(i)] for i in batch.landmark_ids]
+        picks = torch.randint(len(self.copies.images), (len(lms),), generator=gen).tolist()
+        batch.partners = self.copies.images[picks]
+        batch.partner_keys = [self.copies.keys[c] for c in picks]
+        points = np.asarray([self.copies.landmarks[c, lm] for c, lm in zip(picks, lms)])
+        # a landmark the augmentation moved out of the grid sits at its border, as in TemplatePatchSource
+        batch.partner_points = torch.tensor(np.clip(points, 0.0, self.copies.grid - 1.0), dtype=torch.float32)
 
     def _cross(self, batch: PatchBatch, gen: torch.Generator) -> None:
         """Each sample, with probability ``cross_share``, gets its patch from a random augmented

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from .loss import Walk
 from .parallel import DataParallel
 from .step import ssl_step
 
@@ -54,5 +55,6 @@ def train_stage(net, optimizer: torch.optim.Optimizer, sources: Sequence, cfg: C
     losses = []
     for _ in range(steps or stage_steps(cfg, max(len(s) for s in sources))):
         batches = [s.sample(cfg.train.batch_size, generator) for s in sources]
-        losses.append(ssl_step(net, batches, optimizer, cfg.train, device, dp))
+        walk = Walk(cfg.method.pl_walk, cfg.method.pl_walk_stride) if batches[0].partners is not None else None
+        losses.append(ssl_step(net, batches, optimizer, cfg.train, device, dp, walk))
     return np.asarray(losses).mean(axis=0)

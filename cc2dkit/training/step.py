@@ -22,7 +22,7 @@ import torch
 from ..config import TrainConfig
 from ..distributed import current, sum_over_ranks
 from ..runtime import bf16_autocast, use_bf16
-from .loss import cc2d_loss
+from .loss import Walk, cc2d_loss, walk_loss
 from .parallel import DataParallel
 from .patches import PatchBatch
 
@@ -48,18 +48,22 @@ def use_memory_format(module: torch.nn.Module, fmt: torch.memory_format) -> None
 
 
 def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-             device: torch.device, dp: DataParallel | None = None) -> list[float]:
+             device: torch.device, dp: DataParallel | None = None, walk: Walk | None = None) -> list[float]:
     """One update of ``net`` on ``batches`` (batch k trains model k; one batch for one model).
 
     Returns the K losses. The batches must have the same size. Their ``landmark_ids`` reach the
     network only when it has landmark-specific weights (the C-Adapter). ``dp``: data-parallel
     training; this rank trains its share of the global ``batches`` and the losses returned are
-    those of the global batch.
+    those of the global batch. ``walk``: batches that carry partners (``method.pl_walk``) add the
+    round trip between each partner and its image (``loss.walk_loss``) to their loss.
     """
     if len(batches) != net.n_models:
         raise ValueError(f"{len(batches)} batches for {net.n_models} model(s): one batch per model")
     if len({len(b.images) for b in batches}) != 1:
         raise ValueError("the stacked models' batches must have the same size")
+    mated = {b.partners is not None for b in batches}
+    if len(mated) != 1 or (True in mated) != (walk is not None):
+        raise ValueError("the round trip (method.pl_walk) needs partners in every batch and its weight, or neither")
     if dp is not None:
         share = dp.share(len(batches[0].images))
         batches = [b.part(share) for b in batches]
@@ -71,17 +75,27 @@ def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimize
     patches = torch.cat([b.patches for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, P, P)
     keys = None if any(b.keys is None for b in batches) else [key for b in batches for key in b.keys]
     ids = torch.cat([b.landmark_ids for b in batches]).to(device) if net.n_landmarks else None
+    partners = partner_keys = mate_embs = None
+    if walk is not None:
+        partners = torch.cat([b.partners for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, G, G)
+        partner_keys = None if any(b.partner_keys is None for b in batches) else \
+            [key for b in batches for key in b.partner_keys]
     with autocast(cfg, device):
         if dp is not None:  # through DDP: its backward sums the ranks' gradients
-            img_embs, patch_embs = dp.module(images, patches, keys, ids)
+            img_embs, patch_embs, mate_embs = dp.module(images, patches, keys, ids, partners, partner_keys)
         else:
             img_embs = net.embed_groups(images, keys, ids)  # [(K, B, D, G/s, G/s)]
             patch_embs = net.embed_groups(patches, None, ids)  # [(K, B, D, P/s, P/s)]
+            if partners is not None:
+                mate_embs = net.embed_groups(partners, partner_keys, ids)  # [(K, B, D, G/s, G/s)]
     img_embs, patch_embs = [e.float() for e in img_embs], [e.float() for e in patch_embs]
     total, losses = 0.0, []
     for k, b in enumerate(batches):
         loss, _ = cc2d_loss([e[k] for e in img_embs], [e[k] for e in patch_embs], b.image_points.to(device),
                             b.patch_points.to(device), net.strides, patches.shape[-1], cfg.temperature, cfg.window)
+        if walk is not None:
+            loss = loss + walk_loss([e[k].float() for e in mate_embs], [e[k] for e in img_embs],
+                                    b.partner_points.to(device), net.strides, images.shape[-1], cfg.temperature, walk)
         total = total + loss
         losses.append(float(loss.detach()))
     optimizer.zero_grad(set_to_none=True)
