@@ -7,6 +7,7 @@ Each configuration runs in its own subprocess so its peak resident memory (ru_ma
     python benchmarks/bench_core.py --run runs/cpu       # also print that run's Test1 metrics
     python benchmarks/bench_core.py --grids 384 --set train.channels_last=on --set train.amp=bf16
     python benchmarks/bench_core.py --grids 192 --set method.name=cc2d     # a plain CC2D, not the C-Adapter
+    python benchmarks/bench_core.py --grids 192 --set method.pl_walk=1.0   # each step with the round trip
 
 Data: ISBI 2015 when $CC2DKIT_ISBI_ROOT is set (the speed does not depend on the pixels), the
 phantom otherwise. Backbone: VGG16 (random weights: speed only). The network is one model of the
@@ -55,6 +56,7 @@ def measure_one(grid: int, cache: bool, steps: int, n_images: int, sets: list[st
     from cc2dkit.methods.registry import method_spec
     from cc2dkit.runtime import setup, use_bf16
     from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
+    from cc2dkit.training.loss import Walk
 
     cfg, n = _config(grid, cache, n_images, sets)
     device, gen = setup(cfg)
@@ -69,14 +71,21 @@ def measure_one(grid: int, cache: bool, steps: int, n_images: int, sets: list[st
     def batch():  # an adapter's samples each train one landmark's adapter
         b = src.sample(cfg.train.batch_size, gen)
         ids = torch.randint(0, k, (len(b.images),), generator=gen) if model.n_landmarks else None
-        return dataclasses.replace(b, landmark_ids=ids)
+        b = dataclasses.replace(b, landmark_ids=ids)
+        if walk:  # the round trip's partners: other images of the set (the speed does not depend on which)
+            pick = torch.randint(len(data), (len(b.images),), generator=gen).tolist()
+            b = dataclasses.replace(b, partners=data.images[pick], partner_keys=[data.keys[i] for i in pick],
+                                    partner_points=b.image_points)
+        return b
+
+    walk = Walk(cfg.method.pl_walk, cfg.method.pl_walk_stride) if cfg.method.pl_walk else None
 
     if cache:  # warm: every image's frozen features computed once
         model.cache.features(data.keys, data.images)
-    ssl_step(model, [batch()], opt, cfg.train, device)  # warm-up step
+    ssl_step(model, [batch()], opt, cfg.train, device, walk=walk)  # warm-up step
     t0 = time.perf_counter()
     for _ in range(steps):
-        ssl_step(model, [batch()], opt, cfg.train, device)
+        ssl_step(model, [batch()], opt, cfg.train, device, walk=walk)
     train_s = time.perf_counter() - t0
     labelled = [i for i in range(len(data)) if data.labelled[i]]
     template = Template(data.images[labelled[0]], data.landmarks[labelled[0]])
@@ -91,7 +100,7 @@ def measure_one(grid: int, cache: bool, steps: int, n_images: int, sets: list[st
         "s_per_step": train_s / steps, "infer_s_per_image_all_landmarks": infer_s,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "threads": torch.get_num_threads(), "device": device.type, "amp": cfg.train.amp, "eval_amp": cfg.eval.amp,
-        "channels_last": cfg.train.channels_last,
+        "channels_last": cfg.train.channels_last, "pl_walk": cfg.method.pl_walk,
     }
 
 

@@ -132,9 +132,14 @@ def test_adapter_schedule_passes_landmark_ids(cfg, data, tmp_path, monkeypatch):
     assert np.isfinite(result.predictions[:, [4, 1]]).all() and np.isnan(result.predictions[:, [0, 2, 3]]).all()
 
 
+def _short_adapter(cfg):
+    """A C-Adapter of 2 landmarks, one epoch of 2 steps per stage, no tracking."""
+    return cfg.replace(**{"method.landmarks": (4, 1), "method.name": "adapter", "method.adapter_channels": 2,
+                          "train.epochs": 1, "train.steps_per_epoch": 2, "eval.track_every": 0})
+
+
 def test_pl_cross_reaches_the_pl_stage_of_an_adapter_run(cfg, data):
-    c = cfg.replace(**{"method.landmarks": (4, 1), "method.name": "adapter", "method.adapter_channels": 2,
-                       "train.epochs": 1, "train.steps_per_epoch": 2, "eval.track_every": 0})
+    c = _short_adapter(cfg)
     plain = run_method(c, None, data, progress=False)
     cross = run_method(c.replace(**{"method.pl_cross": 0.5}), None, data, progress=False)
     # the template stage runs first and draws the same batches; the PL stage's patches differ
@@ -145,8 +150,7 @@ def test_pl_cross_reaches_the_pl_stage_of_an_adapter_run(cfg, data):
 
 
 def test_pl_walk_adds_the_round_trip_to_the_pl_stage_of_an_adapter_run(cfg, data):
-    c = cfg.replace(**{"method.landmarks": (4, 1), "method.name": "adapter", "method.adapter_channels": 2,
-                       "train.epochs": 1, "train.steps_per_epoch": 2, "eval.track_every": 0})
+    c = _short_adapter(cfg)
     plain = run_method(c, None, data, progress=False)
     walk = run_method(c.replace(**{"method.pl_walk": 1.0}), None, data, progress=False)
     # the template stage is the same; the PL stage's loss gains the round trip (positive: -log of a probability)
