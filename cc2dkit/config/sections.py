@@ -240,12 +240,10 @@ class Config(_Checked):
                              "gives a patch under 32 pixels (the VGG stride): raise one of them")
         if self.method.pl_agree and self.method.pl_max_move is None:
             raise ValueError("config method.pl_agree=True needs method.pl_max_move (the cap it waives)")
-        if self.method.pl_cross and self.method.name not in ("atd", "adapter"):
-            raise ValueError(f"config method.pl_cross={self.method.pl_cross} needs a method with augmented "
-                             f"templates and pseudo-labels (atd, adapter), got method.name={self.method.name!r}")
-        if self.method.pl_walk and self.method.name not in ("atd", "adapter"):
-            raise ValueError(f"config method.pl_walk={self.method.pl_walk} needs a method with augmented "
-                             f"templates and pseudo-labels (atd, adapter), got method.name={self.method.name!r}")
+        for name in ("pl_cross", "pl_walk"):  # both draw from the augmented templates in the PL stage
+            if getattr(self.method, name) and self.method.name not in ("atd", "adapter"):
+                raise ValueError(f"config method.{name}={getattr(self.method, name)} needs a method with augmented "
+                                 f"templates and pseudo-labels (atd, adapter), got method.name={self.method.name!r}")
         if self.method.pl_shape and self.method.name == "cc2d":
             raise ValueError("config method.pl_shape=True needs a method with pseudo-labels, got method.name='cc2d'")
         if self.method.pl_shape and self.eval.shape_reach is None:
