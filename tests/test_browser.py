@@ -117,16 +117,26 @@ def _open_and_run_all(browser, lab, name: str):
     no = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news question
     if no.count():
         no.first.click()
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_text("Run All Cells", exact=True).click()
-    deadline, prompts = time.time() + RUN_TIMEOUT_S, []
+    # On a slow machine the first notebook's kernel may still be starting (or a kernel dialog open)
+    # when Run All is clicked, and nothing queues: answer a dialog, and ask again while no cell has
+    # started (a queued or running cell shows [*], a finished one [n], so a retry never runs one twice)
+    deadline, prompts, asked, dialogs = time.time() + RUN_TIMEOUT_S, [], 0.0, []
     while time.time() < deadline:
+        for dialog in page.query_selector_all(".jp-Dialog"):
+            dialogs.append(dialog.inner_text()[:200])
+            accept = dialog.query_selector(".jp-mod-accept")
+            if accept:
+                accept.click()
         prompts = [e.inner_text().strip() for e in page.query_selector_all(f"{PANEL} .jp-CodeCell .jp-InputArea-prompt")]
         if prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts):
             break
+        if all(p in ("[ ]:", "") for p in prompts) and time.time() - asked > 60:
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            asked = time.time()
         page.wait_for_timeout(1000)
     else:
-        raise AssertionError(f"{name} did not finish in {RUN_TIMEOUT_S} s: prompts {prompts}")
+        raise AssertionError(f"{name} did not finish in {RUN_TIMEOUT_S} s: prompts {prompts}, dialogs {dialogs}")
     page.wait_for_timeout(4000)  # widgets render after their cell
     return page, console
 
@@ -165,19 +175,33 @@ def _run_cell(page, code: str) -> str:
     raise AssertionError(f"no output for {code!r}")
 
 
+def _images(page) -> list[str | None]:
+    return [img.get_attribute("src") for img in page.query_selector_all(f"{PANEL} .jp-OutputArea-output img")]
+
+
+def _changed_after(page, before: list, at_least: int, timeout_s: float = 60) -> list:
+    """The output images once ``at_least`` of them differ from ``before`` (a widget redraws one by one)."""
+    deadline = time.time() + timeout_s
+    while True:
+        page.wait_for_timeout(1000)
+        after = _images(page)
+        changed = sum(a != b for a, b in zip(after, before))
+        if len(after) == len(before) and changed >= at_least or time.time() > deadline:
+            assert len(after) == len(before) and changed >= at_least, (len(before), len(after), changed)
+            return after
+
+
 def test_quickstart_runs_and_the_picker_changes_the_figures(browser, lab):
     page, console = _open_and_run_all(browser, lab, "00_quickstart.ipynb")
     _assert_clean(page, console, "00_quickstart")
     select = page.query_selector_all(f"{PANEL} .jp-OutputArea-output select")[-1]  # the explorer's landmark picker
     select.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
-    before = [img.get_attribute("src") for img in page.query_selector_all(f"{PANEL} .jp-OutputArea-output img")]
+    before = _images(page)
     _shot(page, "00_quickstart_explorer.png")
     options = [o.get_attribute("value") for o in select.query_selector_all("option")]
     select.select_option(options[2])
-    page.wait_for_timeout(3000)
-    after = [img.get_attribute("src") for img in page.query_selector_all(f"{PANEL} .jp-OutputArea-output img")]
-    assert len(after) == len(before) and sum(a != b for a, b in zip(after, before)) >= 2  # maps and predictions
+    _changed_after(page, before, at_least=2)  # maps and predictions
     _shot(page, "00_quickstart_picked.png")
     _assert_clean(page, console, "00_quickstart after picking")
     page.close()
@@ -189,12 +213,10 @@ def test_refinement_runs_and_the_picker_changes_both_figures(browser, lab):
     select = page.query_selector_all(f"{PANEL} .jp-OutputArea-output select")[-1]  # the refinement explorer's picker
     select.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
-    before = [img.get_attribute("src") for img in page.query_selector_all(f"{PANEL} .jp-OutputArea-output img")]
+    before = _images(page)
     options = [o.get_attribute("value") for o in select.query_selector_all("option")]
     select.select_option(options[3])
-    page.wait_for_timeout(3000)
-    after = [img.get_attribute("src") for img in page.query_selector_all(f"{PANEL} .jp-OutputArea-output img")]
-    assert len(after) == len(before) and sum(a != b for a, b in zip(after, before)) >= 2  # close-up and histograms
+    _changed_after(page, before, at_least=2)  # close-up and histograms
     _shot(page, "08_refinement_picked.png")
     _assert_clean(page, console, "08_refinement after picking")
     page.close()

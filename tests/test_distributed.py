@@ -88,9 +88,12 @@ def test_data_parallel_run_equals_one_process(tmp_path, method):
     assert rc == 0, text
     assert "MRE_mm" in text  # rank 0 reports once
     assert text.count("MRE_mm") == one.stdout.count("MRE_mm")
-    # summed gradients and global batch-norm statistics: one process's run, to float rounding. Adam's
-    # first steps move a weight whose gradient is ~0 by +-lr whatever its sign, so rounding may move
-    # a few weights by up to 2 lr; the rest agree closely (a rank training alone moves them all)
+    # summed gradients and global batch-norm statistics: one process's run, to float rounding. Adam
+    # normalises each step to ~lr whatever the gradient's size, so where a gradient sum cancels to ~0
+    # rounding can flip its sign and move that weight by up to 2 lr per step (4 steps here: 8 lr).
+    # Measured on two machines: median ~0.01-0.04 lr, 99th percentile <= 0.4 lr, 0.5% over 0.5 lr,
+    # max 2.8 lr. A rank training alone (or another seed) moves most weights by ~lr or more, which
+    # these bounds refuse.
     diffs = []
     for a, b in zip(_weights(tmp_path / "one"), _weights(tmp_path / "two"), strict=True):
         assert a.keys() == b.keys()
@@ -101,12 +104,17 @@ def test_data_parallel_run_equals_one_process(tmp_path, method):
                 assert torch.equal(a[k], b[k]), k
     diffs = torch.cat(diffs)
     lr = json.loads((tmp_path / "one" / "config.json").read_text())["train"]["lr"]
-    assert diffs.median() < 1e-4 and diffs.max() <= 2.5 * lr
-    assert (diffs > 1e-4).double().mean() < 0.02
+    steps = 4
+    assert diffs.median() < 0.1 * lr
+    assert np.percentile(diffs.numpy(), 99) < lr
+    assert (diffs > 0.5 * lr).double().mean() < 0.02
+    assert diffs.max() <= 2 * steps * lr
     m1, m2 = (pd.read_csv(tmp_path / r / "metrics.csv") for r in ("one", "two"))
     losses = [c for c in m1.columns if c.startswith("loss_")]
     assert losses and list(m2.columns) == list(m1.columns)
-    np.testing.assert_allclose(m2[losses], m1[losses], rtol=1e-3)
+    # the epoch's mean loss reads the weights after each step, so it carries the same rounding
+    # (measured: 0.35% apart for cc2d on an AVX2-only machine, 0.1% or less elsewhere)
+    np.testing.assert_allclose(m2[losses], m1[losses], rtol=1e-2)
 
 
 def test_per_landmark_models_shared_out_equal_one_process(tmp_path):
