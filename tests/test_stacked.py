@@ -219,8 +219,8 @@ def test_stacked_step_with_channels_last_equals_the_nchw_step(cfg, data):
     np.testing.assert_allclose(out[True][0], out[False][0], rtol=1e-6)  # the loss is float32
     # Adam moves every weight by ~lr per step, so a layout bug shows as differences of ~lr nearly
     # everywhere. Where a gradient is ~0, the float32 loss's rounding can still tilt Adam's update
-    # (measured: 1 weight of 27648 by 0.006 lr): allow a handful, never a whole step's worth.
+    # (measured: 1 weight of 27648 by 0.006 lr): allow a handful, none past a sign flip's 2 lr a step.
     lr = c.train.lr
     diffs = torch.cat([(a - b).abs().flatten() for a, b in zip(out[True][1], out[False][1], strict=True)])
     assert (diffs > 1e-3 * lr).double().mean() <= 1e-3
-    assert diffs.max() <= 2 * 2 * lr  # two steps
+    assert diffs.max() <= 2 * len(out[True][0]) * lr
