@@ -22,5 +22,10 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
 fi
 .venv/bin/python -c "import playwright" 2>/dev/null || .venv/bin/python -m pip install -q playwright \
   || echo "playwright could not be installed: tests/test_browser.py will be skipped"
-.venv/bin/python -m pytest "$@"
-CC2DKIT_QUICK=1 .venv/bin/python -m pytest --nbval --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider notebooks
+# Two pytest-xdist workers: the quick-mode notebooks and the unit tests run on one torch thread each
+# (tests/conftest.py), so two at once fill two cores. A file's tests, and a notebook's cells, stay on
+# one worker (--dist loadfile). CC2DKIT_TEST_WORKERS=0 runs everything in one process.
+WORKERS="${CC2DKIT_TEST_WORKERS:-2}"
+.venv/bin/python -m pytest -n "$WORKERS" --dist loadfile "$@"
+CC2DKIT_QUICK=1 .venv/bin/python -m pytest -n "$WORKERS" --dist loadfile --nbval --nbval-current-env \
+  --nbval-cell-timeout=900 -p no:cacheprovider notebooks

@@ -14,7 +14,8 @@ SHARED = ROOT.parent / "shared"
 ISBI_ROOT = Path(os.environ.get("CC2DKIT_ISBI_ROOT", SHARED / "data" / "isbi2015"))
 VGG16_WEIGHTS = SHARED / "weights" / "vgg16_hed_bsds_from_imagenet.pth"
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# one torch thread per pytest-xdist worker (scripts/test.sh runs two on two cores, not four threads)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 def phantom_grids(cfg):
