@@ -11,7 +11,7 @@ from cc2dkit.data.grid import GridImages
 from cc2dkit.inference import ModelSetPredictor, Predictor, RefinedPredictor, Template
 from cc2dkit.analysis import PredictorComparison, compare_answers, compare_predictors
 from cc2dkit.inference.cascade import cascade_argmax
-from cc2dkit.inference.refine import crop_origins, cut, refinement_variants, window_gate
+from cc2dkit.inference.refine import crop_origins, cut, keep_coarse, refinement_variants, window_gate
 from cc2dkit.methods import load_predictor, run_method, with_fine_stage
 from cc2dkit.widgets import refinement_explorer
 from cc2dkit.widgets.refinement import PeakView
@@ -440,3 +440,46 @@ def test_to_original_of_some_landmarks_fills_the_others_with_nan():
     assert some.shape == (2, 3, 2) and np.isnan(some[:, 1]).all()
     np.testing.assert_allclose(some[:, [0, 2]], data.to_original(data.landmarks)[:, [0, 2]])
     np.testing.assert_allclose(some[:, [0, 2]], data.original_landmarks[:, [0, 2]], atol=1e-9)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_back_misses_say_how_far_a_point_looks_back_from_the_templates_landmark(whole):
+    data = GridImages(Dots([(0, 0), (0, 0)]), GRID, "test", progress=False)  # image 1: the template's twin
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    truth = data.landmarks[1]
+    refined = RefinedPredictor(Fixed(template, data.landmarks), intensity_network(), fine_template, SCALE, CROP,
+                               whole_image=whole)
+    _, origins, embs = refined.window_maps(data.dataset[1].image, truth, refined.fine_vectors())
+    off = np.array([[0.5, 0.0], [0.0, -0.5], [0.35, 0.35]])  # 2 fine px off each dot, on its flank
+    misses = refined.back_misses(embs, origins, np.stack([truth, truth + off]))
+    assert misses.shape == (2, 3)
+    np.testing.assert_allclose(misses[0], 0.0, atol=0.05)  # the landmark looks back at itself
+    np.testing.assert_allclose(misses[1], np.linalg.norm(off, axis=1), atol=0.15)  # a flank at the same flank
+
+
+def test_the_back_check_keeps_the_coarse_answer_where_the_fine_one_does_not_look_back():
+    assert keep_coarse(np.array([[2.0, 2.0, 0.5, 3.0], [1.0, 2.5, 0.0, 3.0]]), 1.0).tolist() == [
+        True, False, False, False]  # fine over the reach and coarse nearer; coarse further; fine within; a tie
+    data = GridImages(Dots([(0, 0), (3.0, -2.0), (-2.0, 4.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    truth = data.landmarks[1:]
+    plain = RefinedPredictor(Fixed(template, data.landmarks), intensity_network(), fine_template, SCALE, CROP)
+    # a fine stage that takes every answer 1 grid px (4 fine px, on the dot's flank) to the right
+    plain.answer = lambda maps, origins, grid_points, max_move: grid_points + [1.0, 0.0]
+    for reach, kept in ((0.5, True), (2.0, False)):
+        checked = plain.variant(back_check=reach)
+        checked.answer = plain.answer
+        assert checked.back_check == reach and checked.with_template(template).back_check == reach
+        got = checked.predict_grid(data, [1, 2])
+        np.testing.assert_allclose(got, truth if kept else truth + [1.0, 0.0], atol=1e-6)
+        ablation = checked.predict_grid_back(data, [0.5, 2.0], rows=[1, 2])
+        np.testing.assert_allclose(ablation[reach], got)
+        np.testing.assert_allclose(ablation["fine"], truth + [1.0, 0.0])
+        np.testing.assert_allclose(ablation["coarse"], truth)
+        np.testing.assert_allclose(ablation["misses"][:, 0], 1.0, atol=0.15)  # (N, fine / coarse, K)
+        np.testing.assert_allclose(ablation["misses"][:, 1], 0.0, atol=0.05)
+    with pytest.raises(ValueError, match="back_check"):
+        plain.variant(back_check=0.0)
+    assert RefinedPredictor.settings_of(tiny_cfg(**{"refine.back_check": 2.0}).refine)["back_check"] == 2.0

@@ -154,6 +154,10 @@ class RefineConfig(_Checked):
     # inference: the fine stage's template vectors averaged over the eval.template_copies augmented
     # copies too (at the fine grid), as the coarse stage's are; False: the template alone
     template_copies: bool = False
+    # inference: keep the coarse answer where the fine answer's back-match (its fine vector matched over
+    # the template's window) lands over back_check grid px from the template's landmark and the coarse
+    # answer's lands nearer (inference/refine.py); None: off
+    back_check: float | None = rule(None, lo=0, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -210,8 +214,8 @@ ADDED = {"refine": {"coarse_gate": False, "whole_image": False, "template_copies
 # What may differ between a run's config and the config it is resumed / used for prediction with:
 # (backbone.weights: the file may move, its sha256 may not)
 RESUME_MAY_CHANGE = ("name", "train.epochs", "train.save_every", "train.amp", "eval.*", "refine.coarse_gate",
-                     "refine.max_move", "refine.whole_image", "num_threads", "device", "backbone.weights",
-                     "backbone.cache_*")  # train.amp: only as spelled, the precision may not (run.check_precision)
+                     "refine.max_move", "refine.whole_image", "refine.back_check", "num_threads", "device",
+                     "backbone.weights", "backbone.cache_*")  # train.amp: only as spelled, the precision may not (run.check_precision)
 PREDICTION_KEEPS = ("data.grid", "backbone.arch", "backbone.weights_sha256", "net.*", "method.name",
                     "method.landmarks", "method.adapter_channels", "refine.enabled", "refine.scale", "refine.crop")
 

@@ -27,6 +27,14 @@ further away (the other side's gonion, a neighbouring tooth) is the coarse stage
 ``fine_copies``: the fine stage's template vectors are averaged over the coarse stage's
 ``template_copies`` augmented copies of the template too (made at the fine grid), as the coarse
 stage's are; otherwise the template alone gives them.
+
+``back_check`` (grid px): a round trip at the fine stage. The query's fine vectors at the fine
+answer, and at the coarse one, are each matched back over the template's window around its
+landmark (the cascade of the fine maps, argmax); how far that back-match lands from the template's
+landmark is the answer's *back miss*. Where the fine answer's back miss exceeds ``back_check`` and
+the coarse answer's is smaller, the coarse answer stays: the fine stage found a place that does not
+look back at the template's landmark (a look-alike further along a ridge), and the coarse answer
+looks back better. No label is read: the template's own landmark is the reference.
 """
 from __future__ import annotations
 
@@ -40,7 +48,8 @@ from tqdm.auto import tqdm
 from ..config import RefineConfig
 from ..data.grid import GridImages, resize_to_grid
 from ..network import CC2D
-from .cascade import CLOSED_GATE_FLOOR, similarity_maps, template_vectors
+from ..network.sampling import sample_at
+from .cascade import CLOSED_GATE_FLOOR, cascade_argmax, similarity_maps, template_vectors
 from .predictor import Embedder, Matcher, PoseMatcher, Predictor, Template, average_views, mean_vectors
 
 
@@ -65,7 +74,7 @@ class RefinedPredictor(Predictor):
 
     def __init__(self, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, scale: int, crop: int,
                  coarse_gate: bool = False, max_move: float | None = None, whole_image: bool = False,
-                 fine_copies: bool = False):
+                 fine_copies: bool = False, back_check: float | None = None):
         # the coarse stage's settings, so that reading them off either stage (configured()) gives the same
         super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel,
                          coarse.template_copies, coarse.poses, coarse.centroid, coarse.bf16)
@@ -79,7 +88,10 @@ class RefinedPredictor(Predictor):
         if max_move is not None and max_move <= 0:
             raise ValueError(f"max_move={max_move}: a positive number of grid pixels, or None")
         self.scale, self.crop, self.coarse_gate, self.max_move = scale, crop, coarse_gate, max_move
-        self.whole_image, self.fine_copies = whole_image, fine_copies
+        if back_check is not None and back_check <= 0:
+            raise ValueError(f"back_check={back_check}: a positive number of grid pixels, or None")
+        self.whole_image, self.fine_copies, self.back_check = whole_image, fine_copies, back_check
+        self._back_template = None  # the template's fine embedding for back_check, made on first use
         self.shape = coarse.shape  # the coarse stage's maps carry it, and so the gate
         self.pool = coarse.pool  # the coarse stage matches against it
 
@@ -87,7 +99,7 @@ class RefinedPredictor(Predictor):
     def settings_of(rc: RefineConfig) -> dict:
         """The ``refine`` section's inference settings as this class's keyword arguments."""
         return {"coarse_gate": rc.coarse_gate, "max_move": rc.max_move, "whole_image": rc.whole_image,
-                "fine_copies": rc.template_copies}
+                "fine_copies": rc.template_copies, "back_check": rc.back_check}
 
     @classmethod
     def build(cls, coarse: Predictor, fine: CC2D, template_fine: torch.Tensor, rc: RefineConfig) -> "RefinedPredictor":
@@ -98,7 +110,7 @@ class RefinedPredictor(Predictor):
     def settings(self) -> dict:
         """This fine stage's inference settings (``settings_of``'s keys)."""
         return {"coarse_gate": self.coarse_gate, "max_move": self.max_move, "whole_image": self.whole_image,
-                "fine_copies": self.fine_copies}
+                "fine_copies": self.fine_copies, "back_check": self.back_check}
 
     def variant(self, coarse: Predictor | None = None, **changes) -> "RefinedPredictor":
         """The same fine stage on another coarse predictor and / or with other ``settings``."""
@@ -189,15 +201,18 @@ class RefinedPredictor(Predictor):
 
     @torch.no_grad()
     def window_maps(self, image: np.ndarray, grid_points: np.ndarray, vectors: list[torch.Tensor],
-                    coarse_product: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    coarse_product: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """One image (H, W, original resolution) and its (K, 2) coarse grid points -> the fine maps
         (S, K, C, C) of each landmark's window, one more factor with ``coarse_product`` (K, G, G,
-        the coarse cascade's product on the image: the gate), and the (K, 2) window origins."""
+        the coarse cascade's product on the image: the gate), the (K, 2) window origins and the
+        image's fine embeddings (whole image: [(1, D, h, w)] over the fine grid; else [(K, D, h, w)],
+        one per window), which ``back_misses`` reads."""
         fine_image = resize_to_grid(image, self.fine_grid)  # (1, G_f, G_f)
         origins = crop_origins(self.to_fine(grid_points), self.crop, self.fine_grid)  # (K, 2)
         if self.whole_image:  # the fine image embedded once; each landmark's window cut from its maps
-            full = similarity_maps(self.embed(self.fine, fine_image[None].to(self.device)), vectors,
-                                   self.fine_grid)[:, 0]
+            embs = self.embed(self.fine, fine_image[None].to(self.device))
+            full = similarity_maps(embs, vectors, self.fine_grid)[:, 0]
             maps = torch.stack([full[:, k, y:y + self.crop, x:x + self.crop]
                                 for k, (x, y) in enumerate(origins.tolist())], dim=1)  # (S, K, C, C)
         else:
@@ -206,7 +221,7 @@ class RefinedPredictor(Predictor):
                                               self.crop)[:, 0] for k in range(len(origins))], dim=1)  # (S, K, C, C)
         if coarse_product is not None:  # one more factor of the product: (S + 1, K, C, C)
             maps = torch.cat([maps, window_gate(coarse_product, origins, self.crop, self.fine_grid)[None]])
-        return maps, origins
+        return maps, origins, embs
 
     def answer(self, maps: torch.Tensor, origins: torch.Tensor, grid_points: np.ndarray,
                max_move: float | None) -> np.ndarray:
@@ -224,15 +239,68 @@ class RefinedPredictor(Predictor):
         fine_points = (local + origins.float()).double().numpy()
         return (fine_points + 0.5) / self.scale - 0.5
 
+    def final(self, maps: torch.Tensor, origins: torch.Tensor, grid_points: np.ndarray,
+              embs: list[torch.Tensor]) -> np.ndarray:
+        """``window_maps``' output -> (K, 2) refined grid points as configured (``max_move``, ``back_check``)."""
+        fine = self.answer(maps, origins, grid_points, self.max_move)
+        if self.back_check is None:
+            return fine
+        misses = self.back_misses(embs, origins, np.stack([fine, grid_points]))  # (2, K)
+        return np.where(keep_coarse(misses, self.back_check)[:, None], grid_points, fine)
+
     def refine(self, image: np.ndarray, grid_points: np.ndarray, vectors: list[torch.Tensor],
                coarse_product: torch.Tensor | None = None) -> np.ndarray:
         """One image and its (K, 2) coarse grid points -> refined grid points (see ``window_maps``)."""
-        maps, origins = self.window_maps(image, grid_points, vectors, coarse_product)
-        return self.answer(maps, origins, grid_points, self.max_move)
+        maps, origins, embs = self.window_maps(image, grid_points, vectors, coarse_product)
+        return self.final(maps, origins, grid_points, embs)
+
+    def back_template(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The template at the fine grid as ``back_misses`` reads it, made once: its fine embeddings
+        (whole image: [(1, D, h, w)]; else [(K, D, h, w)] of the K windows around its landmarks), the
+        (K, 2) origins of its windows and its (K, 2) landmarks inside them (fine px)."""
+        if self._back_template is None:
+            self.fine.eval()
+            points = self.to_fine(self.template.points[self.landmark_indices])  # (K, 2)
+            origins = crop_origins(points, self.crop, self.fine_grid)
+            with torch.no_grad():
+                if self.whole_image:
+                    embs = self.embed(self.fine, self.template_fine[None].to(self.device))
+                else:
+                    embs = self.embed(self.fine, cut(self.template_fine, origins, self.crop).to(self.device))
+            self._back_template = (embs, origins, points - origins.float())
+        return self._back_template
+
+    @torch.no_grad()
+    def back_misses(self, embs: list[torch.Tensor], origins: torch.Tensor, grid_points: np.ndarray) -> np.ndarray:
+        """An image's fine embeddings and window origins (``window_maps``), (P, K, 2) grid points on it ->
+        (P, K) back misses in grid px: the query's fine vectors at each point, matched over the
+        template's window around landmark k (the cascade product's argmax), land this far from the
+        template's landmark k (see the module docstring; the argmax sub-pixel)."""
+        t_embs, t_origins, t_local = self.back_template()
+        n_points, k = np.asarray(grid_points).shape[:2]
+        fine_points = self.to_fine(np.asarray(grid_points).reshape(-1, 2)).to(self.device)  # (P*K, 2)
+        if self.whole_image:  # [(P*K, D)] read off the whole image's maps
+            vectors = template_vectors(embs, fine_points, self.fine_grid)
+        else:  # each landmark's points read in its own window
+            owner = torch.arange(n_points * k, device=self.device) % k  # (P*K,) the window of each point
+            local = fine_points - origins.to(self.device).float()[owner]
+            vectors = [F.normalize(sample_at(e[owner], local, self.crop), dim=1) for e in embs]
+        vectors = [v.reshape(n_points, k, -1) for v in vectors]  # [(P, K, D)]
+        back = torch.empty(n_points, k, 2)
+        for j in range(k):  # landmark j's P vectors over the template's window around landmark j
+            if self.whole_image:
+                x, y = t_origins[j].tolist()
+                maps = similarity_maps(t_embs, [v[:, j] for v in vectors], self.fine_grid)[:, :, :, y:y + self.crop,
+                                                                                        x:x + self.crop]
+            else:
+                maps = similarity_maps([e[j:j + 1] for e in t_embs], [v[:, j] for v in vectors], self.crop)
+            back[:, j] = cascade_argmax(maps, subpixel=True)[0].cpu()  # (S, 1, P, C, C) -> (P, 2) in the window
+        return (back - t_local[None]).norm(dim=-1).numpy() / self.scale
 
     @torch.no_grad()
     def windows(self, data: GridImages, rows: Sequence[int], progress: bool = False):
-        """Yields (j, coarse grid points (K, 2), ``window_maps``' maps and origins) for each row j of ``rows``."""
+        """Yields (j, coarse grid points (K, 2), ``window_maps``' maps, origins and embeddings) for each
+        row j of ``rows``."""
         vectors = self.fine_vectors()
         if not self.coarse_gate:
             coarse = self.coarse.predict_grid(data, rows, progress)
@@ -248,8 +316,8 @@ class RefinedPredictor(Predictor):
     def predict_grid(self, data: GridImages, rows: Sequence[int] | None = None, progress: bool = False) -> np.ndarray:
         rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
         out = np.empty((len(rows), len(self.landmark_indices), 2))
-        for j, coarse, maps, origins in self.windows(data, rows, progress):
-            out[j] = self.answer(maps, origins, coarse, self.max_move)
+        for j, coarse, maps, origins, embs in self.windows(data, rows, progress):
+            out[j] = self.final(maps, origins, coarse, embs)
         return out
 
     def predict_grid_moves(self, data: GridImages, moves: Sequence[float | None], progress: bool = False
@@ -257,11 +325,34 @@ class RefinedPredictor(Predictor):
         """{max_move: (N, K, 2) grid answers} for every image of ``data``, the fine maps computed once
         (an ablation of ``max_move``; the coarse answers under the key 0)."""
         out = {m: np.empty((len(data), len(self.landmark_indices), 2)) for m in (0, *moves)}
-        for j, coarse, maps, origins in self.windows(data, list(range(len(data))), progress):
+        for j, coarse, maps, origins, _ in self.windows(data, list(range(len(data))), progress):
             out[0][j] = coarse
             for m in moves:
                 out[m][j] = self.answer(maps, origins, coarse, m)
         return out
+
+    def predict_grid_back(self, data: GridImages, reaches: Sequence[float], rows: Sequence[int] | None = None,
+                          progress: bool = False) -> dict:
+        """An ablation of ``back_check``, the fine maps computed once: {"coarse", "fine" (``max_move``,
+        no back check), each reach: (N, K, 2) grid answers, "misses": (N, 2, K) back misses of the
+        fine and the coarse answers (grid px)}."""
+        rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
+        k = len(self.landmark_indices)
+        out = {key: np.empty((len(rows), k, 2)) for key in ("coarse", "fine", *reaches)}
+        out["misses"] = np.empty((len(rows), 2, k))
+        for j, coarse, maps, origins, embs in self.windows(data, rows, progress):
+            fine = self.answer(maps, origins, coarse, self.max_move)
+            misses = self.back_misses(embs, origins, np.stack([fine, coarse]))
+            out["coarse"][j], out["fine"][j], out["misses"][j] = coarse, fine, misses
+            for r in reaches:
+                out[r][j] = np.where(keep_coarse(misses, r)[:, None], coarse, fine)
+        return out
+
+
+def keep_coarse(misses: np.ndarray, reach: float) -> np.ndarray:
+    """(2, K) back misses of the fine and the coarse answers (grid px) -> (K,) bool: where the coarse
+    answer stays (the fine answer's back miss over ``reach`` and the coarse answer's smaller)."""
+    return (misses[0] > reach) & (misses[1] < misses[0])
 
 
 def window_gate(product: torch.Tensor, origins: torch.Tensor, crop: int, fine_grid: int) -> torch.Tensor:

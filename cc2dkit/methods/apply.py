@@ -80,7 +80,7 @@ def with_fine_stage(predictor: Predictor, fine_run: str | Path, device: torch.de
     (``refine.enabled=true``). The fine network is one plain CC2D trained on image windows without
     landmarks or pseudo-labels, so one trained fine stage serves any method's model at the same grid
     (e.g. one fine network for every row of a comparison). ``refine``: the inference settings
-    (``coarse_gate``, ``max_move``, ``whole_image``, ``template_copies``; None: the fine run's);
+    (``coarse_gate``, ``max_move``, ``whole_image``, ``template_copies``, ``back_check``; None: the fine run's);
     scale and crop are the fine run's, since its network was trained at them. The fine template is cut from
     ``predictor``'s own template image."""
     fine_run = Path(fine_run)
