@@ -29,7 +29,6 @@ def main() -> None:
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.inference import RefinedPredictor
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
     from cc2dkit.runtime import setup
@@ -49,11 +48,9 @@ def main() -> None:
     cfg = apply_overrides(run_config(args.run), {**parse_sets(args.set), "refine.back_check": None})
     device, _ = setup(cfg)
     try:
-        predictor, data = load_run(args.run, device, cfg, split=args.split)
+        predictor, data = load_run(args.run, device, cfg, split=args.split, refined=True)
     except (OSError, ValueError) as e:
         sys.exit(str(e))
-    if not isinstance(predictor, RefinedPredictor):
-        sys.exit(f"{args.run}: its model has no fine stage (a run trained with refine.enabled=true has one)")
     t0 = time.perf_counter()
     out = predictor.predict_grid_back(data, args.reaches, progress=True)
     seconds = time.perf_counter() - t0

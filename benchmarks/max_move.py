@@ -25,7 +25,6 @@ def main() -> None:
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.inference import RefinedPredictor
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
     from cc2dkit.runtime import setup
@@ -46,11 +45,9 @@ def main() -> None:
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     device, _ = setup(cfg)
     try:
-        predictor, test = load_run(args.run, device, cfg, fine_from=args.fine_from)
+        predictor, test = load_run(args.run, device, cfg, fine_from=args.fine_from, refined=True)
     except (OSError, ValueError) as e:
         sys.exit(str(e))
-    if not isinstance(predictor, RefinedPredictor):
-        sys.exit(f"{args.run}: its model has no fine stage (--fine-from RUN takes another run's)")
     t0 = time.perf_counter()
     answers = predictor.predict_grid_moves(test, moves, progress=True)
     seconds = time.perf_counter() - t0

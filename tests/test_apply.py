@@ -143,3 +143,7 @@ def test_load_run_gives_the_predictor_with_its_template_original_and_the_test_sp
     assert train.ids == [i for i in data[0].ids if i != template.id] and len(train) == len(data[0]) - 1
     with pytest.raises(ValueError, match="split must be 'test' or 'train'"):
         load_run(root / "adapter", split="val")
+    with pytest.raises(ValueError, match="adapter: its model has no fine stage"):
+        load_run(root / "adapter", refined=True)  # what the fine stage's benchmarks ask for
+    assert isinstance(load_run(root / "fine", refined=True)[0], RefinedPredictor)
+    assert isinstance(load_run(root / "adapter", fine_from=root / "fine", refined=True)[0], RefinedPredictor)

@@ -33,14 +33,15 @@ def user_template(image: str | Path, csv: str | Path, grid: int) -> Template:
 
 
 def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Config | None = None,
-             progress: bool = False, fine_from: str | Path | None = None, split: str = "test"
-             ) -> tuple[Predictor, GridImages]:
+             progress: bool = False, fine_from: str | Path | None = None, split: str = "test",
+             refined: bool = False) -> tuple[Predictor, GridImages]:
     """A finished run's predictor and its test split at the model grid (``cfg``: the run's config
     with inference or path changes; None: the run's own). The predictor is matched against the
     run's template read from its data, with the template's original image, which template copies
     and the fine stage need (model files of older versions lack it); refined by the fine stage of
     the run ``fine_from``, if given (:func:`with_fine_stage`). ``split="train"``: the unlabelled
-    training images instead (every one but the template's; what a shape check is fitted to)."""
+    training images instead (every one but the template's; what a shape check is fitted to).
+    ``refined``: a ValueError unless the predictor has a fine stage (its own or ``fine_from``'s)."""
     if split not in ("test", "train"):
         raise ValueError(f"split must be 'test' or 'train' (the unlabelled training images), got {split!r}")
     cfg = run_config(run_dir) if cfg is None else cfg
@@ -50,6 +51,9 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Confi
     predictor = predictor.with_template(template)
     if fine_from is not None:
         predictor = with_fine_stage(predictor, fine_from, device, cfg.refine)
+    if refined and not isinstance(predictor, RefinedPredictor):
+        raise ValueError(f"{run_dir}: its model has no fine stage (a run trained with refine.enabled=true has one; "
+                         "--fine-from RUN takes another run's where a benchmark offers it)")
     if split == "train":
         train = GridImages(train_set, cfg.data.grid, "train", progress)
         return predictor, train.subset(unlabelled_rows(train, cfg.data.template))
