@@ -246,7 +246,7 @@ class RefinedPredictor(Predictor):
         if self.back_check is None:
             return fine
         misses = self.back_misses(embs, origins, np.stack([fine, grid_points]))  # (2, K)
-        return np.where(keep_coarse(misses, self.back_check)[:, None], grid_points, fine)
+        return back_checked(fine, grid_points, misses, self.back_check)
 
     def refine(self, image: np.ndarray, grid_points: np.ndarray, vectors: list[torch.Tensor],
                coarse_product: torch.Tensor | None = None) -> np.ndarray:
@@ -345,7 +345,7 @@ class RefinedPredictor(Predictor):
             misses = self.back_misses(embs, origins, np.stack([fine, coarse]))
             out["coarse"][j], out["fine"][j], out["misses"][j] = coarse, fine, misses
             for r in reaches:
-                out[r][j] = np.where(keep_coarse(misses, r)[:, None], coarse, fine)
+                out[r][j] = back_checked(fine, coarse, misses, r)
         return out
 
 
@@ -353,6 +353,12 @@ def keep_coarse(misses: np.ndarray, reach: float) -> np.ndarray:
     """(2, K) back misses of the fine and the coarse answers (grid px) -> (K,) bool: where the coarse
     answer stays (the fine answer's back miss over ``reach`` and the coarse answer's smaller)."""
     return (misses[0] > reach) & (misses[1] < misses[0])
+
+
+def back_checked(fine: np.ndarray, coarse: np.ndarray, misses: np.ndarray, reach: float) -> np.ndarray:
+    """(K, 2) fine and coarse answers, their (2, K) back misses -> (K, 2): the coarse answer where
+    :func:`keep_coarse` says, else the fine one."""
+    return np.where(keep_coarse(misses, reach)[:, None], coarse, fine)
 
 
 def window_gate(product: torch.Tensor, origins: torch.Tensor, crop: int, fine_grid: int) -> torch.Tensor:
