@@ -115,6 +115,25 @@ def test_landmark_conv_equals_per_sample_conv():
             torch.testing.assert_close(y[b:b + 1], ref, rtol=1e-5, atol=1e-5)
 
 
+def test_landmark_conv_paths_give_per_sample_values_and_gradients():
+    """Mixed landmarks (the grouped conv, NHWC on the CPU) and one landmark for the batch (a plain
+    conv): the values and both gradients of a conv per sample."""
+    torch.manual_seed(0)
+    for ids in (torch.tensor([2, 0, 2, 1]), torch.tensor([1, 1, 1, 1]), torch.tensor([2])):
+        conv = LandmarkConv2d(3, 5, 4, 3, dilation=2)
+        x = torch.rand(len(ids), 5, 9, 8, requires_grad=True)
+        up = torch.rand(len(ids), 4, 9, 8)  # a fixed upstream gradient
+        (conv(x, ids) * up).sum().backward()
+        xr = x.detach().clone().requires_grad_()
+        wr = conv.weight.detach().clone().requires_grad_()
+        ref = torch.cat([F.conv2d(xr[b:b + 1], wr[ids[b]], padding=conv.padding, dilation=2) for b in range(len(ids))])
+        (ref * up).sum().backward()
+        torch.testing.assert_close(x.grad, xr.grad, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(conv.weight.grad, wr.grad, rtol=1e-5, atol=1e-5)
+        absent = [k for k in range(3) if k not in ids.tolist()]
+        assert all(torch.equal(conv.weight.grad[k], torch.zeros_like(conv.weight.grad[k])) for k in absent)
+
+
 def test_landmark_batchnorm_equals_batchnorm_of_each_landmark_subbatch():
     torch.manual_seed(0)
     bn = LandmarkBatchNorm2d(4, 3)

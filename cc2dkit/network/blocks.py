@@ -104,9 +104,10 @@ class ConvBN(nn.Module):
 class LandmarkConv2d(nn.Module):
     """K stacked convs (no bias); sample b is convolved with conv ``ids[b]``.
 
-    Weight ``(K, C_out, C_in, kh, kw)``; a batch gathers ``weight[ids]`` and applies it as one
-    grouped conv (``groups=B``). The gather's backward is a scatter-add, so the conv of a landmark
-    absent from the batch gets an exactly zero gradient.
+    Weight ``(K, C_out, C_in, kh, kw)``; a batch of mixed landmarks (training) gathers ``weight[ids]``
+    and applies it as one grouped conv (``groups=B``); a batch of one landmark (inference embeds one
+    landmark at a time) is one plain conv. The gather's backward is a scatter-add, so the conv of a
+    landmark absent from the batch gets an exactly zero gradient.
     """
 
     def __init__(self, n_landmarks: int, c_in: int, c_out: int, kernel=3, dilation: int = 1):
@@ -121,8 +122,14 @@ class LandmarkConv2d(nn.Module):
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """x (B, C_in, H, W), ids (B,) long -> (B, C_out, H, W)."""
         b, c, h, w = x.shape
+        if b == 1 or bool((ids == ids[0]).all()):  # one landmark (inference): a plain conv, 2x the grouped one's speed
+            return F.conv2d(x, self.weight[ids[0]], padding=self.padding, dilation=self.dilation)
         weight = self.weight[ids].reshape(b * self.c_out, c, *self.kernel_size)  # (B*C_out, C_in, kh, kw)
-        y = F.conv2d(x.reshape(1, b * c, h, w), weight, padding=self.padding, dilation=self.dilation, groups=b)
+        x = x.reshape(1, b * c, h, w)
+        if x.device.type == "cpu":  # oneDNN's grouped conv backward is 2-4x faster NHWC (RESULTS, "Cheaper steps")
+            nhwc = torch.channels_last
+            x, weight = x.contiguous(memory_format=nhwc), weight.contiguous(memory_format=nhwc)
+        y = F.conv2d(x, weight, padding=self.padding, dilation=self.dilation, groups=b)
         return y.reshape(b, self.c_out, h, w)
 
 
