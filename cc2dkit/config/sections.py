@@ -97,6 +97,10 @@ class TrainConfig(_Checked):
     save_every: int = rule(1, lo=1)  # checkpoint every N epochs (and always at the end)
     amp: str = rule("auto", choices=AMP_MODES)  # step, Infer-PL, tracking in bf16; "auto": where native
     channels_last: bool | None = None  # NHWC convolutions in the training step (None: on CUDA only)
+    # the image's decoder stages at strides <= this computed only on the loss window (+ a margin) around
+    # each sample's point (network/sampling.py, crop_plan): cheaper steps; batch-norm statistics are then
+    # those of the windows (None: the whole image at every stride)
+    crop_below: int | None = rule(None, choices=(2, 4))
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,13 @@ class Config(_Checked):
             if getattr(self.method, name) and self.method.name not in ("atd", "adapter"):
                 raise ValueError(f"config method.{name}={getattr(self.method, name)} needs a method with augmented "
                                  f"templates and pseudo-labels (atd, adapter), got method.name={self.method.name!r}")
+        crop, walk = self.train.crop_below, self.method.pl_walk_stride
+        if crop is not None and self.method.pl_walk and walk <= crop:
+            raise ValueError(f"config method.pl_walk_stride={walk} reads whole maps at a stride that "
+                             f"train.crop_below={crop} crops: raise the walk's stride or lower the crop")
+        if crop is not None and self.method.batched:
+            raise ValueError(f"config train.crop_below={crop} needs one model per step: method.batched=true "
+                             "stacks the models (set method.batched=false or train.crop_below=null)")
         if self.method.pl_shape and self.method.name == "cc2d":
             raise ValueError("config method.pl_shape=True needs a method with pseudo-labels, got method.name='cc2d'")
         if self.method.pl_shape and self.eval.shape_reach is None:

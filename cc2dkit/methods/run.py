@@ -81,6 +81,9 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     if d.active and not spec.per_landmark and cfg.train.batch_size % d.world:
         raise ValueError(f"train.batch_size={cfg.train.batch_size} must be divisible by the {d.world} processes "
                          "of the run: each trains an equal share of every batch")
+    if cfg.train.crop_below is not None and spec.per_landmark and batched_training(cfg, resolve_device(cfg.device)):
+        raise ValueError(f"config train.crop_below={cfg.train.crop_below} needs one model per step; {spec.name} "
+                         "trains stacked here (method.batched): set method.batched=false or train.crop_below=null")
     if resume and out_dir is None:
         raise ValueError("resume needs a run folder (out_dir)")
     state = load_checkpoint(Path(out_dir)) if resume else None

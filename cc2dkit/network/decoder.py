@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from ..backbone import FeatureTap
 from ..config import NetConfig
 from .blocks import Chain, PlainBlocks
+from .sampling import Crop
 
 N_RFB = 3  # RFB blocks on the 3 coarsest taps
 
@@ -60,23 +61,39 @@ class Decoder(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.heads = nn.ModuleList(blocks.head(w + a, cfg.embed_dim) for w in self.widths)
 
-    def forward(self, taps: list[torch.Tensor], ids: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def forward(self, taps: list[torch.Tensor], ids: torch.Tensor | None = None,
+                crops: dict[int, Crop] | None = None) -> list[torch.Tensor]:
         """taps fine->coarse -> embeddings coarse->fine [(B, D, h, w)] (stacked: [(K, B, D, h, w)]).
 
         ``ids``: the landmark of each sample ((B,) ints, or one int for all), required by
-        landmark-specific blocks and ignored by the others.
+        landmark-specific blocks and ignored by the others. ``crops``: stride -> :class:`Crop` (the
+        training step's ``crop_plan``): those stages (the finest, whose lateral input is the raw
+        tap) are computed only on each sample's square, their embeddings (B, D, size, size); the
+        cells of a square more than ``CROP_MARGIN`` inside it (or at the map's edge) are those of the
+        full map, up to float rounding and batch-norm statistics (of the squares, in training).
         """
         if self.blocks.extra:
             ids = check_landmark_ids(ids, taps[0].shape[0], self.blocks.n_landmarks, taps[0].device)
-        taps = taps[::-1]
-        x, out = None, []
+        taps, crops = taps[::-1], crops or {}
+        x, at, out = None, None, []  # at: where x starts on its full map when x is a crop
         for i, (lat, stage, head) in enumerate(zip(self.lateral, self.stages, self.heads)):
-            skip = taps[i] if isinstance(lat, nn.Identity) else lat(taps[i], ids)
+            crop = crops.get(self.strides[i])
+            if crop is not None and (x is None or not isinstance(lat, nn.Identity)):
+                raise ValueError(f"the decoder stage at stride {self.strides[i]} cannot be cropped (the coarsest "
+                                 "stage and those with an RFB or conv lateral block need their whole map)")
+            if crop is None and at is not None:
+                raise ValueError("a decoder stage under a cropped one must be cropped too")
+            full = taps[i].shape[-2:]
+            skip = taps[i] if crop is None else crop.of(taps[i])
+            skip = skip if isinstance(lat, nn.Identity) else lat(skip, ids)
             if x is None:
                 x = skip
             else:
-                up = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+                up = F.interpolate(x, size=full if at is None else None, scale_factor=None if at is None else 2,
+                                   mode="bilinear", align_corners=False)  # x2: the full map, or at 2 * at
+                up = up if crop is None else crop.of(up, None if at is None else 2 * at)
                 x = stage(self.blocks.cat([up, skip]), ids)  # (B, w_{i-1} + a + c_lat, h, w) in, (B, w_i + a) out
+            at = None if crop is None else crop.origins
             out.append(self.blocks.split(head(x)))
         return out
 

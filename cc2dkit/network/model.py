@@ -15,6 +15,7 @@ from ..backbone import FeatureCache, FrozenVGG
 from ..config import BackboneConfig, NetConfig
 from .blocks import PlainBlocks
 from .decoder import Decoder, check_landmark_ids
+from .sampling import Crop
 
 
 class CC2D(nn.Module):
@@ -50,23 +51,27 @@ class CC2D(nn.Module):
         self.decoder.load_state_dict(state)
 
     def forward(self, images: torch.Tensor, keys: list | None = None,
-                landmark_ids: torch.Tensor | Sequence[int] | int | None = None) -> list[torch.Tensor]:
+                landmark_ids: torch.Tensor | Sequence[int] | int | None = None,
+                crops: dict[int, Crop] | None = None) -> list[torch.Tensor]:
         """images (B, 1, G, G) in [0, 1] -> embeddings [(B, D, G/s, G/s)] for s = 32 ... 2.
 
         With ``keys`` (ids of *un-augmented* images) the frozen features come from the cache.
         ``landmark_ids`` (B,), a sequence or one int for the batch: each sample's landmark in
-        [0, K), required by landmark-specific decoders, refused by plain ones.
+        [0, K), required by landmark-specific decoders, refused by plain ones. ``crops``: the
+        finest stages on each sample's square only (the training step's ``train.crop_below``;
+        :meth:`Decoder.forward <cc2dkit.network.decoder.Decoder.forward>`).
         """
         if landmark_ids is not None and not self.n_landmarks:
             raise ValueError("this decoder has no landmark-specific weights; landmark_ids must be None")
         if self.n_landmarks and landmark_ids is None:  # fail before the backbone pass
             check_landmark_ids(None, images.shape[0], self.n_landmarks)
-        return self.decoder(self.taps(images, keys), landmark_ids)
+        return self.decoder(self.taps(images, keys), landmark_ids, crops)
 
     def taps(self, images: torch.Tensor, keys: list | None = None) -> list[torch.Tensor]:
         """The frozen backbone's features (from the cache with ``keys``): fine -> coarse."""
         return self.cache.features(keys, images) if keys is not None else self.backbone(images)
 
-    def embed_groups(self, images: torch.Tensor, keys: list | None, landmark_ids: torch.Tensor | None):
+    def embed_groups(self, images: torch.Tensor, keys: list | None, landmark_ids: torch.Tensor | None,
+                     crops: dict[int, Crop] | None = None):
         """:meth:`forward` with a leading model axis of 1: [(1, B, D, h, w)] (see ``StackedModels``)."""
-        return [e[None] for e in self(images, keys, landmark_ids)]
+        return [e[None] for e in self(images, keys, landmark_ids, crops)]

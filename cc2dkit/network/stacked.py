@@ -99,8 +99,13 @@ class StackedModels(nn.Module):
         for k, m in enumerate(models):
             m.load_trainable_state_dict(self.model_state_dict(k))
 
-    def embed_groups(self, images: torch.Tensor, keys: list | None, landmark_ids=None) -> list[torch.Tensor]:
-        """K batches of B images, model-major (K*B, 1, G, G) -> [(K, B, D, G/s, G/s)]: batch k through model k."""
+    def embed_groups(self, images: torch.Tensor, keys: list | None, landmark_ids=None,
+                     crops=None) -> list[torch.Tensor]:
+        """K batches of B images, model-major (K*B, 1, G, G) -> [(K, B, D, G/s, G/s)]: batch k through model k.
+        ``crops`` (``train.crop_below``) are refused: sample b of every model shares one batch row."""
+        if crops:
+            raise ValueError("train.crop_below needs one model per step: the stacked models of method.batched=true "
+                             "share each batch row; set method.batched=false or train.crop_below=null")
         taps = self.cache.features(keys, images) if keys is not None else self.cache.backbone(images)
         return self.decoder(stack_taps(taps, self.k))
 

@@ -18,32 +18,34 @@ import torch
 import torch.nn.functional as F
 
 from ..data.coords import cell_index
-from ..network.sampling import sample_at
-
-
-def window_bounds(cells: torch.Tensor, half: int, length: int) -> torch.Tensor:
-    """Start of a (2*half+1)-long window around ``cells`` clipped to [0, length)."""
-    span = min(2 * half + 1, length)
-    return (cells - half).clamp(0, length - span)
+from ..network.sampling import Crop, sample_at, window_bounds
 
 
 def scale_loss(img_emb: torch.Tensor, vec: torch.Tensor, image_points: torch.Tensor, stride: int,
-               temperature: float, window: int | None) -> torch.Tensor:
-    """Cross-entropy of one scale. img_emb (B, D, h, w); vec (B, D) patch embedding at the point."""
+               temperature: float, window: int | None, crop: Crop | None = None, size: int | None = None
+               ) -> torch.Tensor:
+    """Cross-entropy of one scale. img_emb (B, D, h, w); vec (B, D) patch embedding at the point.
+
+    ``crop``: img_emb holds only each sample's square of the full map of a size x size image (the
+    decoder's cropped pass, ``train.crop_below``), which contains the window; the same loss."""
     b, d, h, w = img_emb.shape
+    full_h, full_w = (h, w) if crop is None else (size // stride, size // stride)
     cells = cell_index(image_points, stride)  # (B, 2) (col, row)
-    cells = torch.stack([cells[:, 0].clamp(0, w - 1), cells[:, 1].clamp(0, h - 1)], dim=1)
+    cells = torch.stack([cells[:, 0].clamp(0, full_w - 1), cells[:, 1].clamp(0, full_h - 1)], dim=1)
     img = F.normalize(img_emb, dim=1)
     vec = F.normalize(vec, dim=1)
     if window is None:
+        if crop is not None:
+            raise ValueError("the softmax over the whole map cannot read a crop of it")
         logits = torch.einsum("bd,bdn->bn", vec, img.flatten(2))  # (B, h*w)
         target = cells[:, 1] * w + cells[:, 0]
     else:
-        sw, sh = min(2 * window + 1, w), min(2 * window + 1, h)
-        x0 = window_bounds(cells[:, 0], window, w)
-        y0 = window_bounds(cells[:, 1], window, h)
-        rows = (y0[:, None] + torch.arange(sh, device=img.device)[None])  # (B, sh)
-        cols = (x0[:, None] + torch.arange(sw, device=img.device)[None])  # (B, sw)
+        sw, sh = min(2 * window + 1, full_w), min(2 * window + 1, full_h)
+        x0 = window_bounds(cells[:, 0], window, full_w)
+        y0 = window_bounds(cells[:, 1], window, full_h)
+        ox, oy = (0, 0) if crop is None else (crop.origins[:, 0], crop.origins[:, 1])
+        rows = (y0 - oy)[:, None] + torch.arange(sh, device=img.device)[None]  # (B, sh) rows of img_emb
+        cols = (x0 - ox)[:, None] + torch.arange(sw, device=img.device)[None]  # (B, sw)
         flat = (rows[:, :, None] * w + cols[:, None, :]).flatten(1)  # (B, sh*sw)
         win = torch.gather(img.flatten(2), 2, flat[:, None, :].expand(b, d, -1))  # (B, D, sh*sw)
         logits = torch.einsum("bd,bdn->bn", vec, win)
@@ -53,13 +55,15 @@ def scale_loss(img_emb: torch.Tensor, vec: torch.Tensor, image_points: torch.Ten
 
 def cc2d_loss(img_embs: list[torch.Tensor], patch_embs: list[torch.Tensor], image_points: torch.Tensor,
               patch_points: torch.Tensor, strides: tuple[int, ...], patch_size: int, temperature: float,
-              window: int) -> tuple[torch.Tensor, list[float]]:
-    """Sum over scales (coarse to fine). Returns the loss and each scale's value."""
-    total, parts = 0.0, []
+              window: int, crops: dict[int, Crop] | None = None, image_size: int | None = None
+              ) -> tuple[torch.Tensor, list[float]]:
+    """Sum over scales (coarse to fine). Returns the loss and each scale's value. ``crops``: the
+    image embeddings of these strides are crops (``network.sampling.crop_plan``) of image_size images."""
+    total, parts, crops = 0.0, [], crops or {}
     for img_emb, patch_emb, stride in zip(img_embs, patch_embs, strides):
         vec = sample_at(patch_emb, patch_points, patch_size)  # (B, D)
         win = None if stride == max(strides) else window
-        loss = scale_loss(img_emb, vec, image_points, stride, temperature, win)
+        loss = scale_loss(img_emb, vec, image_points, stride, temperature, win, crops.get(stride), image_size)
         total = total + loss
         parts.append(float(loss.detach()))
     return total, parts

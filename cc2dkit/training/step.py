@@ -10,7 +10,9 @@ network; each model's loss is CC2D's (``loss.py``); one backward of their sum tr
 Mixed precision (``train.amp``): the forward passes run under ``torch.autocast`` in bfloat16 (no
 loss scaling needed); the loss is computed in float32 from the embeddings. Channels-last
 (``train.channels_last``): the network's 4-D weights and the step's inputs are laid out NHWC, the
-layout tensor-core convolutions prefer on CUDA; only the layout changes, not the values.
+layout tensor-core convolutions prefer on CUDA; only the layout changes, not the values. Crops
+(``train.crop_below``): the image's finest decoder stages run only on the loss windows around each
+sample's point and a margin (``network.sampling.crop_plan``); the loss reads the same cells.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch
 
 from ..config import TrainConfig
 from ..distributed import current, sum_over_ranks
+from ..network.sampling import crop_plan
 from ..runtime import bf16_autocast, use_bf16
 from .loss import Walk, cc2d_loss, walk_loss
 from .parallel import DataParallel
@@ -80,11 +83,13 @@ def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimize
         partners = torch.cat([b.partners for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, G, G)
         partner_keys = None if any(b.partner_keys is None for b in batches) else \
             [key for b in batches for key in b.partner_keys]
+    points = torch.cat([b.image_points for b in batches]).to(device)  # (K*B, 2)
+    crops = crop_plan(points, net.strides, images.shape[-1], cfg.window, cfg.crop_below)  # {} unless crop_below
     with autocast(cfg, device):
         if dp is not None:  # through DDP: its backward sums the ranks' gradients
-            img_embs, patch_embs, mate_embs = dp.module(images, patches, keys, ids, partners, partner_keys)
+            img_embs, patch_embs, mate_embs = dp.module(images, patches, keys, ids, partners, partner_keys, crops)
         else:
-            img_embs = net.embed_groups(images, keys, ids)  # [(K, B, D, G/s, G/s)]
+            img_embs = net.embed_groups(images, keys, ids, crops)  # [(K, B, D, G/s, G/s)]; a crop's (K, B, D, c, c)
             patch_embs = net.embed_groups(patches, None, ids)  # [(K, B, D, P/s, P/s)]
             if partners is not None:
                 mate_embs = net.embed_groups(partners, partner_keys, ids)  # [(K, B, D, G/s, G/s)]
@@ -92,7 +97,8 @@ def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimize
     total, losses = 0.0, []
     for k, b in enumerate(batches):
         loss, _ = cc2d_loss([e[k] for e in img_embs], [e[k] for e in patch_embs], b.image_points.to(device),
-                            b.patch_points.to(device), net.strides, patches.shape[-1], cfg.temperature, cfg.window)
+                            b.patch_points.to(device), net.strides, patches.shape[-1], cfg.temperature, cfg.window,
+                            crops, images.shape[-1])  # crops: one model (a stack refuses them)
         if walk is not None:
             loss = loss + walk_loss([e[k].float() for e in mate_embs], [e[k] for e in img_embs],
                                     b.partner_points.to(device), net.strides, images.shape[-1], cfg.temperature, walk)
