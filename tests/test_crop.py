@@ -42,7 +42,7 @@ def test_crop_plan_covers_each_window_and_its_margin():
 @pytest.mark.parametrize("adapter", [False, True])
 def test_cropped_decoder_gives_the_full_maps_cells_in_every_window(below, adapter):
     """Batch norm on running statistics (eval): the cropped pass equals the whole-image pass on
-    every window the loss reads, at the map's edges too; so does the loss."""
+    every window the loss reads, at the map's edges too; so does the loss, with the patch cropped too."""
     torch.manual_seed(0)
     blocks = AdapterBlocks(n_landmarks=3, extra=2) if adapter else None
     model = CC2D(NET, BB, blocks) if blocks else CC2D(NET, BB)
@@ -66,11 +66,13 @@ def test_cropped_decoder_gives_the_full_maps_cells_in_every_window(below, adapte
             torch.testing.assert_close(c[b, :, y0 - oy:y0 - oy + span, x0 - ox:x0 - ox + span],
                                        f[b, :, y0:y0 + span, x0:x0 + span], rtol=1e-4, atol=1e-5)
     patches, patch_pts = torch.rand(6, 1, 64, 64, generator=gen), torch.rand(6, 2, generator=gen) * 63
+    patch_pts[0], patch_pts[1] = torch.tensor([0.0, 63.0]), torch.tensor([63.0, 0.2])  # reads at the edges
+    patch_plan = crop_plan(patch_pts, model.strides, 64, 1, below)  # the bilinear read's neighbours
     with torch.no_grad():
-        p = model(patches, None, ids)
+        p, p_cropped = model(patches, None, ids), model(patches, None, ids, patch_plan)
         args = (pts, patch_pts, model.strides, 64, 10.0, HALF)
-        torch.testing.assert_close(cc2d_loss(cropped, p, *args, plan, GRID)[0], cc2d_loss(full, p, *args)[0],
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(cc2d_loss(cropped, p_cropped, *args, plan, GRID, patch_plan)[0],
+                                   cc2d_loss(full, p, *args)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_a_step_with_crops_lowers_the_loss(smoke_cfg):

@@ -47,13 +47,22 @@ class Crop:
         return torch.stack([x[b, :, r:r + self.size, c:c + self.size] for b, (c, r) in enumerate(at.tolist())])
 
 
+def sample_in(emb: torch.Tensor, points: torch.Tensor, size: int, crop: Crop | None, stride: int) -> torch.Tensor:
+    """:func:`sample_at` where emb may be a crop (each sample's square of the full map of a size x
+    size input): the same bilinear value where the point's neighbour cells lie in the square."""
+    if crop is None:
+        return sample_at(emb, points, size)
+    return sample_at(emb, points - crop.origins.to(points.dtype) * stride, crop.size * stride)
+
+
 def crop_plan(points: torch.Tensor, strides: tuple[int, ...], size: int, half: int, below: int | None
               ) -> dict[int, Crop]:
     """The decoder stages a training step computes on crops only (``train.crop_below``): at every
     stride <= ``below`` (and under the coarsest, whose softmax spans the whole map) the loss reads a
     (2*half+1)-cell window around each image point (:func:`window_bounds`); the stage is computed on
     that window and ``CROP_MARGIN`` cells around it, clipped to the map (where the map's edge is the
-    crop's, its zero padding is the full map's). ``points`` (B, 2) grid px of size x size images."""
+    crop's, its zero padding is the full map's). ``points`` (B, 2) grid px of size x size images.
+    ``half=1``: the cells a bilinear read at the point needs (the patch's side of the loss)."""
     if below is None:
         return {}
     plan = {}

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.coords import cell_index
-from ..network.sampling import Crop, sample_at, window_bounds
+from ..network.sampling import Crop, sample_at, sample_in, window_bounds
 
 
 def scale_loss(img_emb: torch.Tensor, vec: torch.Tensor, image_points: torch.Tensor, stride: int,
@@ -55,13 +55,14 @@ def scale_loss(img_emb: torch.Tensor, vec: torch.Tensor, image_points: torch.Ten
 
 def cc2d_loss(img_embs: list[torch.Tensor], patch_embs: list[torch.Tensor], image_points: torch.Tensor,
               patch_points: torch.Tensor, strides: tuple[int, ...], patch_size: int, temperature: float,
-              window: int, crops: dict[int, Crop] | None = None, image_size: int | None = None
-              ) -> tuple[torch.Tensor, list[float]]:
-    """Sum over scales (coarse to fine). Returns the loss and each scale's value. ``crops``: the
-    image embeddings of these strides are crops (``network.sampling.crop_plan``) of image_size images."""
-    total, parts, crops = 0.0, [], crops or {}
+              window: int, crops: dict[int, Crop] | None = None, image_size: int | None = None,
+              patch_crops: dict[int, Crop] | None = None) -> tuple[torch.Tensor, list[float]]:
+    """Sum over scales (coarse to fine). Returns the loss and each scale's value. ``crops`` /
+    ``patch_crops``: the image / patch embeddings of these strides are crops
+    (``network.sampling.crop_plan``) of image_size / patch_size inputs."""
+    total, parts, crops, patch_crops = 0.0, [], crops or {}, patch_crops or {}
     for img_emb, patch_emb, stride in zip(img_embs, patch_embs, strides):
-        vec = sample_at(patch_emb, patch_points, patch_size)  # (B, D)
+        vec = sample_in(patch_emb, patch_points, patch_size, patch_crops.get(stride), stride)  # (B, D)
         win = None if stride == max(strides) else window
         loss = scale_loss(img_emb, vec, image_points, stride, temperature, win, crops.get(stride), image_size)
         total = total + loss

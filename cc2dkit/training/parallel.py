@@ -17,7 +17,7 @@ from ..network import sync_batch_norm
 
 
 class PairEmbed(nn.Module):
-    """``forward(images, patches, keys, ids, partners, partner_keys, crops)`` -> (image embeddings, patch
+    """``forward(images, patches, keys, ids, partners, partner_keys, crops, patch_crops)`` -> (image embeddings, patch
     embeddings, the round trip's partners' embeddings or None) of ``net``."""
 
     def __init__(self, net: nn.Module):
@@ -25,9 +25,11 @@ class PairEmbed(nn.Module):
         self.net = net
 
     def forward(self, images: torch.Tensor, patches: torch.Tensor, keys: list | None, ids: torch.Tensor | None,
-                partners: torch.Tensor | None = None, partner_keys: list | None = None, crops: dict | None = None):
+                partners: torch.Tensor | None = None, partner_keys: list | None = None, crops: dict | None = None,
+                patch_crops: dict | None = None):
         mates = None if partners is None else self.net.embed_groups(partners, partner_keys, ids)
-        return self.net.embed_groups(images, keys, ids, crops), self.net.embed_groups(patches, None, ids), mates
+        return (self.net.embed_groups(images, keys, ids, crops), self.net.embed_groups(patches, None, ids, patch_crops),
+                mates)
 
 
 @dataclass

@@ -11,8 +11,9 @@ Mixed precision (``train.amp``): the forward passes run under ``torch.autocast``
 loss scaling needed); the loss is computed in float32 from the embeddings. Channels-last
 (``train.channels_last``): the network's 4-D weights and the step's inputs are laid out NHWC, the
 layout tensor-core convolutions prefer on CUDA; only the layout changes, not the values. Crops
-(``train.crop_below``): the image's finest decoder stages run only on the loss windows around each
-sample's point and a margin (``network.sampling.crop_plan``); the loss reads the same cells.
+(``train.crop_below``): the finest decoder stages run only on the cells the loss reads and a margin
+(``network.sampling.crop_plan``): the image's windows around each point, the patch's neighbours of
+its point.
 """
 from __future__ import annotations
 
@@ -83,14 +84,19 @@ def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimize
         partners = torch.cat([b.partners for b in batches]).to(device, memory_format=fmt)  # (K*B, 1, G, G)
         partner_keys = None if any(b.partner_keys is None for b in batches) else \
             [key for b in batches for key in b.partner_keys]
-    points = torch.cat([b.image_points for b in batches]).to(device)  # (K*B, 2)
-    crops = crop_plan(points, net.strides, images.shape[-1], cfg.window, cfg.crop_below)  # {} unless crop_below
+    # train.crop_below: the finest stages on the cells the loss reads ({} when None): the image's
+    # windows, the patch's bilinear read at its point
+    crops = crop_plan(torch.cat([b.image_points for b in batches]).to(device), net.strides, images.shape[-1],
+                      cfg.window, cfg.crop_below)
+    patch_crops = crop_plan(torch.cat([b.patch_points for b in batches]).to(device), net.strides, patches.shape[-1],
+                            1, cfg.crop_below)
     with autocast(cfg, device):
         if dp is not None:  # through DDP: its backward sums the ranks' gradients
-            img_embs, patch_embs, mate_embs = dp.module(images, patches, keys, ids, partners, partner_keys, crops)
+            img_embs, patch_embs, mate_embs = dp.module(images, patches, keys, ids, partners, partner_keys, crops,
+                                                        patch_crops)
         else:
             img_embs = net.embed_groups(images, keys, ids, crops)  # [(K, B, D, G/s, G/s)]; a crop's (K, B, D, c, c)
-            patch_embs = net.embed_groups(patches, None, ids)  # [(K, B, D, P/s, P/s)]
+            patch_embs = net.embed_groups(patches, None, ids, patch_crops)  # [(K, B, D, P/s, P/s)]
             if partners is not None:
                 mate_embs = net.embed_groups(partners, partner_keys, ids)  # [(K, B, D, G/s, G/s)]
     img_embs, patch_embs = [e.float() for e in img_embs], [e.float() for e in patch_embs]
@@ -98,7 +104,7 @@ def ssl_step(net, batches: Sequence[PatchBatch], optimizer: torch.optim.Optimize
     for k, b in enumerate(batches):
         loss, _ = cc2d_loss([e[k] for e in img_embs], [e[k] for e in patch_embs], b.image_points.to(device),
                             b.patch_points.to(device), net.strides, patches.shape[-1], cfg.temperature, cfg.window,
-                            crops, images.shape[-1])  # crops: one model (a stack refuses them)
+                            crops, images.shape[-1], patch_crops)  # crops: one model (a stack refuses them)
         if walk is not None:
             loss = loss + walk_loss([e[k].float() for e in mate_embs], [e[k] for e in img_embs],
                                     b.partner_points.to(device), net.strides, images.shape[-1], cfg.temperature, walk)

@@ -1,0 +1,90 @@
+"""Seconds per training step of config variants, interleaved in one process (a busy or noisy
+machine slows every variant alike).
+
+    python benchmarks/bench_step.py --variant crop4:train.crop_below=4 --variant crop2:train.crop_below=2
+    python benchmarks/bench_step.py --network cc2d --variant crop4:train.crop_below=4 --steps 4
+
+Each variant (``NAME:KEY=VALUE[,KEY=VALUE...]``, applied over the `cpu` preset with ``--network``'s
+method, as ``bench_networks.py``) gets its own model, optimizer and the same batches; "base" (the
+preset as it is) always runs. The steps take turns, variant after variant; the median per variant
+is printed with its ratio to the base. Random VGG16 weights (speed only), ISBI data when
+$CC2DKIT_ISBI_ROOT is set (the phantom otherwise), the feature cache warmed, one untimed step each.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    name, sep, sets = text.partition(":")
+    if not sep or not name or not sets:
+        raise SystemExit(f"--variant {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
+    return name, sets.split(",")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", action="append", default=[], help="NAME:KEY=VALUE[,KEY=VALUE...] (repeatable)")
+    ap.add_argument("--network", default="adapter:4", help="cc2d, wide:N or adapter:N (bench_networks.py)")
+    ap.add_argument("--grid", type=int, default=192)
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per variant")
+    ap.add_argument("--images", type=int, default=8)
+    args = ap.parse_args()
+    from bench_networks import _config
+    from cc2dkit.data import SubsetDataset, build_datasets
+    from cc2dkit.data.grid import GridImages
+    from cc2dkit.methods import method_spec
+    from cc2dkit.runtime import setup
+    from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
+
+    variants = [("base", [])] + [parse_variant(v) for v in args.variant]
+    cfgs = {name: _config(args.network, argparse.Namespace(grid=args.grid, batch=8, images=args.images, set=sets))
+            for name, sets in variants}
+    base = cfgs["base"]
+    device, gen = setup(base)
+    train, _ = build_datasets(base.data, base.seed)
+    data = GridImages(SubsetDataset(train, train.ids[:args.images]), base.data.grid, "train", progress=False)
+    k = len(data.landmark_names)
+    src = RandomPatchSource(data, base.train)
+    adapter = base.method.name == "adapter"
+    batches = [src.sample(8, gen) for _ in range(args.steps + 1)]
+    if adapter:  # mixed landmarks, as the C-Adapter's batches
+        batches = [dataclasses.replace(b, landmark_ids=torch.randint(0, k, (8,), generator=gen)) for b in batches]
+    nets = {}
+    for name, cfg in cfgs.items():
+        torch.manual_seed(cfg.seed)
+        model = method_spec(cfg).build_model(cfg, k).to(device)
+        if nets:
+            model.cache = next(iter(nets.values()))[0].cache  # one warm feature cache
+        else:
+            model.cache.features(data.keys, data.images)
+        nets[name] = (model, make_optimizer(model, cfg), cfg)
+        ssl_step(model, batches[:1], nets[name][1], cfg.train, device)  # warm-up
+    times = {name: [] for name in nets}
+    for b in batches[1:]:
+        for name, (model, opt, cfg) in nets.items():
+            t0 = time.perf_counter()
+            ssl_step(model, [b], opt, cfg.train, device)
+            times[name].append(time.perf_counter() - t0)
+    rows = [{"variant": name, "sets": ",".join(sets) or "(the preset)", "s/step": float(np.median(times[name])),
+             "range": f"{min(times[name]):.2f}-{max(times[name]):.2f}"} for name, sets in variants]
+    table = pd.DataFrame(rows).set_index("variant")
+    table["/ base"] = table["s/step"] / table.loc["base", "s/step"]
+    print(f"{args.network}, grid {args.grid}, batch 8, {args.steps} steps each, {torch.get_num_threads()} threads; "
+          "medians")
+    with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
+        print(table.to_string())
+
+
+if __name__ == "__main__":
+    main()
