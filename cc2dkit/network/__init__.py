@@ -5,7 +5,8 @@
 - ``decoder.py``: the U-Net decoder with RFB and 1x1 heads, built from any block kind.
 - ``model.py``: ``CC2D`` = frozen backbone + decoder + feature cache.
 - ``stacked.py``: ``StackedModels``, K plain models trained and run as one network.
-- ``sampling.py``: embeddings read at grid points (the loss and the matcher use it).
+- ``sampling.py``: embeddings read at grid points (the loss and the matcher use it); the cells the
+  loss reads, which the decoder's cropped training pass computes (``crop_plan``).
 - ``accounting.py``: parameter counts and training memory; ``legacy.py``: format-1 weights.
 """
 from .blocks import RFB, AdapterBlocks, ConvBN, PlainBlocks, StackedBlocks, sync_batch_norm
