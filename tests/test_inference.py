@@ -102,9 +102,9 @@ def test_an_adapter_model_matches_landmark_k_through_adapter_k(tiny, monkeypatch
     model, seen = CC2D(cfg.net, cfg.backbone, AdapterBlocks(n_landmarks=2, extra=2)), []
     forward = model.decoder.forward
 
-    def recording(taps, ids=None):  # the landmark ids each decoder pass runs with
+    def recording(taps, ids=None, crops=None):  # the landmark ids each decoder pass runs with
         seen.append(check_landmark_ids(ids, taps[0].shape[0], 2).tolist())
-        return forward(taps, ids)
+        return forward(taps, ids, crops)
 
     monkeypatch.setattr(model.decoder, "forward", recording)
     template = Template.from_data(data, cfg.data.template)
@@ -187,8 +187,8 @@ def test_bf16_inference_runs_the_networks_in_bf16_and_reads_float32_maps(tiny, m
     assert half.configured(True, 0, centroid=0.5).bf16  # other settings keep the precision
     seen, decoder = [], model.decoder.forward
 
-    def recording(taps, ids=None):  # the dtype the decoder computes in
-        out = decoder(taps, ids)
+    def recording(taps, ids=None, crops=None):  # the dtype the decoder computes in
+        out = decoder(taps, ids, crops)
         seen.append(out[0].dtype)
         return out
 

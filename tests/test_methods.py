@@ -111,9 +111,9 @@ def test_adapter_schedule_passes_landmark_ids(cfg, data, tmp_path, monkeypatch):
         model = real_build(self, cfg_, n, shared)
         forward = model.decoder.forward
 
-        def recording(taps, ids=None):
+        def recording(taps, ids=None, crops=None):
             seen.append((model.training, check_landmark_ids(ids, taps[0].shape[0], n).tolist()))
-            return forward(taps, ids)
+            return forward(taps, ids, crops)
 
         model.decoder.forward = recording
         return model
