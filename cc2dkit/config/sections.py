@@ -97,9 +97,9 @@ class TrainConfig(_Checked):
     save_every: int = rule(1, lo=1)  # checkpoint every N epochs (and always at the end)
     amp: str = rule("auto", choices=AMP_MODES)  # step, Infer-PL, tracking in bf16; "auto": where native
     channels_last: bool | None = None  # NHWC convolutions in the training step (None: on CUDA only)
-    # the image's decoder stages at strides <= this computed only on the loss window (+ a margin) around
-    # each sample's point (network/sampling.py, crop_plan): cheaper steps; batch-norm statistics are then
-    # those of the windows (None: the whole image at every stride)
+    # the decoder's stages at strides <= this computed only on the cells the loss reads (+ a margin): the
+    # image's window around each point, the patch's bilinear read (network/sampling.py, crop_plan); cheaper
+    # steps, but batch-norm statistics are then the crops' (None: whole maps at every stride)
     crop_below: int | None = rule(None, choices=(2, 4))
 
 
