@@ -116,11 +116,12 @@ def test_landmark_conv_equals_per_sample_conv():
 
 
 def test_landmark_conv_paths_give_per_sample_values_and_gradients():
-    """Mixed landmarks (the grouped conv, NHWC on the CPU) and one landmark for the batch (a plain
+    """Training (the grouped conv, NHWC on the CPU) and one landmark for the batch in eval (a plain
     conv): the values and both gradients of a conv per sample."""
     torch.manual_seed(0)
-    for ids in (torch.tensor([2, 0, 2, 1]), torch.tensor([1, 1, 1, 1]), torch.tensor([2])):
-        conv = LandmarkConv2d(3, 5, 4, 3, dilation=2)
+    for ids, train in ((torch.tensor([2, 0, 2, 1]), True), (torch.tensor([1, 1, 1, 1]), True),
+                       (torch.tensor([1, 1, 1, 1]), False), (torch.tensor([2]), False)):
+        conv = LandmarkConv2d(3, 5, 4, 3, dilation=2).train(train)
         x = torch.rand(len(ids), 5, 9, 8, requires_grad=True)
         up = torch.rand(len(ids), 4, 9, 8)  # a fixed upstream gradient
         (conv(x, ids) * up).sum().backward()
@@ -132,6 +133,28 @@ def test_landmark_conv_paths_give_per_sample_values_and_gradients():
         torch.testing.assert_close(conv.weight.grad, wr.grad, rtol=1e-5, atol=1e-5)
         absent = [k for k in range(3) if k not in ids.tolist()]
         assert all(torch.equal(conv.weight.grad[k], torch.zeros_like(conv.weight.grad[k])) for k in absent)
+
+
+def test_landmark_conv_in_training_is_bitwise_the_same_whatever_the_batch_split():
+    """Data parallel: ranks with half the batch each must compute per sample what one process
+    computes on all of it, bitwise, or the rounding grows over the steps (tests/test_distributed.py).
+    A batch of 4 and its halves (each half one landmark, which in eval would take the plain conv):
+    the outputs, a per-sample reduction over them, the input gradients, the summed weight gradients."""
+    torch.manual_seed(0)
+    conv = LandmarkConv2d(2, 32, 4, 3)
+    x, ids, up = torch.randn(4, 32, 12, 12), torch.tensor([0, 0, 1, 1]), torch.randn(4, 4, 12, 12)
+
+    def run(rows):
+        xi = x[rows].clone().requires_grad_()
+        conv.weight.grad = None
+        y = conv(xi, ids[rows])
+        (y * up[rows]).sum().backward()
+        return y.detach(), y.detach().sum((2, 3)), xi.grad, conv.weight.grad.clone()
+
+    whole, halves = run(slice(0, 4)), [run(slice(0, 2)), run(slice(2, 4))]
+    for i in range(3):
+        assert torch.equal(whole[i], torch.cat([h[i] for h in halves])), i
+    assert torch.equal(whole[3], halves[0][3] + halves[1][3])
 
 
 def test_landmark_batchnorm_equals_batchnorm_of_each_landmark_subbatch():

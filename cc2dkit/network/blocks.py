@@ -104,10 +104,16 @@ class ConvBN(nn.Module):
 class LandmarkConv2d(nn.Module):
     """K stacked convs (no bias); sample b is convolved with conv ``ids[b]``.
 
-    Weight ``(K, C_out, C_in, kh, kw)``; a batch of mixed landmarks (training) gathers ``weight[ids]``
-    and applies it as one grouped conv (``groups=B``); a batch of one landmark (inference embeds one
-    landmark at a time) is one plain conv. The gather's backward is a scatter-add, so the conv of a
-    landmark absent from the batch gets an exactly zero gradient.
+    Weight ``(K, C_out, C_in, kh, kw)``; in training a batch gathers ``weight[ids]`` and applies it as
+    one grouped conv (``groups=B``); in eval a batch of one landmark (inference embeds one landmark
+    at a time) is one plain conv. The gather's backward is a scatter-add, so the conv of a landmark
+    absent from the batch gets an exactly zero gradient.
+
+    Training takes the grouped path whatever the ids, so a sample's output and input gradient are
+    bitwise those it has in any other batch, and returns NCHW, so the layout does not depend on B:
+    N ranks with B / N samples each then compute what one process computes on B up to the rounding
+    of the sums over the batch (tests/test_distributed.py). The plain conv rounds differently, and
+    the NHWC output's strides depend on B, which changes the rounding of the reductions after it.
     """
 
     def __init__(self, n_landmarks: int, c_in: int, c_out: int, kernel=3, dilation: int = 1):
@@ -122,15 +128,15 @@ class LandmarkConv2d(nn.Module):
     def forward(self, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """x (B, C_in, H, W), ids (B,) long -> (B, C_out, H, W)."""
         b, c, h, w = x.shape
-        if b == 1 or bool((ids == ids[0]).all()):  # one landmark (inference): a plain conv, 2x the grouped one's speed
+        if not self.training and (b == 1 or bool((ids == ids[0]).all())):  # a plain conv, 2x the grouped one's speed
             return F.conv2d(x, self.weight[ids[0]], padding=self.padding, dilation=self.dilation)
         weight = self.weight[ids].reshape(b * self.c_out, c, *self.kernel_size)  # (B*C_out, C_in, kh, kw)
         x = x.reshape(1, b * c, h, w)
-        if x.device.type == "cpu":  # oneDNN's grouped conv backward is 2-4x faster NHWC (RESULTS, "Cheaper steps")
-            nhwc = torch.channels_last
-            x, weight = x.contiguous(memory_format=nhwc), weight.contiguous(memory_format=nhwc)
-        y = F.conv2d(x, weight, padding=self.padding, dilation=self.dilation, groups=b)
-        return y.reshape(b, self.c_out, h, w)
+        nhwc = x.device.type == "cpu"  # oneDNN's grouped conv backward is 2-4x faster NHWC (RESULTS, "Cheaper steps")
+        if nhwc:
+            x, weight = (t.contiguous(memory_format=torch.channels_last) for t in (x, weight))
+        y = F.conv2d(x, weight, padding=self.padding, dilation=self.dilation, groups=b).reshape(b, self.c_out, h, w)
+        return y.contiguous() if nhwc else y  # NCHW: strides that do not depend on B
 
 
 class LandmarkBatchNorm2d(nn.Module):
