@@ -44,7 +44,7 @@ def _config(grid: int, cache: bool, n_images: int, sets: list[str]):
     if source == "isbi":
         return preset("cpu", **over), n_images
     return preset("cpu", **over, **{"data.phantom_train": n_images, "data.phantom_test": 4,
-                                    "data.phantom_landmarks": 19, "data.phantom_size": 512,
+                                    "data.phantom_landmarks": 12, "data.phantom_size": 512,
                                     "data.template": "train_000"}), n_images
 
 

@@ -1,24 +1,23 @@
 """The C-Adapter's landmark-specific conv: the kit's against one grouped conv laid out NCHW.
 
-``LandmarkConv2d`` (cc2dkit/network/blocks.py) runs a batch of mixed landmarks (training) as one
-grouped conv laid out NHWC on the CPU, and a batch of one landmark (inference embeds one landmark
-at a time) as one plain conv. The reference is what it did before: one grouped conv (``groups=B``)
-in NCHW for every batch. Both give the same values (tests/test_adapter.py); this prints their speed
-at three levels, the two versions interleaved in one process (so a busy or noisy machine slows both
-alike): the conv alone at the shapes of the `cpu` preset's decoder (grid 192), the C-Adapter's
-training step (``ssl_step``, batches of mixed landmarks), and Infer-PL (``predict_grid`` of the
-plain predictor, the 19 landmarks one after the other).
+``LandmarkConv2d`` (cc2dkit/network/blocks.py) runs a training batch as one grouped conv laid out
+NHWC on the CPU (its output back in NCHW), and in eval a batch of one landmark (inference embeds one
+landmark at a time) as one plain conv. The reference is what it did before: one grouped conv
+(``groups=B``) in NCHW for every batch. Both give the same values (tests/test_adapter.py); this
+prints their speed at three levels, the two versions interleaved in one process (so a busy or noisy
+machine slows both alike): the conv alone at the shapes of the `cpu` preset's decoder (grid 192),
+the C-Adapter's training step (``ssl_step``, batches of mixed landmarks), and Infer-PL
+(``predict_grid`` of the plain predictor, every landmark (19 on ISBI) one after the other).
 
     python benchmarks/bench_landmark_conv.py                    # 12 steps, 8 Infer-PL images, each version
     python benchmarks/bench_landmark_conv.py --steps 4 --images 2 --grid 128   # quick
 
-Data: ISBI when $CC2DKIT_ISBI_ROOT is set, the phantom (19 landmarks) otherwise; VGG16 with random
+Data: ISBI when $CC2DKIT_ISBI_ROOT is set, the phantom (12 landmarks, its most) otherwise; VGG16 with random
 weights (speed only); the feature cache is warmed first; medians over the repeats.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -70,10 +69,12 @@ def conv_rows(grid: int, repeats: int) -> list[dict]:
         one = torch.full((8,), 3)
 
         def train_step():
+            conv.train()
             conv.weight.grad = x.grad = None
             conv(x, mixed).square().mean().backward()
 
         def infer():
+            conv.eval()
             with torch.no_grad():
                 conv(x, one)
         shape = f"(8, {c_in}, {side}, {side})"
@@ -84,35 +85,20 @@ def conv_rows(grid: int, repeats: int) -> list[dict]:
 
 def model_rows(args) -> list[dict]:
     """The C-Adapter's training step and Infer-PL."""
-    from bench_networks import _config
-    from cc2dkit.data import SubsetDataset, build_datasets
-    from cc2dkit.data.grid import GridImages
-    from cc2dkit.inference import ModelPredictor, Template
-    from cc2dkit.methods import method_spec
-    from cc2dkit.runtime import setup
-    from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
+    from bench_networks import bench, config
+    from cc2dkit.training import ssl_step
 
-    cfg = _config("adapter:4", argparse.Namespace(grid=args.grid, batch=8, images=args.images + 1, set=args.set))
-    device, gen = setup(cfg)
-    train, _ = build_datasets(cfg.data, cfg.seed)
-    data = GridImages(SubsetDataset(train, train.ids[:args.images + 1]), cfg.data.grid, "train", progress=False)
-    k = len(data.landmark_names)
-    model = method_spec(cfg).build_model(cfg, k).to(device)
-    opt = make_optimizer(model, cfg)
-    src = RandomPatchSource(data, cfg.train)
-    model.cache.features(data.keys, data.images)
-    batches = iter([dataclasses.replace(b, landmark_ids=torch.randint(0, k, (8,), generator=gen))
-                    for b in (src.sample(8, gen) for _ in range(2 * args.steps + 1))])
-    ssl_step(model, [next(batches)], opt, cfg.train, device)  # warm-up
-    step = interleaved(lambda: ssl_step(model, [next(batches)], opt, cfg.train, device), args.steps)
-    labelled = [i for i in range(len(data)) if data.labelled[i]]
-    predictor = ModelPredictor(model, Template(data.images[labelled[0]], data.landmarks[labelled[0]]),
-                               list(range(k)), device, cfg.eval.batch_size).plain()
-    queries = [i for i in range(len(data)) if i != labelled[0]][:args.images]
-    predictor.predict_grid(data, queries[:1])  # warm-up
-    infer = interleaved(lambda: predictor.predict_grid(data, queries), 1)
+    b = bench(config("adapter:4", args.grid, 8, args.images + 1, args.set), args.images + 1)
+    cfg, model = b.cfg, b.model
+    batches = iter(b.batches(2 * args.steps + 1))
+    ssl_step(model, [next(batches)], b.opt, cfg.train, b.device)  # warm-up
+    step = interleaved(lambda: ssl_step(model, [next(batches)], b.opt, cfg.train, b.device), args.steps)
+    predictor = b.predictor().plain()
+    queries = [i for i in range(len(b.data)) if i != b.template][:args.images]
+    predictor.predict_grid(b.data, queries[:1])  # warm-up
+    infer = interleaved(lambda: predictor.predict_grid(b.data, queries), 1)
     return [{"level": "C-Adapter C_A 4 training step (batch 8)", "shape": f"grid {cfg.data.grid}", **step},
-            {"level": f"Infer-PL, {len(queries)} images, 19 landmarks", "shape": f"grid {cfg.data.grid}", **infer}]
+            {"level": f"Infer-PL, {len(queries)} images, {b.n_landmarks} landmarks", "shape": f"grid {cfg.data.grid}", **infer}]
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ Each mode runs in its own subprocess so its peak resident memory (ru_maxrss) is 
     python benchmarks/bench_sla.py --device cuda                # on a GPU
     python benchmarks/bench_sla.py --weights env                # VGG16 weights from $CC2DKIT_WEIGHTS
 
-Data: ISBI 2015 when $CC2DKIT_ISBI_ROOT is set, the phantom (19 landmarks) otherwise. Decoder
+Data: ISBI 2015 when $CC2DKIT_ISBI_ROOT is set, the phantom (12 landmarks, its most) otherwise. Decoder
 widths 256,128,128,64,64, embedding 64 (the ``cpu`` preset). The feature cache is warmed and one
 step is run before timing; the K x steps batches are drawn before timing (so both modes time the
 model only). Training throughput counts the samples of all K models; Infer-PL is the cascade
@@ -42,7 +42,7 @@ def _config(args):
             "net.decoder_widths": "256,128,128,64,64", "net.embed_dim": 64, "train.batch_size": args.batch,
             "eval.batch_size": 4, "device": args.device}
     if source == "phantom":
-        over.update({"data.phantom_train": args.images, "data.phantom_test": 2, "data.phantom_landmarks": 19,
+        over.update({"data.phantom_train": args.images, "data.phantom_test": 2, "data.phantom_landmarks": 12,
                      "data.phantom_size": 512, "data.template": "train_000"})
     return preset("cpu", **over)
 

@@ -13,7 +13,6 @@ $CC2DKIT_ISBI_ROOT is set (the phantom otherwise), the feature cache warmed, one
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -40,41 +39,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps per variant")
     ap.add_argument("--images", type=int, default=8)
     args = ap.parse_args()
-    from bench_networks import _config
-    from cc2dkit.data import SubsetDataset, build_datasets
-    from cc2dkit.data.grid import GridImages
-    from cc2dkit.methods import method_spec
-    from cc2dkit.runtime import setup
-    from cc2dkit.training import RandomPatchSource, make_optimizer, ssl_step
+    from bench_networks import bench, config
+    from cc2dkit.training import ssl_step
 
     variants = [("base", [])] + [parse_variant(v) for v in args.variant]
-    cfgs = {name: _config(args.network, argparse.Namespace(grid=args.grid, batch=8, images=args.images, set=sets))
-            for name, sets in variants}
-    base = cfgs["base"]
-    device, gen = setup(base)
-    train, _ = build_datasets(base.data, base.seed)
-    data = GridImages(SubsetDataset(train, train.ids[:args.images]), base.data.grid, "train", progress=False)
-    k = len(data.landmark_names)
-    src = RandomPatchSource(data, base.train)
-    adapter = base.method.name == "adapter"
-    batches = [src.sample(8, gen) for _ in range(args.steps + 1)]
-    if adapter:  # mixed landmarks, as the C-Adapter's batches
-        batches = [dataclasses.replace(b, landmark_ids=torch.randint(0, k, (8,), generator=gen)) for b in batches]
+    cfgs = {name: config(args.network, args.grid, 8, args.images, sets) for name, sets in variants}
+    b = bench(cfgs["base"], args.images)
+    batches = b.batches(args.steps + 1)
     nets = {}
     for name, cfg in cfgs.items():
-        torch.manual_seed(cfg.seed)
-        model = method_spec(cfg).build_model(cfg, k).to(device)
-        if nets:
-            model.cache = next(iter(nets.values()))[0].cache  # one warm feature cache
-        else:
-            model.cache.features(data.keys, data.images)
-        nets[name] = (model, make_optimizer(model, cfg), cfg)
-        ssl_step(model, batches[:1], nets[name][1], cfg.train, device)  # warm-up
+        model, opt = b.network(cfg)  # each variant its own weights, seeded alike; one warm cache
+        nets[name] = (model, opt, cfg)
+        ssl_step(model, batches[:1], opt, cfg.train, b.device)  # warm-up
     times = {name: [] for name in nets}
-    for b in batches[1:]:
+    for batch in batches[1:]:
         for name, (model, opt, cfg) in nets.items():
             t0 = time.perf_counter()
-            ssl_step(model, [b], opt, cfg.train, device)
+            ssl_step(model, [batch], opt, cfg.train, b.device)
             times[name].append(time.perf_counter() - t0)
     rows = [{"variant": name, "sets": ",".join(sets) or "(the preset)", "s/step": float(np.median(times[name])),
              "range": f"{min(times[name]):.2f}-{max(times[name]):.2f}"} for name, sets in variants]
