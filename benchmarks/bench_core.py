@@ -34,8 +34,7 @@ import torch  # noqa: E402
 
 
 def _config(grid: int, cache: bool, n_images: int, sets: list[str]):
-    from cc2dkit.config import parse_sets
-    from cc2dkit.config import preset
+    from cc2dkit.config import PHANTOM_MAX_LANDMARKS, parse_sets, preset
 
     source = "isbi" if os.environ.get("CC2DKIT_ISBI_ROOT") else "phantom"
     over = {"data.source": source, "data.grid": grid, "backbone.weights": "none", "backbone.cache_features": cache,
@@ -44,7 +43,7 @@ def _config(grid: int, cache: bool, n_images: int, sets: list[str]):
     if source == "isbi":
         return preset("cpu", **over), n_images
     return preset("cpu", **over, **{"data.phantom_train": n_images, "data.phantom_test": 4,
-                                    "data.phantom_landmarks": 12, "data.phantom_size": 512,
+                                    "data.phantom_landmarks": PHANTOM_MAX_LANDMARKS, "data.phantom_size": 512,
                                     "data.template": "train_000"}), n_images
 
 

@@ -38,7 +38,7 @@ DEFAULT_SPECS = ("cc2d", "wide:16", "wide:304", "adapter:0", "adapter:4", "adapt
 def config(spec: str, grid: int, batch: int, images: int, sets: list[str]):
     """The `cpu` preset for network ``spec`` at ``grid``, batch ``batch``, random VGG16 weights, ISBI
     when $CC2DKIT_ISBI_ROOT is set (a phantom of ``images`` training images otherwise), then ``sets``."""
-    from cc2dkit.config import parse_sets, preset
+    from cc2dkit.config import PHANTOM_MAX_LANDMARKS, parse_sets, preset
     from cc2dkit.methods import method_config
     from run_methods import spec_overrides  # the same METHOD specs as run_methods.py
 
@@ -49,7 +49,8 @@ def config(spec: str, grid: int, batch: int, images: int, sets: list[str]):
         over["data.source"] = "isbi"
     else:
         over.update({"data.source": "phantom", "data.phantom_train": images, "data.phantom_test": 2,
-                     "data.phantom_landmarks": 12, "data.phantom_size": 512, "data.template": "train_000"})
+                     "data.phantom_landmarks": PHANTOM_MAX_LANDMARKS, "data.phantom_size": 512,
+                     "data.template": "train_000"})
     return method_config(preset("cpu", **{**over, **parse_sets(sets)}))
 
 

@@ -35,15 +35,16 @@ import torch  # noqa: E402
 
 
 def _config(args):
-    from cc2dkit.config import preset
+    from cc2dkit.config import PHANTOM_MAX_LANDMARKS, preset
 
     source = "isbi" if os.environ.get("CC2DKIT_ISBI_ROOT") else "phantom"
     over = {"data.source": source, "data.grid": args.grid, "backbone.weights": args.weights,
             "net.decoder_widths": "256,128,128,64,64", "net.embed_dim": 64, "train.batch_size": args.batch,
             "eval.batch_size": 4, "device": args.device}
     if source == "phantom":
-        over.update({"data.phantom_train": args.images, "data.phantom_test": 2, "data.phantom_landmarks": 12,
-                     "data.phantom_size": 512, "data.template": "train_000"})
+        over.update({"data.phantom_train": args.images, "data.phantom_test": 2,
+                     "data.phantom_landmarks": PHANTOM_MAX_LANDMARKS, "data.phantom_size": 512,
+                     "data.template": "train_000"})
     return preset("cpu", **over)
 
 

@@ -42,7 +42,6 @@ import torch  # noqa: E402
 # bf16 keeps 8 bits of mantissa. Measured at the tiny sizes on CPU: loss 0.6% apart, gradient
 # cosine 0.90-0.96, while the fp32 gradients of two batches have cosine ~0: bf16's error is small
 # beside the noise of drawing a batch. Below these, something beyond rounding is wrong.
-PHANTOM_LANDMARKS = 12  # the phantom draws at most 12; K = 19 landmarks cycle over them
 BF16_LOSS_RTOL = 0.02
 BF16_GRAD_COSINE = 0.85
 
@@ -69,11 +68,11 @@ TINY = Sizes(grid=64, image=128, landmarks=4, images=4, batch=2, steps=2, querie
 
 
 def base_config(args, s: Sizes):
-    from cc2dkit.config import preset
+    from cc2dkit.config import PHANTOM_MAX_LANDMARKS, preset
 
     over = {"data.source": "phantom", "data.grid": s.grid, "data.phantom_size": s.image,
             "data.phantom_train": s.images, "data.phantom_test": 2,
-            "data.phantom_landmarks": min(s.landmarks, PHANTOM_LANDMARKS),
+            "data.phantom_landmarks": min(s.landmarks, PHANTOM_MAX_LANDMARKS),  # K = 19 landmarks cycle over them
             "data.template": "train_000", "backbone.arch": "vgg16", "backbone.weights": args.weights,
             "device": args.device, "train.batch_size": s.batch, "eval.batch_size": 4, "train.epochs": 1,
             "train.steps_per_epoch": 2, "method.atd_copies": 8, "method.pl_images": 2,

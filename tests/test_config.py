@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from cc2dkit.config import PRESETS, Config, RefineConfig, apply_overrides, preset
+from cc2dkit.config import PHANTOM_MAX_LANDMARKS, PRESETS, Config, RefineConfig, apply_overrides, preset
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -61,7 +61,8 @@ BAD = {
     "name": [""], "device": ["gpu", "cuda:x"], "seed": [-1, 1.5, "x"], "num_threads": [0, "two"],
     "data.source": ["dicom"], "data.root": [""], "data.grid": [0, -64, 100, 32, "x"], "data.train_split": [""],
     "data.test_split": [""], "data.template": [""], "data.test_limit": [0], "data.csv": [""], "data.spacing_mm": [0.0, -1],
-    "data.phantom_train": [1], "data.phantom_test": [0], "data.phantom_landmarks": [0, 13], "data.phantom_size": [32],
+    "data.phantom_train": [1], "data.phantom_test": [0],
+    "data.phantom_landmarks": [0, PHANTOM_MAX_LANDMARKS + 1], "data.phantom_size": [32],
     "data.phantom_spacing_mm": [0.0],
     "backbone.arch": ["resnet"], "backbone.weights": [""], "backbone.weights_sha256": [""],
     "backbone.cache_features": ["maybe", 2],

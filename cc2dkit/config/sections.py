@@ -25,6 +25,8 @@ ISBI_ROOT_ENV = "CC2DKIT_ISBI_ROOT"
 WEIGHTS_ENV = "CC2DKIT_WEIGHTS"
 METHOD_NAMES = ("cc2d", "multi", "wide", "sla", "atd", "adapter")  # rows of methods/registry.py
 AMP_MODES = ("auto", "bf16", "off")  # train.amp, eval.amp (resolved on a device by runtime.use_bf16)
+# The phantom's most landmarks: more glyphs crowd its central box and the tests' tiny grids.
+PHANTOM_MAX_LANDMARKS = 12
 
 
 class _Checked:
@@ -51,7 +53,7 @@ class DataConfig(_Checked):
     # phantom (procedural, embedded default data)
     phantom_train: int = rule(24, lo=2)
     phantom_test: int = rule(8, lo=1)
-    phantom_landmarks: int = rule(6, lo=1, hi=12)
+    phantom_landmarks: int = rule(6, lo=1, hi=PHANTOM_MAX_LANDMARKS)
     phantom_size: int = rule(256, lo=64)  # side of the generated images (pixels)
     phantom_spacing_mm: float = rule(0.1, lo=0, lo_open=True)
 
