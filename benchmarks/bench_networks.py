@@ -116,6 +116,7 @@ def bench(cfg, images: int) -> Bench:
     device, gen = setup(cfg)
     train, _ = build_datasets(cfg.data, cfg.seed)
     data = GridImages(SubsetDataset(train, train.ids[:images]), cfg.data.grid, "train", progress=False)
+    torch.manual_seed(cfg.seed)  # the weights Bench.network(cfg) would build
     model = method_spec(cfg).build_model(cfg, len(data.landmark_names)).to(device)
     model.cache.features(data.keys, data.images)  # warm: every image's frozen features once
     return Bench(cfg, device, gen, data, RandomPatchSource(data, cfg.train), model, make_optimizer(model, cfg))

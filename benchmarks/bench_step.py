@@ -43,13 +43,17 @@ def main() -> None:
     from cc2dkit.training import ssl_step
 
     variants = [("base", [])] + [parse_variant(v) for v in args.variant]
+    names = [name for name, _ in variants]
+    if len(set(names)) < len(names):
+        raise SystemExit(f"--variant: each name once, and not 'base' (the preset's own): {names[1:]}")
     cfgs = {name: config(args.network, args.grid, 8, args.images, sets) for name, sets in variants}
     b = bench(cfgs["base"], args.images)
     batches = b.batches(args.steps + 1)
-    nets = {}
+    nets = {"base": (b.model, b.opt, cfgs["base"])}
     for name, cfg in cfgs.items():
-        model, opt = b.network(cfg)  # each variant its own weights, seeded alike; one warm cache
-        nets[name] = (model, opt, cfg)
+        if name != "base":
+            nets[name] = (*b.network(cfg), cfg)  # each variant its own weights, seeded alike; one warm cache
+    for model, opt, cfg in nets.values():
         ssl_step(model, batches[:1], opt, cfg.train, b.device)  # warm-up
     times = {name: [] for name in nets}
     for batch in batches[1:]:
