@@ -25,7 +25,8 @@ ISBI_ROOT_ENV = "CC2DKIT_ISBI_ROOT"
 WEIGHTS_ENV = "CC2DKIT_WEIGHTS"
 METHOD_NAMES = ("cc2d", "multi", "wide", "sla", "atd", "adapter")  # rows of methods/registry.py
 AMP_MODES = ("auto", "bf16", "off")  # train.amp, eval.amp (resolved on a device by runtime.use_bf16)
-# The phantom's most landmarks: more glyphs crowd its central box and the tests' tiny grids.
+# The config's limit on the phantom's landmarks (data/phantom.py itself refuses only what it cannot
+# place 1/8 of the image apart); benchmarks that want the phantom's most ask for this.
 PHANTOM_MAX_LANDMARKS = 12
 
 
