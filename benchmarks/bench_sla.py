@@ -40,7 +40,8 @@ def _config(args):
     source = "isbi" if os.environ.get("CC2DKIT_ISBI_ROOT") else "phantom"
     over = {"data.source": source, "data.grid": args.grid, "backbone.weights": args.weights,
             "net.decoder_widths": "256,128,128,64,64", "net.embed_dim": 64, "train.batch_size": args.batch,
-            "eval.batch_size": 4, "device": args.device}
+            "eval.batch_size": 4, "device": args.device,
+            "train.crop_below": None}  # a stack cannot crop (one model per step): both modes on whole maps
     if source == "phantom":
         over.update({"data.phantom_train": args.images, "data.phantom_test": 2,
                      "data.phantom_landmarks": PHANTOM_MAX_LANDMARKS, "data.phantom_size": 512,

@@ -1,13 +1,14 @@
 """Seconds per training step of config variants, interleaved in one process (a busy or noisy
 machine slows every variant alike).
 
-    python benchmarks/bench_step.py --variant crop4:train.crop_below=4 --variant crop2:train.crop_below=2
-    python benchmarks/bench_step.py --network cc2d --variant crop4:train.crop_below=4 --steps 4
+    python benchmarks/bench_step.py --variant whole:train.crop_below=null --variant crop2:train.crop_below=2
+    python benchmarks/bench_step.py --network cc2d --variant whole:train.crop_below=null --steps 4
 
 Each variant (``NAME:KEY=VALUE[,KEY=VALUE...]``, applied over the `cpu` preset with ``--network``'s
 method, as ``bench_networks.py``) gets its own model, optimizer and the same batches; "base" (the
 preset as it is) always runs. The steps take turns, variant after variant; the median per variant
-is printed with its ratio to the base. Random VGG16 weights (speed only), ISBI data when
+is printed with its ratio to the base (the preset crops the finest stages, ``train.crop_below=4``: a
+``whole`` variant as above times the whole maps). Random VGG16 weights (speed only), ISBI data when
 $CC2DKIT_ISBI_ROOT is set (the phantom otherwise), the feature cache warmed, one untimed step each.
 """
 from __future__ import annotations

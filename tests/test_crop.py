@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from cc2dkit.config import BackboneConfig, NetConfig
+from cc2dkit.config import BackboneConfig, NetConfig, preset
 from cc2dkit.data import make_phantom_splits
 from cc2dkit.data.grid import GridImages
+from cc2dkit.methods import batched_training
 from cc2dkit.network import CC2D, AdapterBlocks, StackedModels
 from cc2dkit.network.sampling import CROP_MARGIN, crop_plan, loss_cells, window_bounds
 from cc2dkit.training import RandomPatchSource, cc2d_loss, make_optimizer, ssl_step
@@ -114,3 +115,12 @@ def test_config_checks_crop_below(smoke_cfg):
         smoke_cfg.replace(**{"train.crop_below": 4, "method.name": "adapter", "method.pl_walk": 0.5,
                              "method.pl_walk_stride": 4})
     assert smoke_cfg.replace(**{"train.crop_below": 2}).train.crop_below == 2
+
+
+def test_cpu_preset_crops_and_its_per_landmark_methods_train_one_model_per_step():
+    cpu = preset("cpu")
+    assert cpu.train.crop_below == 4
+    sla = preset("cpu", **{"method.name": "sla", "device": "cuda"})
+    assert not batched_training(sla, torch.device("cuda"))  # CUDA's default stack gives way to the crop
+    with pytest.raises(ValueError, match="train.crop_below=null"):
+        preset("cpu", **{"method.name": "atd", "method.batched": True})

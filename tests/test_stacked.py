@@ -200,6 +200,8 @@ def test_batched_training_defaults_to_cuda_only(cfg):
     assert not batched_training(cfg, torch.device("cpu")) and batched_training(cfg, torch.device("cuda"))
     assert batched_training(cfg.replace(**{"method.batched": "on"}), torch.device("cpu"))
     assert not batched_training(cfg.replace(**{"method.batched": "false"}), torch.device("cuda"))
+    # a crop of the finest stages needs one model per step: CUDA's default turns sequential
+    assert not batched_training(cfg.replace(**{"train.crop_below": 4}), torch.device("cuda"))
 
 
 def test_stacked_step_with_channels_last_equals_the_nchw_step(cfg, data):

@@ -50,8 +50,12 @@ class MethodResult:
 
 def batched_training(cfg: Config, device: torch.device) -> bool:
     """``method.batched``, its None resolved: stacked training on CUDA, one model after the other elsewhere
-    (on a 2-core CPU the stacked step was the slower one: benchmarks/RESULTS.md)."""
-    return device.type == "cuda" if cfg.method.batched is None else bool(cfg.method.batched)
+    (on a 2-core CPU the stacked step was the slower one: benchmarks/RESULTS.md) and wherever the
+    config crops the finest stages (``train.crop_below``: a stack's batch row carries K models' samples;
+    an explicit ``method.batched=true`` with a crop is refused when the config is built)."""
+    if cfg.method.batched is None:
+        return device.type == "cuda" and cfg.train.crop_below is None
+    return bool(cfg.method.batched)
 
 
 def stage_sources(spec: MethodSpec, ctx: RunContext, copies: TemplateCopies | None, pl: PLState | None
@@ -81,9 +85,6 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
     if d.active and not spec.per_landmark and cfg.train.batch_size % d.world:
         raise ValueError(f"train.batch_size={cfg.train.batch_size} must be divisible by the {d.world} processes "
                          "of the run: each trains an equal share of every batch")
-    if cfg.train.crop_below is not None and spec.per_landmark and batched_training(cfg, resolve_device(cfg.device)):
-        raise ValueError(f"config train.crop_below={cfg.train.crop_below} needs one model per step; {spec.name} "
-                         "trains stacked here (method.batched): set method.batched=false or train.crop_below=null")
     if resume and out_dir is None:
         raise ValueError("resume needs a run folder (out_dir)")
     state = load_checkpoint(Path(out_dir)) if resume else None
