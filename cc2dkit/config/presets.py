@@ -48,8 +48,9 @@ def _cpu() -> Config:
     # The decoder's two finest stages trained only on the cells the loss reads (train.crop_below=4):
     # its rule passed on two seeds of 10-epoch runs (seeds 0 / 11: 1.81 / 1.79 mm against 1.85 / 1.81,
     # SDR 4 mm +0.63 / -0.28 points, errors over 10 mm 13 / 15 against 18 / 15) with the training stages
-    # in 0.70x / 0.75x the time (RESULTS, "Crops of the finest decoder stages"). Stacked SLA / C-ATD
-    # training (method.batched, CUDA's default) cannot crop: --set train.crop_below=null there.
+    # in 0.70x / 0.75x the time (RESULTS, "Crops of the finest decoder stages"). A stack of SLA / C-ATD
+    # models cannot crop, so with it method.batched's default trains one model per step on CUDA too;
+    # to stack there: --set train.crop_below=null.
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),

@@ -119,7 +119,7 @@ class MethodConfig(_Checked):
     atd_scale: float = rule(0.01, lo=0, hi=0.5)  # scale 1 +- this
     atd_rotation_deg: float = rule(5.0, lo=0, hi=180)
     adapter_channels: int = rule(16, lo=0)  # C_A of the C-Adapter (0: one shared model)
-    batched: bool | None = None  # SLA/ATD: train the K decoders as one stacked module (None: on CUDA, unless train.crop_below)
+    batched: bool | None = None  # SLA/ATD: the K decoders trained as one stack (None: on CUDA, unless train.crop_below)
     stack_size: int | None = rule(None, lo=1)  # batched SLA/ATD: at most this many decoders per stack (None: all K)
     pl_images: int | None = rule(None, lo=1)  # PL methods: the first N non-template training images carry PLs
     # PL methods: after the first Infer-PL, a PL moves at most this many grid px per epoch towards its new
