@@ -104,6 +104,9 @@ class TrainConfig(_Checked):
     # image's window around each point, the patch's bilinear read (network/sampling.py, crop_plan); cheaper
     # steps, but batch-norm statistics are then the crops' (None: whole maps at every stride)
     crop_below: int | None = rule(None, choices=(2, 4))
+    # an exponential moving average of each network's weights, this decay per step (training/average.py):
+    # the raw weights train, the average answers (Infer-PL, tracking, the final model); None: off
+    ema: float | None = rule(None, lo=0, hi=1, lo_open=True, hi_open=True)
 
 
 @dataclass(frozen=True)

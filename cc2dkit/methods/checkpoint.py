@@ -2,8 +2,9 @@
 
 ``checkpoint.pt`` holds the config it was trained with, the epoch, the trainable weights of every model, the optimizers, the
 run's generator state and each trainee's, the pseudo-labels with their history, the per-epoch log rows, the
-*layout* (how models are grouped for training: one model, K models one by one, or stacks) and the
-precision it trained in (``train.amp`` resolved on its device: "auto" depends on the machine). A run
+*layout* (how models are grouped for training: one model, K models one by one, or stacks), the
+precision it trained in (``train.amp`` resolved on its device: "auto" depends on the machine) and,
+with ``train.ema``, each trainee's weight average (the models' weights are the raw, trained ones). A run
 resumed from it continues at the next epoch; with the same config it ends with the same numbers
 as an uninterrupted run (everything random is drawn from the saved generator; augmented templates
 are regenerated from the seed before the restore).
@@ -19,9 +20,11 @@ from .runfolder import CHECKPOINT, CHECKPOINT_FORMAT, LEGACY, load_saved, save_a
 
 
 def save_checkpoint(out: Path, cfg: Config, epoch: int, models: list, optimizers: list, generators: list,
-                    generator: torch.Generator, pl_state, log_rows: list[dict], layout: str, bf16: bool) -> Path:
+                    generator: torch.Generator, pl_state, log_rows: list[dict], layout: str, bf16: bool,
+                    averages: list | None = None) -> Path:
     """``optimizers`` / ``generators``: the state dicts / states of the trainees (in their order);
-    ``bf16``: whether the run trains in bfloat16 (``train.amp`` resolved)."""
+    ``bf16``: whether the run trains in bfloat16 (``train.amp`` resolved); ``averages``: the trainees'
+    :class:`~cc2dkit.training.WeightAverage` or None each (``train.ema``)."""
     state = {"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "epoch": epoch,
              "models": [m.trainable_state_dict() for m in models],
              "optimizers": list(optimizers),
@@ -29,7 +32,8 @@ def save_checkpoint(out: Path, cfg: Config, epoch: int, models: list, optimizers
              "generator": generator.get_state(),
              "pls": None if pl_state is None else pl_state.pls,
              "pl_history": None if pl_state is None else pl_state.history,
-             "log": log_rows, "layout": layout, "train_bf16": bool(bf16)}
+             "log": log_rows, "layout": layout, "train_bf16": bool(bf16),
+             "averages": [None if a is None else a.state_dict() for a in averages or []]}
     return save_atomic(state, out / CHECKPOINT)
 
 
@@ -66,11 +70,20 @@ def restore(state: dict, models: list, generator: torch.Generator, pl_state, lay
     return int(state["epoch"]), list(state["log"])
 
 
-def restore_trainees(state: dict, optimizers: list, generators: list[torch.Generator]) -> None:
-    """The trainees' optimizers and generators as saved."""
+def restore_trainees(state: dict, optimizers: list, generators: list[torch.Generator], averages: list | None = None
+                     ) -> None:
+    """The trainees' optimizers, generators and weight averages (``train.ema``) as saved."""
     if len(state["optimizers"]) != len(optimizers):
         raise ValueError(f"{state['path']} holds {len(state['optimizers'])} optimizers, this run has {len(optimizers)}")
     for o, sd in zip(optimizers, state["optimizers"]):
         o.load_state_dict(sd)
     for g, saved in zip(generators, state["trainee_generators"]):
         g.set_state(saved)
+    saved_averages = state.get("averages") or []  # absent: saved before train.ema existed (then it is off)
+    for i, a in enumerate(averages or []):
+        if a is None:
+            continue
+        if i >= len(saved_averages) or saved_averages[i] is None:
+            raise ValueError(f"{state['path']} holds no weight average for trainee {i}: it was not trained with "
+                             "train.ema, which may not change on resume")
+        a.load_state_dict(saved_averages[i])

@@ -6,6 +6,9 @@ sources, drawn from its own generator; then, for PL methods, Infer-PL re-infers 
 with the method's predictor (each PL moving at most ``method.pl_max_move`` grid px after the first
 update, when set; with ``method.pl_shape`` read through a shape check fitted to the previous
 Infer-PL's unchecked answers, :func:`pl_reader`); then the tracked test error, the log row and the checkpoint.
+With ``train.ema`` each trainee keeps a moving average of its weights (:func:`attach_averages`):
+Infer-PL and tracking answer with it (:func:`averaged`), the checkpoint keeps both, and after the
+last epoch the models hold the average (:func:`adopt_averages`).
 
 Under ``torchrun`` (:func:`distribute`): one model trains data parallel on every rank; K models
 (or stacks) are shared out, trainee i to rank ``i % N``, and after each epoch's training every rank
@@ -26,7 +29,8 @@ from ..inference import Predictor, stack_chunks
 from ..inference.shape import ShapeCheck
 from ..network import CC2D, StackedModels
 from ..runtime import trainee_generator
-from ..training import DataParallel, PLState, data_parallel, epoch_lr, make_optimizer, memory_format, set_lr, train_stage
+from ..training import (DataParallel, PLState, WeightAverage, data_parallel, epoch_lr, make_optimizer, memory_format,
+                        set_lr, train_stage)
 from .context import EpochLog, RunContext, predict_rows, tracked_test_grid
 
 
@@ -43,6 +47,7 @@ class Trainee:
     generator: torch.Generator | None = None  # its batches' draws (set by :func:`distribute`)
     owner: int | None = None  # the rank that trains it when trainees are shared out (None: every rank)
     dp: DataParallel | None = None  # data-parallel training over the ranks (None: this process alone)
+    average: WeightAverage | None = None  # train.ema's average of ``net``'s weights (None: off)
 
     def sync(self) -> None:
         """Make ``models`` hold the trained weights (a stack trains copies of them)."""
@@ -60,6 +65,43 @@ def distribute(ctx: RunContext, trainees: list[Trainee], per_landmark: bool) -> 
             t.owner = i % d.world
         elif d.active:
             t.dp = data_parallel(t.net, d, ctx.device, memory_format(ctx.cfg.train, ctx.device))
+
+
+def attach_averages(ctx: RunContext, trainees: list[Trainee]) -> None:
+    """Give every trainee its ``train.ema`` average (after :func:`distribute`). Refused where trainees
+    are shared out over torchrun ranks: a rank holds only its own trainees' averages, and the weights
+    broadcast after each epoch would mix averaged and raw ones."""
+    decay = ctx.cfg.train.ema
+    if decay is None:
+        return
+    if any(t.owner is not None for t in trainees):
+        raise ValueError("train.ema with one model per landmark is not supported under torchrun (the models "
+                         "are shared out over the processes): run it in one process or set train.ema=null")
+    for t in trainees:
+        t.average = WeightAverage(t.net, decay)
+
+
+class averaged:
+    """``with averaged(trainees):`` the trainees' models hold their averages (``train.ema``), the raw
+    weights again after the block; nothing changes for trainees without one."""
+
+    def __init__(self, trainees: list[Trainee]):
+        self.trainees = [t for t in trainees if t.average is not None]
+
+    def __enter__(self):
+        adopt_averages(self.trainees)
+
+    def __exit__(self, *exc):
+        adopt_averages(self.trainees)  # the swap is its own inverse
+
+
+def adopt_averages(trainees: list[Trainee]) -> None:
+    """Swap each trainee's weights with its average (the models then hold the average; the average
+    the raw weights) and copy a stack's into its models."""
+    for t in trainees:
+        if t.average is not None:
+            t.average.swap(t.net)
+            t.sync()
 
 
 def owns(ctx: RunContext, t: Trainee) -> bool:
@@ -141,7 +183,7 @@ def run_epochs(ctx: RunContext, stages: tuple[str, ...], trainees: list[Trainee]
                 for s in stages:
                     if s in t.sources:
                         losses[s][t.columns] = train_stage(t.net, t.optimizer, t.sources[s], cfg, t.generator,
-                                                           ctx.device, t.steps, t.dp)
+                                                           ctx.device, t.steps, t.dp, t.average)
                 t.sync()
                 bar.set_postfix(epoch=epoch, loss=f"{float(np.mean([losses[s][t.columns] for s in t.sources])):.3f}")
             bar.update(1)
@@ -149,14 +191,16 @@ def run_epochs(ctx: RunContext, stages: tuple[str, ...], trainees: list[Trainee]
             share_models(ctx, trainees)
             losses = {s: sum_over_ranks(v, ctx.dist) for s, v in losses.items()}
         t_train = time.perf_counter() - t0
-        if pl is not None:
-            shaped = cfg.method.pl_shape
-            answers = predict_rows(ctx, pl_reader(ctx, predictor, pl), ctx.train, ctx.unlabelled, unchecked=shaped)
-            pl.update(answers[0] if shaped else answers, cfg.method.pl_max_move, cfg.method.pl_agree)
-            entry = pl.record(epoch, ctx.train)
-            if shaped:  # what the next epoch's check is fitted to (checkpoints keep the history)
-                entry["unchecked"] = answers[1]
-        log.add(epoch, losses, tracked_test_grid(ctx, predictor, epoch), time.perf_counter() - t0, t_train)
+        with averaged(trainees):  # train.ema: the averages answer; the checkpoint keeps the raw weights too
+            if pl is not None:
+                shaped = cfg.method.pl_shape
+                answers = predict_rows(ctx, pl_reader(ctx, predictor, pl), ctx.train, ctx.unlabelled, unchecked=shaped)
+                pl.update(answers[0] if shaped else answers, cfg.method.pl_max_move, cfg.method.pl_agree)
+                entry = pl.record(epoch, ctx.train)
+                if shaped:  # what the next epoch's check is fitted to (checkpoints keep the history)
+                    entry["unchecked"] = answers[1]
+            tracked = tracked_test_grid(ctx, predictor, epoch)
+        log.add(epoch, losses, tracked, time.perf_counter() - t0, t_train)
         save(epoch)
     bar.close()
 

@@ -7,6 +7,7 @@
    checkpoint's state;
 4. the epochs (``loop.py``), a checkpoint after each ``train.save_every``; with ``refine.enabled``
    the fine stage's network trains beside them (stage ``fine``) and refines the final answers;
+   with ``train.ema`` the models then take their weight averages;
 5. ``model.pt``, then the test split's predictions and evaluation (``runfolder.py``).
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ from ..distributed import env_dist
 from ..runtime import resolve_device, use_bf16
 from .checkpoint import load_checkpoint, restore, restore_trainees, save_checkpoint
 from .context import EpochLog, RunContext, pool_rows, predict_rows, prepare_context, unlabelled_rows
-from .loop import Trainee, distribute, layout, make_trainees, run_epochs, trainee_states, training_groups
+from .loop import (Trainee, adopt_averages, attach_averages, distribute, layout, make_trainees, run_epochs,
+                   trainee_states, training_groups)
 from .registry import MethodSpec, method_config, method_spec
 from .runfolder import (CHECKPOINT, CONFIG, LEGACY, METRICS, MODEL, PL_HISTORY, evaluation, save_model,
                         with_shape_and_pool, write_csv_atomic, write_results, write_text_atomic)
@@ -129,8 +131,10 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
         trainees.append(fine_trainee(ctx, fine, progress))
         stages += ("fine",)
     distribute(ctx, trainees, spec.per_landmark)
+    attach_averages(ctx, trainees)
     if state is not None:
-        restore_trainees(state, [t.optimizer for t in trainees], [t.generator for t in trainees])
+        restore_trainees(state, [t.optimizer for t in trainees], [t.generator for t in trainees],
+                         [t.average for t in trainees])
     if ctx.out is not None:
         ctx.out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(ctx.out / CONFIG, cfg.to_json())
@@ -141,9 +145,10 @@ def run_method(cfg: Config, out_dir=None, data=None, progress: bool = True, resu
             optimizers, generators = trainee_states(ctx, trainees)  # every rank: a collective when shared out
             if ctx.out is not None:
                 save_checkpoint(ctx.out, cfg, epoch, trained, optimizers, generators, ctx.generator, pl, log.rows,
-                                grouping, bf16)
+                                grouping, bf16, [t.average for t in trainees])
 
     run_epochs(ctx, stages, trainees, predictor, pl, log, start, save, spec.name, progress)
+    adopt_averages(trainees)  # train.ema: the trained models are the averages
     predictor = final
     if fine is not None:  # Infer-PL and tracking ran at the grid; the result is refined
         predictor = RefinedPredictor.build(predictor, fine, fine_template(ctx.template, cfg.refine.scale), cfg.refine)

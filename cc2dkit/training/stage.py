@@ -9,6 +9,7 @@ import torch
 
 from ..config import Config
 from .loss import Walk
+from .average import WeightAverage
 from .parallel import DataParallel
 from .step import ssl_step
 
@@ -46,15 +47,19 @@ def stage_steps(cfg: Config, pairs: int) -> int:
 
 
 def train_stage(net, optimizer: torch.optim.Optimizer, sources: Sequence, cfg: Config, generator: torch.Generator,
-                device: torch.device, steps: int | None = None, dp: DataParallel | None = None) -> np.ndarray:
+                device: torch.device, steps: int | None = None, dp: DataParallel | None = None,
+                average: WeightAverage | None = None) -> np.ndarray:
     """``steps`` SSL steps (None: :func:`stage_steps`); source k feeds model k of ``net`` (one source for one model).
 
     Returns the (K,) mean losses. Batches are drawn in source order from ``generator`` (``dp``:
-    every rank draws the same global batches and trains its share).
+    every rank draws the same global batches and trains its share). ``average``: updated after
+    every step (``train.ema``).
     """
     losses = []
     for _ in range(steps or stage_steps(cfg, max(len(s) for s in sources))):
         batches = [s.sample(cfg.train.batch_size, generator) for s in sources]
         walk = Walk(cfg.method.pl_walk, cfg.method.pl_walk_stride) if batches[0].partners is not None else None
         losses.append(ssl_step(net, batches, optimizer, cfg.train, device, dp, walk))
+        if average is not None:
+            average.update(net)
     return np.asarray(losses).mean(axis=0)
