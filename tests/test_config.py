@@ -73,7 +73,7 @@ BAD = {
     "train.lr_schedule": ["step"], "train.lr_final_frac": [1.5], "train.weight_decay": [-0.1],
     "train.temperature": [0], "train.window": [0], "train.patch_frac": [2, 0], "train.point_central": [0],
     "train.rotation_deg": [-1, 200], "train.scale": [-0.1, 0.5], "train.brightness": [1.0], "train.contrast": [-0.1], "train.save_every": [0],
-    "train.amp": ["fp8"], "train.channels_last": ["x"], "train.crop_below": [8, 3, 0, 2.5],
+    "train.amp": ["fp8"], "train.channels_last": ["x"], "train.crop_below": [8, 3, 0, 2.5], "train.ema": [0, 1, 1.5, -0.1, "x"],
     "method.name": ["nope"], "method.landmarks": [(), (1, 1)], "method.pl_offset": [1.5], "method.atd_copies": [0],
     "method.atd_shift": [0.6], "method.atd_scale": [-0.1], "method.atd_rotation_deg": [-5],
     "method.adapter_channels": [-1], "method.batched": ["x"], "method.stack_size": [0], "method.pl_images": [0],
