@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,18 +82,15 @@ def attach_averages(ctx: RunContext, trainees: list[Trainee]) -> None:
         t.average = WeightAverage(t.net, decay)
 
 
-class averaged:
+@contextmanager
+def averaged(trainees: list[Trainee]):
     """``with averaged(trainees):`` the trainees' models hold their averages (``train.ema``), the raw
     weights again after the block; nothing changes for trainees without one."""
-
-    def __init__(self, trainees: list[Trainee]):
-        self.trainees = [t for t in trainees if t.average is not None]
-
-    def __enter__(self):
-        adopt_averages(self.trainees)
-
-    def __exit__(self, *exc):
-        adopt_averages(self.trainees)  # the swap is its own inverse
+    adopt_averages(trainees)
+    try:
+        yield
+    finally:
+        adopt_averages(trainees)  # the swap is its own inverse
 
 
 def adopt_averages(trainees: list[Trainee]) -> None:
