@@ -79,11 +79,6 @@ def restore_trainees(state: dict, optimizers: list, generators: list[torch.Gener
         o.load_state_dict(sd)
     for g, saved in zip(generators, state["trainee_generators"]):
         g.set_state(saved)
-    saved_averages = state.get("averages") or []  # absent: saved before train.ema existed (then it is off)
-    for i, a in enumerate(averages or []):
-        if a is None:
-            continue
-        if i >= len(saved_averages) or saved_averages[i] is None:
-            raise ValueError(f"{state['path']} holds no weight average for trainee {i}: it was not trained with "
-                             "train.ema, which may not change on resume")
-        a.load_state_dict(saved_averages[i])
+    for a, saved in zip(averages or [], state.get("averages") or []):  # train.ema may not change on resume
+        if a is not None:
+            a.load_state_dict(saved)
