@@ -25,11 +25,11 @@ OTHER`` the fine stage that the run OTHER trained, the same network for every me
 paper's (300 epochs over 149 images): sized so that all methods, 19 SLA/C-ATD models included, fit
 a few hours on 2 CPU cores.
 
-``--budget preset``: the ``cpu`` preset unchanged (30 epochs x 20 steps per stage, cosine LR, PLs on
+``--budget preset``: the ``cpu`` preset unchanged (16 epochs x 20 steps per stage, cosine LR, PLs on
 60 images, the fine stage trained in the run, the answer refined). The coarse and refined rows of a
 finished run: ``benchmarks/max_move.py RUN --moves 3 none``. For SLA and C-ATD (19 models) this is
 estimated at about 25 hours each with one thread on the 2-core development machine (19 models x the
-C-Adapter's ~80 busy minutes; not run): a GPU's job.
+C-Adapter's ~80 busy minutes at the 30 epochs it had then; not run): a GPU's job.
 
 Needs $CC2DKIT_ISBI_ROOT and $CC2DKIT_WEIGHTS (the cpu preset's data and weights).
 """

@@ -22,7 +22,7 @@ def test_preset_protocols():
     assert cpu.data.source == "isbi" and cpu.data.grid == 192 and cpu.backbone.arch == "vgg16"
     # the best one-model recipe measured on 2 CPU cores (RESULTS.md, E1)
     assert (cpu.method.name, cpu.method.adapter_channels, cpu.method.pl_images) == ("adapter", 4, 60)
-    assert (cpu.train.epochs, cpu.train.steps_per_epoch, cpu.train.lr_schedule) == (30, 20, "cosine")
+    assert (cpu.train.epochs, cpu.train.steps_per_epoch, cpu.train.lr_schedule) == (16, 20, "cosine")
     assert cpu.eval.subpixel and cpu.eval.template_copies == 8 and cpu.eval.centroid == 0.5
     assert cpu.eval.shape_reach == 3.0 and preset("paper").eval.shape_reach is None
     assert cpu.eval.shape_prior == 2.0 and preset("paper").eval.shape_prior is None
