@@ -25,10 +25,8 @@ def _cpu() -> Config:
     # LR, answers (the product's top centroid) against the template and 8 augmented copies of it, refined by a
     # fine network at 2x the grid (50 steps per epoch on 128-pixel windows), gated by the coarse
     # product, moving an answer at most 3 grid pixels. Without the fine stage (run E1):
-    # --set refine.enabled=false. Shorter (RESULTS, "The cpu preset against training minutes"; busy
-    # 1-thread minutes): --set train.epochs=10 --set refine.enabled=false, 37 min, 2.02 mm (at 10
-    # epochs the fine stage does not help yet); 20 epochs, 58 min, 1.96 mm. Past 30 epochs nothing
-    # improves (40: 1.93 mm); six runs of the preset with the argmax: 1.90-1.94 mm; 48-53 min on 2 idle cores.
+    # --set refine.enabled=false. Shorter, ~30 min on an AVX2-only machine: --set train.epochs=4 (two
+    # seeds where bf16 is native: 1.92 / 1.98 mm in 5-6 min; RESULTS, thirty-seventh session).
     # Template poses (eval.pose_*) gained 0.02 mm for 0.12 s per image (1.06 s): left out (RESULTS, ninth session).
     # Both stages answer with the top centroid at half the peak (eval.centroid=0.5, no cost): 0.05 mm on
     # each of three models (two preset runs: 1.88, 1.87 mm; RESULTS, tenth session); --set eval.centroid=none
@@ -55,8 +53,10 @@ def _cpu() -> Config:
     # take 3-4 h; 16 cropped epochs wrote model.pt in ~98-100 min idle and answered, on two seeds (11, 0),
     # 1.76 / 1.76 mm, SDR 2 mm 71.54 / 70.77%, SDR 4 mm 92.07 / 91.61%, 11 / 11 errors over 10 mm (their
     # 10-epoch runs: 1.79 / 1.81 mm, 15 / 13 errors; RESULTS, "The 120-minute run on this machine type").
-    # Where bf16 is native, 30 epochs without the crop took 43-66 min and answered 1.73-1.80 mm:
-    # --set train.epochs=30 --set train.crop_below=null gives that recipe back (16 not measured there).
+    # Where bf16 is native (a Zen 5 with AVX512-BF16) the 16 epochs wrote model.pt in 17-18 min: seeds
+    # 0 / 11, 1.75 / 1.78 mm, SDR 4 mm 92.21 / 92.00%, 10 / 17 errors over 10 mm (RESULTS, thirty-seventh
+    # session). An older bf16 machine took 43-66 min for 30 uncropped epochs (1.73-1.80 mm):
+    # --set train.epochs=30 --set train.crop_below=null.
     return Config(
         name="cpu",
         data=DataConfig(source="isbi", grid=192, template="125"),
