@@ -38,6 +38,10 @@ guard swapped for each variant, answers the test split:
 - ``re-flag, prior c, far cut to the disk`` (``--cut``): the kit's check with its prior, the
   Gaussian of each answer it finds far times 0 beyond reach x sigma from the expected place (the
   re-picked answer must land in the plausible region; the prior on the other answers unchanged).
+- ``re-flag, prior c, far cut if still outside`` (``--cut-outside``): the kit's check with its
+  prior, and only where a far answer re-picked under its Gaussian still lies beyond reach x sigma
+  of the expected place (a wrong match the Gaussian's fall did not outweigh) is that Gaussian cut
+  to the disk.
 
 ``--kit-only`` keeps the kit's check (and the prior rows) alone. ``--split train`` answers the
 unlabelled training images instead (every one but the template; their labels read only to score,
@@ -105,6 +109,24 @@ def main() -> None:
                     factor[b, k] = factor[b, k] * inside
             return factor
 
+    class DiskOutside(ShapeCheck):  # the kit's guard; a far answer's Gaussian cut only if its re-pick lands outside
+        def guard(self, maps, read):
+            size = maps.shape[-1]
+            answers = read_np(read, maps)
+            first = self.model.priors(answers, self.reach, size)[0]
+            checked = read_np(read, torch.cat([maps, first[None].to(maps.device, maps.dtype)]))
+            factor, far = self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior)
+            repicked = read_np(read, torch.cat([maps, factor[None].to(maps.device, maps.dtype)]))
+            ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
+                                    torch.arange(size, dtype=torch.float32), indexing="ij")
+            for b in np.unique(np.nonzero(far)[0]):
+                mu, sigma = self.model.expected(checked[b])  # the expectations the far flags were read against
+                for k in np.flatnonzero(far[b]):
+                    if np.linalg.norm(repicked[b, k] - mu[k]) > self.reach * sigma[k]:
+                        inside = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2 <= float(self.reach * sigma[k]) ** 2
+                        factor[b, k] = factor[b, k] * inside
+            return factor
+
     class Multiplied(ShapeCheck):
         def guard(self, maps, read):
             size = maps.shape[-1]
@@ -124,13 +146,15 @@ def main() -> None:
                     help="also each prior's check fitted afresh with the regression on the neighbours")
     ap.add_argument("--cut", action="store_true",
                     help="also each prior's check with its far answers' Gaussians cut to their disks")
+    ap.add_argument("--cut-outside", action="store_true",
+                    help="also each prior's check, a far answer's Gaussian cut to its disk where its re-pick lands outside")
     ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
     ap.add_argument("--split", choices=("test", "train"), default="test",
                     help="the images answered (train: the training split but the template)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
-    if (args.refit or args.across or args.regression or args.cut) and not args.priors:
-        ap.error("--refit, --across, --regression and --cut change each prior's check: give --priors C ...")
+    if (args.refit or args.across or args.regression or args.cut or args.cut_outside) and not args.priors:
+        ap.error("--refit, --across, --regression, --cut and --cut-outside change each prior's check: give --priors C ...")
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     if cfg.eval.shape_reach is None:
         cfg = cfg.replace(**{"eval.shape_reach": 3.0})
@@ -155,6 +179,8 @@ def main() -> None:
         variants[f"re-flag, prior {c:g}"] = prior_check = ShapeCheck(check.model, check.reach, c)
         if args.cut:
             variants[f"re-flag, prior {c:g}, far cut to the disk"] = DiskPrior(check.model, check.reach, c)
+        if args.cut_outside:
+            variants[f"re-flag, prior {c:g}, far cut if still outside"] = DiskOutside(check.model, check.reach, c)
         if args.refit:
             t1, coarse = time.perf_counter(), predictor.coarse_stage
             checked = coarse.with_shape(prior_check).predict_grid(train, unlabelled, progress=True)
