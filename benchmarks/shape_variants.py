@@ -80,52 +80,40 @@ def main() -> None:
         def guard(self, maps, read):
             return self.model.priors(read_np(read, maps), self.reach, maps.shape[-1])[0]
 
+    def disk(size, centre, radius):  # (G, G) 1 inside the circle, 0 beyond
+        ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
+                                torch.arange(size, dtype=torch.float32), indexing="ij")
+        return ((xs - float(centre[0])) ** 2 + (ys - float(centre[1])) ** 2 <= float(radius) ** 2).float()
+
     class Disk(ShapeCheck):
         def guard(self, maps, read):
-            size = maps.shape[-1]
             answers = read_np(read, maps)
-            factor, far = self.model.priors(answers, self.reach, size)
-            ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
-                                    torch.arange(size, dtype=torch.float32), indexing="ij")
+            factor, far = self.model.priors(answers, self.reach, maps.shape[-1])
             for b, k in zip(*np.nonzero(far)):
                 mu, sigma = self.model.expected(answers[b])
-                inside = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2 <= float(self.reach * sigma[k]) ** 2
-                factor[b, k] = factor[b, k] * inside
+                factor[b, k] *= disk(maps.shape[-1], mu[k], self.reach * sigma[k])
             return factor
 
     class DiskPrior(ShapeCheck):  # the kit's guard, its far answers' Gaussians cut to their disks
+        outside_only = False  # DiskOutside: only where the answer re-picked under the Gaussian lands outside
+
         def guard(self, maps, read):
             size = maps.shape[-1]
             answers = read_np(read, maps)
             first = self.model.priors(answers, self.reach, size)[0]
             checked = read_np(read, torch.cat([maps, first[None].to(maps.device, maps.dtype)]))
             factor, far = self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior)
-            ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
-                                    torch.arange(size, dtype=torch.float32), indexing="ij")
+            if self.outside_only:
+                repicked = read_np(read, torch.cat([maps, factor[None].to(maps.device, maps.dtype)]))
             for b in np.unique(np.nonzero(far)[0]):
                 mu, sigma = self.model.expected(checked[b])  # the expectations the far flags were read against
                 for k in np.flatnonzero(far[b]):
-                    inside = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2 <= float(self.reach * sigma[k]) ** 2
-                    factor[b, k] = factor[b, k] * inside
+                    if not self.outside_only or np.linalg.norm(repicked[b, k] - mu[k]) > self.reach * sigma[k]:
+                        factor[b, k] *= disk(size, mu[k], self.reach * sigma[k])
             return factor
 
-    class DiskOutside(ShapeCheck):  # the kit's guard; a far answer's Gaussian cut only if its re-pick lands outside
-        def guard(self, maps, read):
-            size = maps.shape[-1]
-            answers = read_np(read, maps)
-            first = self.model.priors(answers, self.reach, size)[0]
-            checked = read_np(read, torch.cat([maps, first[None].to(maps.device, maps.dtype)]))
-            factor, far = self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior)
-            repicked = read_np(read, torch.cat([maps, factor[None].to(maps.device, maps.dtype)]))
-            ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
-                                    torch.arange(size, dtype=torch.float32), indexing="ij")
-            for b in np.unique(np.nonzero(far)[0]):
-                mu, sigma = self.model.expected(checked[b])  # the expectations the far flags were read against
-                for k in np.flatnonzero(far[b]):
-                    if np.linalg.norm(repicked[b, k] - mu[k]) > self.reach * sigma[k]:
-                        inside = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2 <= float(self.reach * sigma[k]) ** 2
-                        factor[b, k] = factor[b, k] * inside
-            return factor
+    class DiskOutside(DiskPrior):
+        outside_only = True
 
     class Multiplied(ShapeCheck):
         def guard(self, maps, read):
