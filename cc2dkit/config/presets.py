@@ -54,8 +54,9 @@ def _cpu() -> Config:
     # 1.76 / 1.76 mm, SDR 2 mm 71.54 / 70.77%, SDR 4 mm 92.07 / 91.61%, 11 / 11 errors over 10 mm (their
     # 10-epoch runs: 1.79 / 1.81 mm, 15 / 13 errors; RESULTS, "The 120-minute run on this machine type").
     # Where bf16 is native (a Zen 5 with AVX512-BF16) the 16 epochs wrote model.pt in 17-18 min: seeds
-    # 0 / 11 / 1, 1.75 / 1.78 / 1.74 mm, SDR 4 mm 92.21 / 92.00 / 92.63%, 10 / 17 / 13 errors over 10 mm (RESULTS, thirty-seventh
-    # session). An older bf16 machine took 43-66 min for 30 uncropped epochs (1.73-1.80 mm):
+    # 0 / 11 / 1 / 2 / 3, 1.75 / 1.78 / 1.74 / 1.80 / 1.72 mm, SDR 4 mm 92.21 / 92.00 / 92.63 / 91.51 / 92.46%,
+    # 10 / 17 / 13 / 16 / 9 errors over 10 mm (RESULTS, thirty-seventh and thirty-eighth sessions).
+    # An older bf16 machine took 43-66 min for 30 uncropped epochs (1.73-1.80 mm):
     # --set train.epochs=30 --set train.crop_below=null.
     return Config(
         name="cpu",
