@@ -99,10 +99,7 @@ def main() -> None:
 
         def guard(self, maps, read):
             size = maps.shape[-1]
-            answers = read_np(read, maps)
-            first = self.model.priors(answers, self.reach, size)[0]
-            checked = read_np(read, torch.cat([maps, first[None].to(maps.device, maps.dtype)]))
-            factor, far = self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior)
+            factor, far, checked = self.passes(maps, read)
             if self.outside_only:
                 repicked = read_np(read, torch.cat([maps, factor[None].to(maps.device, maps.dtype)]))
             for b in np.unique(np.nonzero(far)[0]):

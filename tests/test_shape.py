@@ -103,6 +103,10 @@ def test_the_check_repicks_only_the_far_answer_at_the_second_peak_near_its_place
     assert answers[0, 1].tolist() == [44.0, 44.0]  # the cascade's argmax took the look-alike
     guarded, moved = _guarded(model, maps, 3.0)
     assert moved[0].tolist() == [False, True, False, False, False, False]
+    factor, far, checked = ShapeCheck(model, 3.0).passes(maps, cascade_argmax)  # what guard's variants read
+    assert far[0].tolist() == [False, True, False, False, False, False]
+    np.testing.assert_allclose(checked[0, 1], truth[1], atol=1.0)  # the first pass re-picked it already
+    torch.testing.assert_close(factor, ShapeCheck(model, 3.0).guard(maps, cascade_argmax))
     np.testing.assert_allclose(guarded[0, 1], truth[1], atol=1.0)
     np.testing.assert_array_equal(np.delete(guarded[0], 1, axis=0), np.delete(answers[0], 1, axis=0))
 

@@ -314,11 +314,19 @@ class ShapeCheck:
         """(S, B, K, G, G) cascade maps and the predictor's reading of maps (-> (B, K, 2) answers) ->
         the (B, K, G, G) factor that joins them: the answers checked against the expectations of the
         answers a first pass of the check gives (see the module docstring)."""
+        return self.passes(maps, read)[0]
+
+    def passes(self, maps: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor]
+               ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """``guard``'s two passes: its (B, K, G, G) factor, the (B, K) bool mask of the answers found
+        far and the (B, K, 2) first pass's checked answers their expectations came from (what a
+        variant of the guard builds on: ``benchmarks/shape_variants.py``)."""
         size = maps.shape[-1]
         answers = read(maps).cpu().double().numpy()
         first = self.model.priors(answers, self.reach, size)[0]
         checked = read(torch.cat([maps, first[None].to(maps.device, maps.dtype)])).cpu().double().numpy()
-        return self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior)[0]
+        factor, far = self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior)
+        return factor, far, checked
 
     def state(self) -> dict:
         """What a model file keeps (the reach and the prior are the config's)."""
