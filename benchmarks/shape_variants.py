@@ -43,7 +43,12 @@ guard swapped for each variant, answers the test split:
   of the expected place (a wrong match the Gaussian's fall did not outweigh) is that Gaussian cut
   to the disk.
 
-``--kit-only`` keeps the kit's check (and the prior rows) alone. ``--split train`` answers the
+- ``re-flag, prior c, capped at the median spread`` (``--cap``; ``eval.shape_prior_cap``): the kit's
+  check with its prior, each prior's spread at most the median spread over the landmarks
+  (``ShapeModel.prior_sigma``: a landmark whose answers slide is held as firmly as the typical one).
+
+``--kit-only`` keeps the kit's check (and the prior rows) alone; ``--priors-only`` with it leaves
+out the check without a prior too. ``--split train`` answers the
 unlabelled training images instead (every one but the template; their labels read only to score,
 after a choice: the shape model was fitted to the model's answers on these very images).
 
@@ -133,13 +138,20 @@ def main() -> None:
                     help="also each prior's check with its far answers' Gaussians cut to their disks")
     ap.add_argument("--cut-outside", action="store_true",
                     help="also each prior's check, a far answer's Gaussian cut to its disk where its re-pick lands outside")
+    ap.add_argument("--cap", action="store_true",
+                    help="also each prior's check with its spreads capped at the median spread (eval.shape_prior_cap)")
     ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
+    ap.add_argument("--priors-only", action="store_true",
+                    help="with --kit-only: leave out the kit's check without a prior too (the rows of --priors only)")
     ap.add_argument("--split", choices=("test", "train"), default="test",
                     help="the images answered (train: the training split but the template)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
-    if (args.refit or args.across or args.regression or args.cut or args.cut_outside) and not args.priors:
-        ap.error("--refit, --across, --regression, --cut and --cut-outside change each prior's check: give --priors C ...")
+    if (args.refit or args.across or args.regression or args.cut or args.cut_outside or args.cap) and not args.priors:
+        ap.error("--refit, --across, --regression, --cut, --cut-outside and --cap change each prior's check: "
+                 "give --priors C ...")
+    if args.priors_only and not (args.kit_only and args.priors):
+        ap.error("--priors-only needs --kit-only and --priors C ...")
     cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
     if cfg.eval.shape_reach is None:
         cfg = cfg.replace(**{"eval.shape_reach": 3.0})
@@ -159,9 +171,13 @@ def main() -> None:
     variants = {} if args.kit_only else {"one pass": OnePass(check.model, check.reach),
                                          "one pass, cut to the disk": Disk(check.model, check.reach),
                                          "two passes, factors multiplied": Multiplied(check.model, check.reach)}
-    variants[kit] = ShapeCheck(check.model, check.reach)
+    if not args.priors_only:
+        variants[kit] = ShapeCheck(check.model, check.reach)
     for c in args.priors:
         variants[f"re-flag, prior {c:g}"] = prior_check = ShapeCheck(check.model, check.reach, c)
+        if args.cap:
+            variants[f"re-flag, prior {c:g}, capped at the median spread"] = ShapeCheck(check.model, check.reach, c,
+                                                                                         prior_cap=True)
         if args.cut:
             variants[f"re-flag, prior {c:g}, far cut to the disk"] = DiskPrior(check.model, check.reach, c)
         if args.cut_outside:
@@ -200,7 +216,7 @@ def main() -> None:
               + " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, fresh.model.sigma)))
     answers = {label: predictor.with_shape(guard).predict_grid(test, progress=True) for label, guard in variants.items()}
     comparison = compare_answers(answers, test, predictor.landmark_indices, cfg.eval.radii_mm)
-    first = answers[kit if args.kit_only else "one pass"]
+    first = next(iter(answers.values()))  # the first row: one pass, the kit's check, or the first prior
     comparison.table["moved"] = [int((np.linalg.norm(a - first, axis=-1) > 1e-6).sum()) for a in answers.values()]
     print(f"{args.run}: {len(test)} {args.split} images, reach {check.reach:g}, neighbours {check.model.neighbours or 'all'}, "
           f"{time.perf_counter() - t0:.0f} s (the check's fit included where the run has none)")

@@ -89,6 +89,7 @@ BAD = {
     "eval.track_every": [-1], "eval.track_images": [0],
     "eval.centroid": [0.0, 1.0, -0.5, "x"], "eval.shape_reach": [0.0, -1.0, "x"],
     "eval.shape_prior": [0.0, -1.0, "x", 2.0],  # 2.0: the smoke preset has no shape check to join
+    "eval.shape_prior_cap": ["x", True],  # True: no prior to cap
     "eval.shape_regression": ["x", True],  # True: no shape check to fit
     "eval.template_pool": [-1, 1.5, "x"],
     "eval.pose_scales": [(), (0.0,), (1.0, 1.0), (3.0,), ("x",)], "eval.pose_rotations_deg": [(), (90.0,), (0.0, 0.0)],
@@ -118,6 +119,9 @@ def test_cross_field_checks():
     with pytest.raises(ValueError, match="eval.shape_prior needs eval.shape_reach"):
         preset("smoke").replace(**{"eval.shape_prior": 2.0})
     assert preset("cpu").replace(**{"eval.shape_prior": 2.0}).eval.shape_prior == 2.0
+    with pytest.raises(ValueError, match="eval.shape_prior_cap=True needs eval.shape_prior"):
+        preset("cpu").replace(**{"eval.shape_prior": None, "eval.shape_prior_cap": True})
+    assert preset("cpu").replace(**{"eval.shape_prior_cap": True}).eval.shape_prior_cap
     with pytest.raises(ValueError, match="eval.shape_regression=True needs eval.shape_reach"):
         preset("smoke").replace(**{"eval.shape_regression": True})
 

@@ -205,6 +205,34 @@ def test_the_prior_weighs_every_answer_far_ones_by_the_reach_the_others_by_the_p
     assert torch.equal(model.priors(answers, 3.0, g)[0][0, 0], torch.ones(g, g))  # no prior: far answers only
 
 
+def test_the_capped_prior_holds_a_straying_landmark_as_firmly_as_the_median_and_leaves_the_rest():
+    rng = np.random.default_rng(1)
+    answers = _answers(rng)
+    answers[:, 2] += rng.normal(0, 4.0, (len(answers), 2))  # landmark 2's answers stray (as gonion's do)
+    model = ShapeModel.from_answers(answers, REF)
+    median = np.median(model.sigma)
+    assert model.sigma[2] > 1.5 * median  # the straying landmark's spread is the widest
+    np.testing.assert_array_equal(model.prior_sigma(False), model.sigma)
+    np.testing.assert_array_equal(model.prior_sigma(True), np.minimum(model.sigma, median))
+    g = 48
+    points = np.array(_similar(REF, 0.05, 1.0, np.array([3.0, 2.0])))[None]
+    plain, far = model.priors(points, 3.0, g, prior=2.0)
+    capped, far_capped = model.priors(points, 3.0, g, prior=2.0, prior_cap=True)
+    assert np.array_equal(far, far_capped) and not far.any()
+    mu, sigma = model.expected(points[0])
+    for k in range(len(REF)):  # each Gaussian's width: 2 x its (capped) spread on this image
+        x, y = int(round(mu[k, 0])), int(round(mu[k, 1]))
+        width = 2.0 * sigma[k] * min(1.0, median / model.sigma[k])
+        ratio = float(capped[0, k, y, x + 3] / capped[0, k, y, x])
+        expect = np.exp(-0.5 * ((x + 3 - mu[k, 0]) ** 2 - (x - mu[k, 0]) ** 2) / width ** 2)
+        np.testing.assert_allclose(ratio, expect, rtol=1e-4)
+        if model.sigma[k] <= median:
+            assert torch.equal(capped[0, k], plain[0, k])  # at or under the median: the prior as it was
+    assert float(capped[0, 2].sum()) < 0.5 * float(plain[0, 2].sum())  # the straying one: held tighter
+    check = ShapeCheck.from_state(ShapeCheck(model, 3.0).state(), 3.0, 2.0, prior_cap=True)
+    assert check.prior_cap and check.prior == 2.0  # a config value, like the prior: not in the model file
+
+
 def test_the_prior_decides_along_a_ridge_and_leaves_crisp_peaks_and_the_far_check_as_they_were():
     rng = np.random.default_rng(1)
     answers = _answers(rng)

@@ -195,6 +195,9 @@ class EvalConfig(_Checked):
     # spread around where its nearest landmarks put it (decides along a ridge of near-equal matches);
     # needs shape_reach; None: only the far answers are re-picked
     shape_prior: float | None = rule(None, lo=0, lo_open=True)
+    # the prior's spreads at most the median spread over the landmarks: a landmark whose answers stray
+    # more than the typical one (they slide along a ridge) is held as firmly as the typical one; needs shape_prior
+    shape_prior_cap: bool = False
     # the shape check's expected places from a regression on how the nearest landmarks sit (fitted to
     # the same unlabelled answers, inference/shape.py; a neighbour far from its rigid expectation is no
     # input), not the mean shape moved rigidly onto them; needs shape_reach
@@ -271,6 +274,8 @@ class Config(_Checked):
             raise ValueError("config method.pl_shape=True needs eval.shape_reach (the shape check Infer-PL reads through)")
         if self.eval.shape_prior is not None and self.eval.shape_reach is None:
             raise ValueError("config eval.shape_prior needs eval.shape_reach (the shape check it joins)")
+        if self.eval.shape_prior_cap and self.eval.shape_prior is None:
+            raise ValueError("config eval.shape_prior_cap=True needs eval.shape_prior (the prior it caps)")
         if self.eval.shape_regression and self.eval.shape_reach is None:
             raise ValueError("config eval.shape_regression=True needs eval.shape_reach (the shape check it fits)")
         if self.refine.enabled and self.refine.crop > self.refine.scale * self.data.grid:

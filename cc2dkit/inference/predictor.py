@@ -183,14 +183,14 @@ class Predictor(ABC):
         return other
 
     def fitted_shape(self, data: GridImages, rows: Sequence[int], reach: float, prior: float | None = None,
-                     progress: bool = False, regression: bool = False) -> "Predictor":
+                     progress: bool = False, regression: bool = False, prior_cap: bool = False) -> "Predictor":
         """This predictor with a shape check fitted to its own answers (without a check) on ``data``'s
         ``rows`` (unlabelled images: no label is read), ``reach`` (``eval.shape_reach``) and ``prior``
-        (``eval.shape_prior``); ``regression``: ``eval.shape_regression``."""
+        (``eval.shape_prior``); ``regression``: ``eval.shape_regression``; ``prior_cap``: ``eval.shape_prior_cap``."""
         coarse = self.coarse_stage.with_shape(None)
         answers = coarse.predict_grid(data, rows, progress)
         return self.with_shape(ShapeCheck.fit(answers, coarse.template.points[coarse.landmark_indices], reach, prior,
-                                              regression))
+                                              regression, prior_cap))
 
     def with_pool(self, pool: TemplatePool | None) -> "Predictor":
         """The same predictor matching against the template's views joined by this pool (None: the

@@ -244,6 +244,15 @@ class ShapeModel:
                     for k in range(len(points))]
         return [robust_fit(self.mean[g], points[g])[:2] for g in self.groups()]
 
+    def prior_sigma(self, cap: bool) -> np.ndarray:
+        """(K,) the spreads the prior's Gaussians are scaled by (mean-shape px): ``sigma``, or with ``cap``
+        each at most the median over the landmarks. A spread is how far a landmark's answers stray from
+        where the others put it: the shape's own variation plus the detector's misses. A landmark
+        that strays more than the typical one is one whose answers slide (gonion along the mandible's
+        angle), not one whose anatomy varies more, so the place the others expect deserves no less
+        weight there than elsewhere."""
+        return np.minimum(self.sigma, np.median(self.sigma)) if cap else self.sigma
+
     def offsets(self, answers: np.ndarray) -> np.ndarray:
         """(N, K, 2) answers -> (N, K, 2) offsets from their expected places in the mean shape's frame
         (mean-shape px: each fit's scale and rotation undone; pinv: answers all at one point fit a = 0)."""
@@ -251,10 +260,11 @@ class ShapeModel:
                                    for k, (a, t, place) in enumerate(self._places(p))]) for p in np.asarray(answers)])
 
     def priors(self, points: np.ndarray, reach: float, size: int, expect_from: np.ndarray | None = None,
-               prior: float | None = None) -> tuple[torch.Tensor, np.ndarray]:
+               prior: float | None = None, prior_cap: bool = False) -> tuple[torch.Tensor, np.ndarray]:
         """(B, K, 2) answers -> a (B, K, G, G) factor for the cascade (a Gaussian of ``reach`` x sigma
         around the expected place for each answer further than that from it; of ``prior`` x sigma for
-        every other answer, or 1 when ``prior`` is None) and the (B, K) bool mask of the far answers.
+        every other answer, or 1 when ``prior`` is None; with ``prior_cap`` that sigma at most the
+        median spread, ``prior_sigma``) and the (B, K) bool mask of the far answers.
         The expected places come from ``expect_from`` (B, K, 2) when given (other answers on the same
         images), else from ``points``."""
         ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
@@ -264,10 +274,11 @@ class ShapeModel:
         for b in range(len(points)):
             mu, sigma = self.expected(points[b] if expect_from is None else expect_from[b])
             far[b] = np.linalg.norm(points[b] - mu, axis=1) > reach * sigma
+            held = sigma * (self.prior_sigma(True) / self.sigma) if prior_cap else sigma  # (K,) the prior's, this image
             for k in (range(len(mu)) if prior is not None else np.flatnonzero(far[b])):
-                width = reach if far[b, k] else prior
+                width = reach * sigma[k] if far[b, k] else prior * held[k]
                 d2 = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2
-                factor[b, k] = torch.exp(-0.5 * d2 / float(width * sigma[k]) ** 2)
+                factor[b, k] = torch.exp(-0.5 * d2 / float(width) ** 2)
         return factor, far
 
 
@@ -294,21 +305,23 @@ def check_shape_inputs(landmarks: int, images: int, key: str = "eval.shape_reach
 @dataclass(frozen=True)
 class ShapeCheck:
     """A shape model, its reach and its prior: what a predictor needs to guard its answers
-    (``eval.shape_reach``, ``eval.shape_prior``; None: far answers only)."""
+    (``eval.shape_reach``, ``eval.shape_prior``; None: far answers only; ``eval.shape_prior_cap``)."""
     model: ShapeModel
     reach: float
     prior: float | None = None
+    prior_cap: bool = False  # the prior's spreads at most the median spread (``ShapeModel.prior_sigma``)
 
     @classmethod
     def fit(cls, answers: np.ndarray, reference: np.ndarray, reach: float, prior: float | None = None,
-            regression: bool = False) -> "ShapeCheck":
+            regression: bool = False, prior_cap: bool = False) -> "ShapeCheck":
         """The check fitted to a predictor's (N, K, 2) answers on unlabelled images, the neighbourhood
         size chosen among ``NEIGHBOURHOODS`` (those under K) by ``ShapeModel.choose``; ``regression``:
         the expected places from the regression on the neighbours (``eval.shape_regression``)."""
         n, k = np.shape(answers)[:2]
         check_shape_inputs(k, n)
         sizes = tuple(s for s in NEIGHBOURHOODS if s is None or s <= k - 1)
-        return cls(ShapeModel.choose(answers, reference, sizes, regression)[0], float(reach), _width(prior))
+        return cls(ShapeModel.choose(answers, reference, sizes, regression)[0], float(reach), _width(prior),
+                   bool(prior_cap))
 
     def guard(self, maps: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """(S, B, K, G, G) cascade maps and the predictor's reading of maps (-> (B, K, 2) answers) ->
@@ -325,7 +338,8 @@ class ShapeCheck:
         answers = read(maps).cpu().double().numpy()
         first = self.model.priors(answers, self.reach, size)[0]
         checked = read(torch.cat([maps, first[None].to(maps.device, maps.dtype)])).cpu().double().numpy()
-        factor, far = self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior)
+        factor, far = self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior,
+                                        prior_cap=self.prior_cap)
         return factor, far, checked
 
     def state(self) -> dict:
@@ -336,12 +350,13 @@ class ShapeCheck:
                 "input_sigma": None if m.input_sigma is None else m.input_sigma.tolist()}
 
     @classmethod
-    def from_state(cls, state: dict, reach: float, prior: float | None = None) -> "ShapeCheck":
+    def from_state(cls, state: dict, reach: float, prior: float | None = None, prior_cap: bool = False
+                   ) -> "ShapeCheck":
         coef, inputs = state.get("coef"), state.get("input_sigma")  # absent from files saved before them
         model = ShapeModel(np.asarray(state["mean"], dtype=np.float64), np.asarray(state["sigma"], dtype=np.float64),
                            state["neighbours"], None if coef is None else np.asarray(coef, dtype=np.float64),
                            None if inputs is None else np.asarray(inputs, dtype=np.float64))
-        return cls(model, float(reach), _width(prior))
+        return cls(model, float(reach), _width(prior), bool(prior_cap))
 
 
 def _width(prior: float | None) -> float | None:

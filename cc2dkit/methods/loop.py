@@ -216,4 +216,5 @@ def pl_reader(ctx: RunContext, predictor: Predictor, pl: PLState) -> Predictor:
         return predictor
     reference = predictor.template.points[predictor.landmark_indices]
     answers = pl.history[-1]["unchecked"]  # every Infer-PL of such a run keeps it (pl_shape may not change on resume)
-    return predictor.with_shape(ShapeCheck.fit(answers, reference, e.shape_reach, e.shape_prior, e.shape_regression))
+    return predictor.with_shape(ShapeCheck.fit(answers, reference, e.shape_reach, e.shape_prior, e.shape_regression,
+                                               e.shape_prior_cap))

@@ -213,10 +213,10 @@ def with_shape_and_pool(predictor: Predictor, cfg: Config, state: dict | None, t
     if train is None and (fit_shape or fit_pool):
         train = training_images(cfg, progress)
     if reach is not None:
-        prior = cfg.eval.shape_prior
+        prior, cap = cfg.eval.shape_prior, cfg.eval.shape_prior_cap
         predictor = predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, prior, progress,
-                                           cfg.eval.shape_regression) \
-            if fit_shape else predictor.with_shape(ShapeCheck.from_state(saved_shape, reach, prior))
+                                           cfg.eval.shape_regression, cap) \
+            if fit_shape else predictor.with_shape(ShapeCheck.from_state(saved_shape, reach, prior, cap))
     if pool > 0:
         predictor = predictor.pooled(train, pool_rows(train, cfg), progress) if fit_pool \
             else predictor.with_pool(TemplatePool.from_state(saved_pool))
