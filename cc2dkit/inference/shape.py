@@ -34,7 +34,9 @@ factor, read as the predictor reads its maps): the best match in the plausible r
 With a prior (``eval.shape_prior`` = c), every answer the check leaves alone is weighed too, by a
 Gaussian of c x sigma_k around its expected place: along a ridge of near-equal matches (gonion
 on the mandible's angle, one incisal tip beside the other) the place the other landmarks expect wins;
-a crisp peak barely moves.
+a crisp peak barely moves. With ``eval.shape_prior_cap`` the prior's spreads are at most the median
+spread over the landmarks (``ShapeModel.prior_sigma``): the widest spreads belong to the landmarks
+whose answers stray most (gonion), which a prior scaled by its own spread would hold least.
 
 ``ShapeCheck.guard`` checks twice: a far answer drags its neighbours' expectations, so that on the
 first pass a good neighbour can look far (and be pulled towards a wrong place) while a wrong one can
