@@ -273,12 +273,12 @@ class ShapeModel:
                                 indexing="ij")
         factor = torch.ones(*points.shape[:2], size, size)
         far = np.zeros(points.shape[:2], dtype=bool)
+        shrink = self.prior_sigma(prior_cap) / self.sigma  # (K,) 1 but where the cap holds a spread in
         for b in range(len(points)):
             mu, sigma = self.expected(points[b] if expect_from is None else expect_from[b])
             far[b] = np.linalg.norm(points[b] - mu, axis=1) > reach * sigma
-            held = sigma * (self.prior_sigma(True) / self.sigma) if prior_cap else sigma  # (K,) the prior's, this image
             for k in (range(len(mu)) if prior is not None else np.flatnonzero(far[b])):
-                width = reach * sigma[k] if far[b, k] else prior * held[k]
+                width = reach * sigma[k] if far[b, k] else prior * (sigma[k] * shrink[k])
                 d2 = (xs - float(mu[k, 0])) ** 2 + (ys - float(mu[k, 1])) ** 2
                 factor[b, k] = torch.exp(-0.5 * d2 / float(width) ** 2)
         return factor, far
