@@ -66,8 +66,9 @@ def main() -> None:
     rows = {} if args.configured_only else refinement_variants(loaded, args.copies)
     rows["as configured"] = loaded
     if args.shape_off and loaded.shape is not None:
-        if loaded.shape.prior is not None:
-            rows["as configured, check without its prior"] = loaded.with_shape(replace(loaded.shape, prior=None))
+        if loaded.shape.settings.prior is not None:
+            plain = replace(loaded.shape.settings, prior=None, prior_cap=False)
+            rows["as configured, check without its prior"] = loaded.with_shape(replace(loaded.shape, settings=plain))
         rows["as configured, no shape check"] = loaded.with_shape(None)
     if args.precisions:  # each row in each precision: configured() keeps every other setting
         rows = {f"{label} [{'bf16' if p == 'bf16' else 'float32'}]":

@@ -33,7 +33,7 @@ def main() -> None:
     from cc2dkit.data import build_datasets
     from cc2dkit.data.grid import GridImages
     from cc2dkit.inference import RefinedPredictor
-    from cc2dkit.inference.shape import ShapeCheck, ShapeModel
+    from cc2dkit.inference.shape import ShapeCheck, ShapeModel, ShapeSettings
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
     from cc2dkit.methods.context import unlabelled_rows
@@ -77,13 +77,13 @@ def main() -> None:
     answers = {"coarse": coarse.predict_grid(test, progress=True)}
     moved = {}
     for name, model in models.items():  # each through the predictor's own path (Predictor.with_shape)
-        check = ShapeCheck(model, args.reach)
+        check = ShapeCheck(model, ShapeSettings(args.reach))
         answers[f"coarse, {name}"] = coarse.with_shape(check).predict_grid(test, progress=True)
         moved[name] = np.linalg.norm(answers[f"coarse, {name}"] - answers["coarse"], axis=-1) > 1e-6
     if refined:
         answers["refined"] = predictor.predict_grid(test, progress=True)
         for name, model in models.items():
-            checked = predictor.with_shape(ShapeCheck(model, args.reach))
+            checked = predictor.with_shape(ShapeCheck(model, ShapeSettings(args.reach)))
             answers[f"refined, {name}"] = checked.predict_grid(test, progress=True)
     n = len(test)
     test_s = time.perf_counter() - t0

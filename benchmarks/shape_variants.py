@@ -71,7 +71,7 @@ def main() -> None:
 
     from cc2dkit.analysis import compare_answers
     from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.inference.shape import ShapeCheck, ShapeModel, spreads
+    from cc2dkit.inference.shape import ShapeCheck, ShapeModel, ShapeSettings, spreads
     from cc2dkit.methods import run_config
     from cc2dkit.methods.apply import load_run
     from cc2dkit.methods.context import unlabelled_rows
@@ -83,7 +83,7 @@ def main() -> None:
 
     class OnePass(ShapeCheck):
         def guard(self, maps, read):
-            return self.model.priors(read_np(read, maps), self.reach, maps.shape[-1])[0]
+            return self.model.priors(read_np(read, maps), self.settings.reach, maps.shape[-1])[0]
 
     def disk(size, centre, radius):  # (G, G) 1 inside the circle, 0 beyond
         ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float32),
@@ -93,10 +93,10 @@ def main() -> None:
     class Disk(ShapeCheck):
         def guard(self, maps, read):
             answers = read_np(read, maps)
-            factor, far = self.model.priors(answers, self.reach, maps.shape[-1])
+            factor, far = self.model.priors(answers, self.settings.reach, maps.shape[-1])
             for b, k in zip(*np.nonzero(far)):
                 mu, sigma = self.model.expected(answers[b])
-                factor[b, k] *= disk(maps.shape[-1], mu[k], self.reach * sigma[k])
+                factor[b, k] *= disk(maps.shape[-1], mu[k], self.settings.reach * sigma[k])
             return factor
 
     class DiskPrior(ShapeCheck):  # the kit's guard, its far answers' Gaussians cut to their disks
@@ -110,8 +110,8 @@ def main() -> None:
             for b in np.unique(np.nonzero(far)[0]):
                 mu, sigma = self.model.expected(checked[b])  # the expectations the far flags were read against
                 for k in np.flatnonzero(far[b]):
-                    if not self.outside_only or np.linalg.norm(repicked[b, k] - mu[k]) > self.reach * sigma[k]:
-                        factor[b, k] *= disk(size, mu[k], self.reach * sigma[k])
+                    if not self.outside_only or np.linalg.norm(repicked[b, k] - mu[k]) > self.settings.reach * sigma[k]:
+                        factor[b, k] *= disk(size, mu[k], self.settings.reach * sigma[k])
             return factor
 
     class DiskOutside(DiskPrior):
@@ -120,9 +120,9 @@ def main() -> None:
     class Multiplied(ShapeCheck):
         def guard(self, maps, read):
             size = maps.shape[-1]
-            first = self.model.priors(read_np(read, maps), self.reach, size)[0]
+            first = self.model.priors(read_np(read, maps), self.settings.reach, size)[0]
             checked = read_np(read, torch.cat([maps, first[None].to(maps.device, maps.dtype)]))
-            return first * self.model.priors(checked, self.reach, size)[0]
+            return first * self.model.priors(checked, self.settings.reach, size)[0]
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -167,25 +167,27 @@ def main() -> None:
     except (OSError, ValueError) as e:
         sys.exit(str(e))
     check = predictor.shape
+    far_only = ShapeSettings(check.settings.reach)
     kit = "two passes, re-flag (the kit's, no prior)"
-    variants = {} if args.kit_only else {"one pass": OnePass(check.model, check.reach),
-                                         "one pass, cut to the disk": Disk(check.model, check.reach),
-                                         "two passes, factors multiplied": Multiplied(check.model, check.reach)}
+    variants = {} if args.kit_only else {"one pass": OnePass(check.model, far_only),
+                                         "one pass, cut to the disk": Disk(check.model, far_only),
+                                         "two passes, factors multiplied": Multiplied(check.model, far_only)}
     if not args.priors_only:
-        variants[kit] = ShapeCheck(check.model, check.reach)
+        variants[kit] = ShapeCheck(check.model, far_only)
     for c in args.priors:
-        variants[f"re-flag, prior {c:g}"] = prior_check = ShapeCheck(check.model, check.reach, c)
+        prior = ShapeSettings(far_only.reach, c)
+        variants[f"re-flag, prior {c:g}"] = prior_check = ShapeCheck(check.model, prior)
         if args.cap:
-            variants[f"re-flag, prior {c:g}, capped at the median spread"] = ShapeCheck(check.model, check.reach, c,
-                                                                                         prior_cap=True)
+            variants[f"re-flag, prior {c:g}, capped at the median spread"] = ShapeCheck(
+                check.model, ShapeSettings(far_only.reach, c, prior_cap=True))
         if args.cut:
-            variants[f"re-flag, prior {c:g}, far cut to the disk"] = DiskPrior(check.model, check.reach, c)
+            variants[f"re-flag, prior {c:g}, far cut to the disk"] = DiskPrior(check.model, prior)
         if args.cut_outside:
-            variants[f"re-flag, prior {c:g}, far cut if still outside"] = DiskOutside(check.model, check.reach, c)
+            variants[f"re-flag, prior {c:g}, far cut if still outside"] = DiskOutside(check.model, prior)
         if args.refit:
             t1, coarse = time.perf_counter(), predictor.coarse_stage
             checked = coarse.with_shape(prior_check).predict_grid(train, unlabelled, progress=True)
-            refit = ShapeCheck.fit(checked, coarse.template.points[coarse.landmark_indices], check.reach, c)
+            refit = ShapeCheck.fit(checked, coarse.template.points[coarse.landmark_indices], prior)
             variants[f"re-flag, prior {c:g}, refitted"] = refit
             change = " ".join(f"{a:.2f}->{b:.2f}" for a, b in zip(check.model.sigma, refit.model.sigma))
             print(f"prior {c:g} refitted in {time.perf_counter() - t1:.0f} s: neighbours "
@@ -199,13 +201,13 @@ def main() -> None:
         for c in args.priors:
             for name, sigma in fitted.items():
                 variants[f"re-flag, prior {c:g}, {name} spreads"] = ShapeCheck(
-                    ShapeModel(m.mean, sigma, m.neighbours), check.reach, c)
+                    ShapeModel(m.mean, sigma, m.neighbours), ShapeSettings(far_only.reach, c))
     if args.regression:
         t1, coarse = time.perf_counter(), predictor.coarse_stage
         unchecked = coarse.with_shape(None).predict_grid(train, unlabelled, progress=True)
         for c in args.priors:
-            fresh = ShapeCheck.fit(unchecked, coarse.template.points[coarse.landmark_indices], check.reach, c,
-                                   regression=True)
+            fresh = ShapeCheck.fit(unchecked, coarse.template.points[coarse.landmark_indices],
+                                   ShapeSettings(far_only.reach, c, regression=True))
             variants[f"re-flag, prior {c:g}, regression"] = fresh
         m = fresh.model
         wild = np.mean([m._wild(p, m._fits(p), m.input_sigma) for p in unchecked], axis=0)  # (K,) share left out
@@ -218,7 +220,7 @@ def main() -> None:
     comparison = compare_answers(answers, test, predictor.landmark_indices, cfg.eval.radii_mm)
     first = next(iter(answers.values()))  # the first row: one pass, the kit's check, or the first prior
     comparison.table["moved"] = [int((np.linalg.norm(a - first, axis=-1) > 1e-6).sum()) for a in answers.values()]
-    print(f"{args.run}: {len(test)} {args.split} images, reach {check.reach:g}, neighbours {check.model.neighbours or 'all'}, "
+    print(f"{args.run}: {len(test)} {args.split} images, reach {far_only.reach:g}, neighbours {check.model.neighbours or 'all'}, "
           f"{time.perf_counter() - t0:.0f} s (the check's fit included where the run has none)")
     print(comparison.summary())
 

@@ -67,7 +67,7 @@ def main() -> None:
     first = answers["template"]
     comparison.table["moved"] = [int((np.linalg.norm(a - first, axis=-1) > 1e-6).sum()) for a in answers.values()]
     print(f"{args.run}: {len(test)} test images, a pool of {pool.images} unlabelled images (fitted in {fitted:.0f} s, "
-          f"the run's loading included), shape check {'off' if predictor.shape is None else predictor.shape.reach}, "
+          f"the run's loading included), shape check {'off' if predictor.shape is None else predictor.shape.settings.reach}, "
           f"{time.perf_counter() - t0:.0f} s")
     with pd.option_context("display.width", 200, "display.precision", 2):
         print(comparison.table.to_string())

@@ -6,6 +6,7 @@ import torch
 from cc2dkit.inference import Predictor
 from cc2dkit.methods import load_predictor, run_method
 from cc2dkit.methods.checkpoint import load_checkpoint
+from cc2dkit.inference.shape import ShapeSettings
 from cc2dkit.methods.runfolder import CHECKPOINT, CHECKPOINT_FORMAT, MODEL, load_saved, save_atomic
 
 from .conftest import phantom_grids, tiny_cfg
@@ -122,7 +123,7 @@ def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatc
     result = run_method(cfg, tmp_path / "a", data, progress=False)
     assert seen[0].shape is None  # Infer-PL and tracking: unchecked
     check = result.predictor.shape
-    assert check is not None and check.reach == 3.0 and check.model.neighbours in (4, None)  # 5 landmarks
+    assert check is not None and check.settings.reach == 3.0 and check.model.neighbours in (4, None)  # 5 landmarks
     saved = torch.load(tmp_path / "a" / MODEL, weights_only=False)["shape"]
     assert saved["neighbours"] == check.model.neighbours and np.allclose(saved["sigma"], check.model.sigma)
     loaded = load_predictor(tmp_path / "a")
@@ -130,15 +131,15 @@ def test_a_run_with_the_shape_check_fits_saves_and_loads_it(tmp_path, monkeypatc
     np.testing.assert_allclose(loaded.predict(data[1]), result.predictions, equal_nan=True)
     off = load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.shape_reach": None}))
     assert off.shape is None
-    assert loaded.shape.prior is None  # the prior is the config's, as the reach is: the saved check takes it
+    assert loaded.shape.settings.prior is None  # the prior is the config's, as the reach is: the saved check takes it
     soft = load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.shape_prior": 2.0}))
-    assert soft.shape.prior == 2.0 and np.array_equal(soft.shape.model.sigma, check.model.sigma)
+    assert soft.shape.settings.prior == 2.0 and np.array_equal(soft.shape.model.sigma, check.model.sigma)
     # a run trained without it: the check is fitted when a config asks for it (its training images rebuilt)
     plain = cfg.replace(**{"eval.shape_reach": None})
     run_method(plain, tmp_path / "b", data, progress=False)
     assert torch.load(tmp_path / "b" / MODEL, weights_only=False)["shape"] is None
     fitted = load_predictor(tmp_path / "b", cfg=cfg.replace(**{"eval.shape_prior": 1.5}))
-    assert fitted.shape is not None and fitted.shape.reach == 3.0 and fitted.shape.prior == 1.5
+    assert fitted.shape is not None and fitted.shape.settings == ShapeSettings(3.0, 1.5)
     # a config asking for the other kind of check than the saved one: fitted afresh, of that kind
     regressed = load_predictor(tmp_path / "a", cfg=cfg.replace(**{"eval.shape_regression": True}))
     assert loaded.shape.model.coef is None and regressed.shape.model.coef is not None

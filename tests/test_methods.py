@@ -262,9 +262,10 @@ def test_pl_shape_reads_infer_pl_through_a_check_fitted_to_the_pls(cfg, data):
     assert reread[reread.epoch >= 2]["pl_reread"].sum() > 0 and reread[reread.epoch < 2]["pl_reread"].sum() == 0
     ctx = prepare_context(base.replace(**{"method.pl_shape": True}), None, data, progress=False)
     reader = pl_reader(ctx, shaped.predictor.plain(), shaped.pl_state)
-    assert reader.shape is not None and (reader.shape.reach, reader.shape.prior) == (2.0, 1.0)
-    from cc2dkit.inference.shape import ShapeCheck
-    fitted = ShapeCheck.fit(history[-1]["unchecked"], shaped.predictor.template.points[[0, 1, 2, 4]], 2.0).model
+    assert reader.shape is not None and (reader.shape.settings.reach, reader.shape.settings.prior) == (2.0, 1.0)
+    from cc2dkit.inference.shape import ShapeCheck, ShapeSettings
+    fitted = ShapeCheck.fit(history[-1]["unchecked"], shaped.predictor.template.points[[0, 1, 2, 4]],
+                            ShapeSettings(2.0)).model
     np.testing.assert_array_equal(reader.shape.model.mean, fitted.mean)  # fitted to the answers read without it
     assert not np.array_equal(history[-1]["unchecked"], history[-1]["pls"])
     assert reader.subpixel is False and reader.template_copies == 0  # otherwise Infer-PL's own reading

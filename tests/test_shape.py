@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cc2dkit.inference.cascade import cascade_argmax
-from cc2dkit.inference.shape import ShapeCheck, ShapeModel, robust_fit, robust_ridge, similarity_fit, spreads
+from cc2dkit.inference.shape import ShapeCheck, ShapeModel, ShapeSettings, robust_fit, robust_ridge, similarity_fit, spreads
 
 REF = np.array([[10.0, 10.0], [30.0, 12.0], [22.0, 30.0], [12.0, 26.0], [34.0, 28.0], [20.0, 18.0]])
 
@@ -85,7 +85,7 @@ def test_a_landmark_sliding_along_a_ridge_gets_its_spread_across_it_and_a_round_
 def _guarded(model, maps, reach, prior=None):
     """What a predictor with the check answers (the maps and the check's factor, read by the argmax),
     and which answers the factor guards (B, K)."""
-    factor = ShapeCheck(model, reach, prior).guard(maps, cascade_argmax)
+    factor = ShapeCheck(model, ShapeSettings(reach, prior)).guard(maps, cascade_argmax)
     picked = cascade_argmax(torch.cat([maps, factor[None]])).double().numpy()
     return picked, (factor != 1).flatten(2).any(dim=2).numpy()
 
@@ -103,10 +103,10 @@ def test_the_check_repicks_only_the_far_answer_at_the_second_peak_near_its_place
     assert answers[0, 1].tolist() == [44.0, 44.0]  # the cascade's argmax took the look-alike
     guarded, moved = _guarded(model, maps, 3.0)
     assert moved[0].tolist() == [False, True, False, False, False, False]
-    factor, far, checked = ShapeCheck(model, 3.0).passes(maps, cascade_argmax)  # what guard's variants read
+    factor, far, checked = ShapeCheck(model, ShapeSettings(3.0)).passes(maps, cascade_argmax)  # what guard's variants read
     assert far[0].tolist() == [False, True, False, False, False, False]
     np.testing.assert_allclose(checked[0, 1], truth[1], atol=1.0)  # the first pass re-picked it already
-    torch.testing.assert_close(factor, ShapeCheck(model, 3.0).guard(maps, cascade_argmax))
+    torch.testing.assert_close(factor, ShapeCheck(model, ShapeSettings(3.0)).guard(maps, cascade_argmax))
     np.testing.assert_allclose(guarded[0, 1], truth[1], atol=1.0)
     np.testing.assert_array_equal(np.delete(guarded[0], 1, axis=0), np.delete(answers[0], 1, axis=0))
 
@@ -229,8 +229,8 @@ def test_the_capped_prior_holds_a_straying_landmark_as_firmly_as_the_median_and_
         if model.sigma[k] <= median:
             assert torch.equal(capped[0, k], plain[0, k])  # at or under the median: the prior as it was
     assert float(capped[0, 2].sum()) < 0.5 * float(plain[0, 2].sum())  # the straying one: held tighter
-    check = ShapeCheck.from_state(ShapeCheck(model, 3.0).state(), 3.0, 2.0, prior_cap=True)
-    assert check.prior_cap and check.prior == 2.0  # a config value, like the prior: not in the model file
+    check = ShapeCheck.from_state(ShapeCheck(model, ShapeSettings(3.0)).state(), ShapeSettings(3.0, 2.0, prior_cap=True))
+    assert check.settings.prior_cap and check.settings.prior == 2.0  # a config value, like the prior: not in the model file
 
 
 def test_the_prior_decides_along_a_ridge_and_leaves_crisp_peaks_and_the_far_check_as_they_were():
@@ -320,13 +320,13 @@ def test_the_regression_expects_a_landmark_from_how_its_neighbours_sit_and_survi
     far_rigid = np.linalg.norm(rigid.expected(query)[0][2] - query[2])
     near = np.linalg.norm(fitted.expected(query)[0][2] - query[2])
     assert far_rigid > 6.0 and near < 2.0  # 1.1 with every training input kept; 1.6 with the far ones left out
-    check = ShapeCheck(fitted, 3.0, 2.0)
-    again = ShapeCheck.from_state(check.state(), 3.0, 2.0)
+    check = ShapeCheck(fitted, ShapeSettings(3.0, 2.0))
+    again = ShapeCheck.from_state(check.state(), check.settings)
     np.testing.assert_allclose(again.model.expected(query)[0], fitted.expected(query)[0])
-    old = {k: v for k, v in ShapeCheck(rigid, 3.0).state().items() if k not in ("coef", "input_sigma")}  # saved before
-    assert ShapeCheck.from_state(old, 3.0).model.coef is None
+    old = {k: v for k, v in ShapeCheck(rigid, ShapeSettings(3.0)).state().items() if k not in ("coef", "input_sigma")}  # saved before
+    assert ShapeCheck.from_state(old, ShapeSettings(3.0)).model.coef is None
     np.testing.assert_allclose(again.model.input_sigma, fitted.input_sigma)
-    chosen = ShapeCheck.fit(answers, REF, 3.0, regression=True).model
+    chosen = ShapeCheck.fit(answers, REF, ShapeSettings(3.0, regression=True)).model
     assert chosen.coef is not None and chosen.neighbours in (4, None)
     for j in (3, 4):  # one neighbour's gross miss: left out of the inputs, it barely moves the expectation
         wrong = query.copy()
@@ -335,3 +335,15 @@ def test_the_regression_expects_a_landmark_from_how_its_neighbours_sit_and_survi
         assert np.linalg.norm(fitted.expected(wrong)[0][2] - query[2]) < 4.0
         plain = ShapeModel(fitted.mean, fitted.sigma, 4, fitted.coef)  # every input as it is: dragged along
         assert np.linalg.norm(plain.expected(wrong)[0][2] - query[2]) > 8.0
+
+
+def test_the_settings_carry_the_configs_shape_values_and_refuse_what_it_would_refuse():
+    from cc2dkit.config import preset
+    assert ShapeSettings.of(preset("cpu").eval) == ShapeSettings(3.0, 2.0, prior_cap=True, regression=False)
+    assert ShapeSettings.of(preset("smoke").eval) is None  # no shape check asked for
+    regressed = preset("cpu").replace(**{"eval.shape_regression": True, "eval.shape_prior": None,
+                                         "eval.shape_prior_cap": False})
+    assert ShapeSettings.of(regressed.eval) == ShapeSettings(3.0, None, False, True)
+    for bad in ({"reach": 0.0}, {"reach": 3.0, "prior": -1.0}, {"reach": 3.0, "prior_cap": True}):
+        with pytest.raises(ValueError, match="shape check"):
+            ShapeSettings(**bad)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..data.coords import from_grid
 from ..data.landmarks import landmark_index
-from ..inference.shape import ShapeCheck
+from ..inference.shape import ShapeCheck, ShapeSettings
 from ..methods.runfolder import PL_HISTORY
 from ..metrics.tables import ALL_ROW
 from .runs import read_run
@@ -119,7 +119,7 @@ def pl_shape_flags(pl_state, data, reference: np.ndarray, reach: float = 3.0,
     scale = data.scale[pl_state.image_indices][:, None]  # mm (or 1) per original pixel
     rows = []
     for h in pl_state.history[1:]:
-        model = ShapeCheck.fit(h["pls"], reference, reach).model
+        model = ShapeCheck.fit(h["pls"], reference, ShapeSettings(reach)).model
         flagged = (np.linalg.norm(model.offsets(h["pls"]), axis=-1) > reach * model.sigma)[:, cols]  # (N, k)
         err = (np.linalg.norm(pl_state.original(data, h["pls"]) - truth, axis=-1) * scale)[:, cols]
         wrong, right = err > wrong_mm, err <= right_mm

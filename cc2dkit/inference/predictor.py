@@ -43,7 +43,7 @@ from ..runtime import bf16_autocast
 from .cascade import best_pose, cascade_argmax, check_centroid, cosine_maps, template_vectors
 from .explain import ImageMaps
 from .pool import TemplatePool
-from .shape import ShapeCheck
+from .shape import ShapeCheck, ShapeSettings
 
 Matcher = Callable[[torch.Tensor, list | None], torch.Tensor]  # (B, 1, G, G), keys -> (S, B, K, G, G)
 PoseMatcher = Callable[[torch.Tensor, list | None], list[list[torch.Tensor]]]  # ... -> P x S x (B, K, h, w)
@@ -182,15 +182,13 @@ class Predictor(ABC):
         other.shape = check
         return other
 
-    def fitted_shape(self, data: GridImages, rows: Sequence[int], reach: float, prior: float | None = None,
-                     progress: bool = False, regression: bool = False, prior_cap: bool = False) -> "Predictor":
-        """This predictor with a shape check fitted to its own answers (without a check) on ``data``'s
-        ``rows`` (unlabelled images: no label is read), ``reach`` (``eval.shape_reach``) and ``prior``
-        (``eval.shape_prior``); ``regression``: ``eval.shape_regression``; ``prior_cap``: ``eval.shape_prior_cap``."""
+    def fitted_shape(self, data: GridImages, rows: Sequence[int], settings: ShapeSettings,
+                     progress: bool = False) -> "Predictor":
+        """This predictor with a shape check of ``settings`` (``ShapeSettings.of(cfg.eval)``) fitted to
+        its own answers (without a check) on ``data``'s ``rows`` (unlabelled images: no label is read)."""
         coarse = self.coarse_stage.with_shape(None)
         answers = coarse.predict_grid(data, rows, progress)
-        return self.with_shape(ShapeCheck.fit(answers, coarse.template.points[coarse.landmark_indices], reach, prior,
-                                              regression, prior_cap))
+        return self.with_shape(ShapeCheck.fit(answers, coarse.template.points[coarse.landmark_indices], settings))
 
     def with_pool(self, pool: TemplatePool | None) -> "Predictor":
         """The same predictor matching against the template's views joined by this pool (None: the

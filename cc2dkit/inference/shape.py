@@ -51,6 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..config import EvalConfig
+
 
 RAYLEIGH_MEDIAN = 1.1774  # median radius of a 2-D isotropic Gaussian of unit sigma: sqrt(2 ln 2)
 HALF_NORMAL_MEDIAN = 0.6745  # median |x| of a 1-D Gaussian of unit sigma
@@ -305,25 +307,46 @@ def check_shape_inputs(landmarks: int, images: int, key: str = "eval.shape_reach
 
 
 @dataclass(frozen=True)
-class ShapeCheck:
-    """A shape model, its reach and its prior: what a predictor needs to guard its answers
-    (``eval.shape_reach``, ``eval.shape_prior``; None: far answers only; ``eval.shape_prior_cap``)."""
-    model: ShapeModel
+class ShapeSettings:
+    """The config's ``eval.shape_*`` values in one piece, from the config down to the check: how its
+    model is fitted (``regression``) and read (``reach``, ``prior``: None for far answers only,
+    ``prior_cap``). The read-time values are never saved in a model file: a run is read with its
+    config's."""
     reach: float
     prior: float | None = None
     prior_cap: bool = False  # the prior's spreads at most the median spread (``ShapeModel.prior_sigma``)
+    regression: bool = False  # the expected places from the regression on the neighbours
+
+    def __post_init__(self):
+        if not self.reach > 0 or (self.prior is not None and not self.prior > 0):
+            raise ValueError(f"a shape check needs reach > 0 and prior None or > 0, got {self.reach}, {self.prior}")
+        if self.prior_cap and self.prior is None:
+            raise ValueError("a shape check's prior_cap needs a prior (the spreads it caps)")
 
     @classmethod
-    def fit(cls, answers: np.ndarray, reference: np.ndarray, reach: float, prior: float | None = None,
-            regression: bool = False, prior_cap: bool = False) -> "ShapeCheck":
+    def of(cls, e: EvalConfig) -> ShapeSettings | None:
+        """The settings ``e`` asks for, None without a shape check (``eval.shape_reach`` unset)."""
+        if e.shape_reach is None:
+            return None
+        return cls(float(e.shape_reach), None if e.shape_prior is None else float(e.shape_prior),
+                   bool(e.shape_prior_cap), bool(e.shape_regression))
+
+
+@dataclass(frozen=True)
+class ShapeCheck:
+    """A shape model and how it is read: what a predictor needs to guard its answers."""
+    model: ShapeModel
+    settings: ShapeSettings
+
+    @classmethod
+    def fit(cls, answers: np.ndarray, reference: np.ndarray, settings: ShapeSettings) -> ShapeCheck:
         """The check fitted to a predictor's (N, K, 2) answers on unlabelled images, the neighbourhood
-        size chosen among ``NEIGHBOURHOODS`` (those under K) by ``ShapeModel.choose``; ``regression``:
-        the expected places from the regression on the neighbours (``eval.shape_regression``)."""
+        size chosen among ``NEIGHBOURHOODS`` (those under K) by ``ShapeModel.choose``; with
+        ``settings.regression`` the expected places come from the regression on the neighbours."""
         n, k = np.shape(answers)[:2]
         check_shape_inputs(k, n)
         sizes = tuple(s for s in NEIGHBOURHOODS if s is None or s <= k - 1)
-        return cls(ShapeModel.choose(answers, reference, sizes, regression)[0], float(reach), _width(prior),
-                   bool(prior_cap))
+        return cls(ShapeModel.choose(answers, reference, sizes, settings.regression)[0], settings)
 
     def guard(self, maps: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """(S, B, K, G, G) cascade maps and the predictor's reading of maps (-> (B, K, 2) answers) ->
@@ -336,30 +359,25 @@ class ShapeCheck:
         """``guard``'s two passes: its (B, K, G, G) factor, the (B, K) bool mask of the answers found
         far and the (B, K, 2) first pass's checked answers their expectations came from (what a
         variant of the guard builds on: ``benchmarks/shape_variants.py``)."""
-        size = maps.shape[-1]
+        size, s = maps.shape[-1], self.settings
         answers = read(maps).cpu().double().numpy()
-        first = self.model.priors(answers, self.reach, size)[0]
+        first = self.model.priors(answers, s.reach, size)[0]
         checked = read(torch.cat([maps, first[None].to(maps.device, maps.dtype)])).cpu().double().numpy()
-        factor, far = self.model.priors(answers, self.reach, size, expect_from=checked, prior=self.prior,
-                                        prior_cap=self.prior_cap)
+        factor, far = self.model.priors(answers, s.reach, size, expect_from=checked, prior=s.prior,
+                                        prior_cap=s.prior_cap)
         return factor, far, checked
 
     def state(self) -> dict:
-        """What a model file keeps (the reach and the prior are the config's)."""
+        """What a model file keeps (the settings are the config's)."""
         m = self.model
         return {"mean": m.mean.tolist(), "sigma": m.sigma.tolist(), "neighbours": m.neighbours,
                 "coef": None if m.coef is None else m.coef.tolist(),
                 "input_sigma": None if m.input_sigma is None else m.input_sigma.tolist()}
 
     @classmethod
-    def from_state(cls, state: dict, reach: float, prior: float | None = None, prior_cap: bool = False
-                   ) -> "ShapeCheck":
+    def from_state(cls, state: dict, settings: ShapeSettings) -> ShapeCheck:
         coef, inputs = state.get("coef"), state.get("input_sigma")  # absent from files saved before them
         model = ShapeModel(np.asarray(state["mean"], dtype=np.float64), np.asarray(state["sigma"], dtype=np.float64),
                            state["neighbours"], None if coef is None else np.asarray(coef, dtype=np.float64),
                            None if inputs is None else np.asarray(inputs, dtype=np.float64))
-        return cls(model, float(reach), _width(prior), bool(prior_cap))
-
-
-def _width(prior: float | None) -> float | None:
-    return None if prior is None else float(prior)
+        return cls(model, settings)

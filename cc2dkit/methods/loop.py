@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..distributed import broadcast_tensors, gather_objects, sum_over_ranks
 from ..inference import Predictor, stack_chunks
-from ..inference.shape import ShapeCheck
+from ..inference.shape import ShapeCheck, ShapeSettings
 from ..network import CC2D, StackedModels
 from ..runtime import trainee_generator
 from ..training import (DataParallel, PLState, WeightAverage, data_parallel, epoch_lr, make_optimizer, memory_format,
@@ -211,10 +211,8 @@ def pl_reader(ctx: RunContext, predictor: Predictor, pl: PLState) -> Predictor:
     to answers it had pulled would narrow its own spreads epoch after epoch. No label is read; a PL
     far from where the other PLs of its image put it is re-picked near there, and with the prior every
     PL is weighed towards it, as the run's final answers are by the check fitted to them."""
-    e = ctx.cfg.eval
     if not ctx.cfg.method.pl_shape or len(pl.history) < 2:
         return predictor
     reference = predictor.template.points[predictor.landmark_indices]
     answers = pl.history[-1]["unchecked"]  # every Infer-PL of such a run keeps it (pl_shape may not change on resume)
-    return predictor.with_shape(ShapeCheck.fit(answers, reference, e.shape_reach, e.shape_prior, e.shape_regression,
-                                               e.shape_prior_cap))
+    return predictor.with_shape(ShapeCheck.fit(answers, reference, ShapeSettings.of(ctx.cfg.eval)))

@@ -35,7 +35,7 @@ from ..data.folder import landmarks_frame
 from ..data.grid import GridImages
 from ..inference import ModelSetPredictor, Predictor, RefinedPredictor, Template
 from ..inference.pool import TemplatePool
-from ..inference.shape import ShapeCheck
+from ..inference.shape import ShapeCheck, ShapeSettings
 from ..metrics import errors_long, per_landmark_table, radial_errors_mm
 from ..network import CC2D
 from ..network.legacy import upgrade_decoder_state
@@ -202,21 +202,19 @@ def with_shape_and_pool(predictor: Predictor, cfg: Config, state: dict | None, t
     images of ``train`` (built from the config when None). The one place that knows their order: the
     pool is fitted to checked answers."""
     state = state or {}
-    reach, pool, saved_pool = cfg.eval.shape_reach, cfg.eval.template_pool, state.get("pool")
+    shape, pool, saved_pool = ShapeSettings.of(cfg.eval), cfg.eval.template_pool, state.get("pool")
     saved_shape = state.get("shape")
-    fit_shape = reach is not None and (saved_shape is None
-                                       or (saved_shape.get("coef") is not None) != cfg.eval.shape_regression)
+    fit_shape = shape is not None and (saved_shape is None
+                                       or (saved_shape.get("coef") is not None) != shape.regression)
     # the pool was fitted to the saved check's answers: another check model (the other kind, or none) refits
     # it; the reach and prior, read-time settings like the check's own, keep it
-    other_check = fit_shape or (reach is None and saved_shape is not None)
+    other_check = fit_shape or (shape is None and saved_shape is not None)
     fit_pool = pool > 0 and (saved_pool is None or saved_pool.get("asked") != pool or other_check)
     if train is None and (fit_shape or fit_pool):
         train = training_images(cfg, progress)
-    if reach is not None:
-        prior, cap = cfg.eval.shape_prior, cfg.eval.shape_prior_cap
-        predictor = predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), reach, prior, progress,
-                                           cfg.eval.shape_regression, cap) \
-            if fit_shape else predictor.with_shape(ShapeCheck.from_state(saved_shape, reach, prior, cap))
+    if shape is not None:
+        predictor = predictor.fitted_shape(train, unlabelled_rows(train, cfg.data.template), shape, progress) \
+            if fit_shape else predictor.with_shape(ShapeCheck.from_state(saved_shape, shape))
     if pool > 0:
         predictor = predictor.pooled(train, pool_rows(train, cfg), progress) if fit_pool \
             else predictor.with_pool(TemplatePool.from_state(saved_pool))
