@@ -63,7 +63,8 @@ def _cpu() -> Config:
     # 10 / 17 / 13 / 16 / 9 errors over 10 mm (RESULTS, thirty-seventh and thirty-eighth sessions); read with
     # the cap: 1.75 / 1.79 / 1.74 / 1.80 / 1.72 mm, SDR 4 mm 92.21 / 91.86 / 92.70 / 91.37 / 92.39%, 9 / 16 / 14 /
     # 14 / 6 errors over 10 mm; fresh seeds 4 / 5 with it: 1.72 / 1.82 mm, SDR 2 mm 71.72 / 69.79%, SDR 4 mm
-    # 92.60 / 91.12%, 11 / 13 errors over 10 mm, 18.6 / 17.4 min.
+    # 92.60 / 91.12%, 11 / 13 errors over 10 mm, 18.6 / 17.4 min; fresh seeds 6 / 7 / 8 (fortieth session):
+    # 1.78 / 1.78 / 1.76 mm, SDR 2 mm 70.77 / 69.96 / 70.91%, SDR 4 mm 91.93 / 91.61 / 92.42%, 13 / 10 / 13.
     # An older bf16 machine took 43-66 min for 30 uncropped epochs (1.73-1.80 mm):
     # --set train.epochs=30 --set train.crop_below=null.
     return Config(
