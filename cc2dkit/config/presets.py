@@ -53,7 +53,8 @@ def _cpu() -> Config:
     # firmly as the typical landmark's): on the unlabelled training split of the five bf16 seeds below,
     # 90 -> 74 errors over 10 mm, SDR 4 mm +0.11 to +0.32 points, SDR 2 mm -0.49 to +0.25; on Test1, read
     # after the verdict, 65 -> 59, SDR 4 mm -0.14 to +0.07 (RESULTS, thirty-ninth session); a run trained
-    # before reads so with --set eval.shape_prior_cap=true.
+    # before reads so with --set eval.shape_prior_cap=true. Its confirmation on three fresh seeds' training
+    # split failed (fortieth session: SDR 2 mm -0.59 points on average): by its rule it leaves next session.
     # 16 epochs, not 30 (the thirty-sixth session): on an AVX2-only 2-core machine (no native bf16) 30
     # take 3-4 h; 16 cropped epochs wrote model.pt in ~98-100 min idle and answered, on two seeds (11, 0),
     # 1.76 / 1.76 mm, SDR 2 mm 71.54 / 70.77%, SDR 4 mm 92.07 / 91.61%, 11 / 11 errors over 10 mm (their
