@@ -110,8 +110,9 @@ def main() -> None:
             for b in np.unique(np.nonzero(far)[0]):
                 mu, sigma = self.model.expected(checked[b])  # the expectations the far flags were read against
                 for k in np.flatnonzero(far[b]):
-                    if not self.outside_only or np.linalg.norm(repicked[b, k] - mu[k]) > self.settings.reach * sigma[k]:
-                        factor[b, k] *= disk(size, mu[k], self.settings.reach * sigma[k])
+                    radius = self.settings.reach * sigma[k]
+                    if not self.outside_only or np.linalg.norm(repicked[b, k] - mu[k]) > radius:
+                        factor[b, k] *= disk(size, mu[k], radius)
             return factor
 
     class DiskOutside(DiskPrior):

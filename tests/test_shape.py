@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cc2dkit.inference.cascade import cascade_argmax
-from cc2dkit.inference.shape import ShapeCheck, ShapeModel, ShapeSettings, robust_fit, robust_ridge, similarity_fit, spreads
+from cc2dkit.inference.shape import (ShapeCheck, ShapeModel, ShapeSettings, robust_fit, robust_ridge, similarity_fit,
+                                    spreads)
 
 REF = np.array([[10.0, 10.0], [30.0, 12.0], [22.0, 30.0], [12.0, 26.0], [34.0, 28.0], [20.0, 18.0]])
 
@@ -103,10 +104,11 @@ def test_the_check_repicks_only_the_far_answer_at_the_second_peak_near_its_place
     assert answers[0, 1].tolist() == [44.0, 44.0]  # the cascade's argmax took the look-alike
     guarded, moved = _guarded(model, maps, 3.0)
     assert moved[0].tolist() == [False, True, False, False, False, False]
-    factor, far, checked = ShapeCheck(model, ShapeSettings(3.0)).passes(maps, cascade_argmax)  # what guard's variants read
+    far_only = ShapeCheck(model, ShapeSettings(3.0))
+    factor, far, checked = far_only.passes(maps, cascade_argmax)  # what guard's variants read
     assert far[0].tolist() == [False, True, False, False, False, False]
     np.testing.assert_allclose(checked[0, 1], truth[1], atol=1.0)  # the first pass re-picked it already
-    torch.testing.assert_close(factor, ShapeCheck(model, ShapeSettings(3.0)).guard(maps, cascade_argmax))
+    torch.testing.assert_close(factor, far_only.guard(maps, cascade_argmax))
     np.testing.assert_allclose(guarded[0, 1], truth[1], atol=1.0)
     np.testing.assert_array_equal(np.delete(guarded[0], 1, axis=0), np.delete(answers[0], 1, axis=0))
 
@@ -229,8 +231,9 @@ def test_the_capped_prior_holds_a_straying_landmark_as_firmly_as_the_median_and_
         if model.sigma[k] <= median:
             assert torch.equal(capped[0, k], plain[0, k])  # at or under the median: the prior as it was
     assert float(capped[0, 2].sum()) < 0.5 * float(plain[0, 2].sum())  # the straying one: held tighter
-    check = ShapeCheck.from_state(ShapeCheck(model, ShapeSettings(3.0)).state(), ShapeSettings(3.0, 2.0, prior_cap=True))
-    assert check.settings.prior_cap and check.settings.prior == 2.0  # a config value, like the prior: not in the model file
+    check = ShapeCheck.from_state(ShapeCheck(model, ShapeSettings(3.0)).state(),
+                                  ShapeSettings(3.0, 2.0, prior_cap=True))
+    assert check.settings.prior_cap and check.settings.prior == 2.0  # config values: not in the model file
 
 
 def test_the_prior_decides_along_a_ridge_and_leaves_crisp_peaks_and_the_far_check_as_they_were():
@@ -323,7 +326,8 @@ def test_the_regression_expects_a_landmark_from_how_its_neighbours_sit_and_survi
     check = ShapeCheck(fitted, ShapeSettings(3.0, 2.0))
     again = ShapeCheck.from_state(check.state(), check.settings)
     np.testing.assert_allclose(again.model.expected(query)[0], fitted.expected(query)[0])
-    old = {k: v for k, v in ShapeCheck(rigid, ShapeSettings(3.0)).state().items() if k not in ("coef", "input_sigma")}  # saved before
+    saved = ShapeCheck(rigid, ShapeSettings(3.0)).state()
+    old = {k: v for k, v in saved.items() if k not in ("coef", "input_sigma")}  # saved before
     assert ShapeCheck.from_state(old, ShapeSettings(3.0)).model.coef is None
     np.testing.assert_allclose(again.model.input_sigma, fitted.input_sigma)
     chosen = ShapeCheck.fit(answers, REF, ShapeSettings(3.0, regression=True)).model
