@@ -26,7 +26,7 @@ def test_preset_protocols():
     assert cpu.eval.subpixel and cpu.eval.template_copies == 8 and cpu.eval.centroid == 0.5
     assert cpu.eval.shape_reach == 3.0 and preset("paper").eval.shape_reach is None
     assert cpu.eval.shape_prior == 2.0 and preset("paper").eval.shape_prior is None
-    assert cpu.eval.shape_prior_cap and not paper.eval.shape_prior_cap
+    assert not cpu.eval.shape_prior_cap and not paper.eval.shape_prior_cap  # an option (its rule failed)
     assert paper.eval.centroid is None  # the paper's argmax
     assert preset("smoke").data.source == "phantom"
     assert paper.eval.poses == ((1.0, 0.0),)  # template poses off unless asked for

@@ -343,10 +343,11 @@ def test_the_regression_expects_a_landmark_from_how_its_neighbours_sit_and_survi
 
 def test_the_settings_carry_the_configs_shape_values_and_refuse_what_it_would_refuse():
     from cc2dkit.config import preset
-    assert ShapeSettings.of(preset("cpu").eval) == ShapeSettings(3.0, 2.0, prior_cap=True, regression=False)
+    assert ShapeSettings.of(preset("cpu").eval) == ShapeSettings(3.0, 2.0, prior_cap=False, regression=False)
+    capped = preset("cpu").replace(**{"eval.shape_prior_cap": True})  # an option, not the preset's
+    assert ShapeSettings.of(capped.eval) == ShapeSettings(3.0, 2.0, prior_cap=True, regression=False)
     assert ShapeSettings.of(preset("smoke").eval) is None  # no shape check asked for
-    regressed = preset("cpu").replace(**{"eval.shape_regression": True, "eval.shape_prior": None,
-                                         "eval.shape_prior_cap": False})
+    regressed = preset("cpu").replace(**{"eval.shape_regression": True, "eval.shape_prior": None})
     assert ShapeSettings.of(regressed.eval) == ShapeSettings(3.0, None, False, True)
     for bad in ({"reach": 0.0}, {"reach": 3.0, "prior": -1.0}, {"reach": 3.0, "prior_cap": True}):
         with pytest.raises(ValueError, match="shape check"):
