@@ -47,6 +47,15 @@ guard swapped for each variant, answers the test split:
   check with its prior, each prior's spread at most the median spread over the landmarks
   (``ShapeModel.prior_sigma``: a landmark whose answers slide is held as firmly as the typical one).
 
+- ``re-flag, prior c, far re-picked on the coarse scales`` (``--far-coarse``): the kit's check with
+  its prior, and each answer it finds far re-picked on the three coarsest maps alone (strides 32,
+  16, 8: the RFB's scales, which see the whole head) under its Gaussian: the finer maps set to 1
+  for that landmark on that image, so that a fine gate shut at the expected place (sella's misses,
+  fortieth session) cannot keep the re-pick from it. The answers left alone read every map. With
+  it also ``... if still outside``: only where the kit's re-pick on every map still lands beyond
+  reach x sigma of the expected place (the symptom of a shut fine gate) is the re-pick made again
+  on the coarse scales.
+
 ``--kit-only`` keeps the kit's check (and the prior rows) alone; ``--priors-only`` with it leaves
 out the check without a prior too. ``--split train`` answers the
 unlabelled training images instead (every one but the template; their labels read only to score,
@@ -63,6 +72,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+COARSE_MAPS = 3  # the cascade's maps run coarse to fine (strides 32, 16, 8, 4, 2): the first three are the RFB's
 
 
 def main() -> None:
@@ -118,6 +129,23 @@ def main() -> None:
     class DiskOutside(DiskPrior):
         outside_only = True
 
+    class FarCoarse(ShapeCheck):  # the kit's guard; a far answer re-picked on the coarse scales alone
+        outside_only = False  # FarCoarseOutside: only where its re-pick on every map lands outside the disk
+
+        def guard(self, maps, read):
+            factor, far, checked = self.passes(maps, read)
+            if self.outside_only:
+                repicked = read_np(read, torch.cat([maps, factor[None].to(maps.device, maps.dtype)]))
+                for b in np.unique(np.nonzero(far)[0]):
+                    mu, sigma = self.model.expected(checked[b])  # the expectations the far flags were read against
+                    far[b] &= np.linalg.norm(repicked[b] - mu, axis=1) > self.settings.reach * sigma
+            b, k = (torch.as_tensor(i, device=maps.device) for i in np.nonzero(far))
+            maps[COARSE_MAPS:, b, k] = 1.0  # in place: the predictor's matcher joins these very maps to the factor
+            return factor
+
+    class FarCoarseOutside(FarCoarse):
+        outside_only = True
+
     class Multiplied(ShapeCheck):
         def guard(self, maps, read):
             size = maps.shape[-1]
@@ -141,6 +169,8 @@ def main() -> None:
                     help="also each prior's check, a far answer's Gaussian cut to its disk where its re-pick lands outside")
     ap.add_argument("--cap", action="store_true",
                     help="also each prior's check with its spreads capped at the median spread (eval.shape_prior_cap)")
+    ap.add_argument("--far-coarse", action="store_true",
+                    help="also each prior's check with its far answers re-picked on the three coarsest maps alone")
     ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
     ap.add_argument("--priors-only", action="store_true",
                     help="with --kit-only: leave out the kit's check without a prior too (the rows of --priors only)")
@@ -148,12 +178,16 @@ def main() -> None:
                     help="the images answered (train: the training split but the template)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
-    if (args.refit or args.across or args.regression or args.cut or args.cut_outside or args.cap) and not args.priors:
-        ap.error("--refit, --across, --regression, --cut, --cut-outside and --cap change each prior's check: "
+    if (args.refit or args.across or args.regression or args.cut or args.cut_outside or args.cap
+            or args.far_coarse) and not args.priors:
+        ap.error("--refit, --across, --regression, --cut, --cut-outside, --cap and --far-coarse change each prior's check: "
                  "give --priors C ...")
     if args.priors_only and not (args.kit_only and args.priors):
         ap.error("--priors-only needs --kit-only and --priors C ...")
-    cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
+    try:
+        cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
+    except (OSError, ValueError) as e:
+        sys.exit(str(e))
     if cfg.eval.shape_reach is None:
         cfg = cfg.replace(**{"eval.shape_reach": 3.0})
     device, _ = setup(cfg)
@@ -181,6 +215,10 @@ def main() -> None:
         if args.cap:
             variants[f"re-flag, prior {c:g}, capped at the median spread"] = ShapeCheck(
                 check.model, ShapeSettings(far_only.reach, c, prior_cap=True))
+        if args.far_coarse:
+            variants[f"re-flag, prior {c:g}, far re-picked on the coarse scales"] = FarCoarse(check.model, prior)
+            variants[f"re-flag, prior {c:g}, far re-picked on the coarse scales if still outside"] = \
+                FarCoarseOutside(check.model, prior)
         if args.cut:
             variants[f"re-flag, prior {c:g}, far cut to the disk"] = DiskPrior(check.model, prior)
         if args.cut_outside:
