@@ -73,6 +73,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+PRIOR_VARIANTS = {  # flag -> what it adds beside each --priors row
+    "refit": "refitted to the checked answers on the training images",
+    "across": "with isotropic and with across-ridge spreads fitted again",
+    "regression": "fitted afresh with the regression on the neighbours",
+    "cut": "with its far answers' Gaussians cut to their disks",
+    "cut-outside": "with a far answer's Gaussian cut to its disk where its re-pick lands outside",
+    "cap": "with its spreads capped at the median spread (eval.shape_prior_cap)",
+    "far-coarse": "with its far answers re-picked on the three coarsest maps alone (all; only those still outside)",
+}
 COARSE_MAPS = 3  # the cascade's maps run coarse to fine (strides 32, 16, 8, 4, 2): the first three are the RFB's
 
 
@@ -157,20 +166,8 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--priors", type=float, nargs="*", default=[], metavar="C",
                     help="also the kit's check with eval.shape_prior=C (one row each)")
-    ap.add_argument("--refit", action="store_true",
-                    help="also each prior's check refitted to the checked answers on the training images")
-    ap.add_argument("--across", action="store_true",
-                    help="also each prior's check with isotropic and with across-ridge spreads fitted again")
-    ap.add_argument("--regression", action="store_true",
-                    help="also each prior's check fitted afresh with the regression on the neighbours")
-    ap.add_argument("--cut", action="store_true",
-                    help="also each prior's check with its far answers' Gaussians cut to their disks")
-    ap.add_argument("--cut-outside", action="store_true",
-                    help="also each prior's check, a far answer's Gaussian cut to its disk where its re-pick lands outside")
-    ap.add_argument("--cap", action="store_true",
-                    help="also each prior's check with its spreads capped at the median spread (eval.shape_prior_cap)")
-    ap.add_argument("--far-coarse", action="store_true",
-                    help="also each prior's check with its far answers re-picked on the three coarsest maps alone")
+    for flag, what in PRIOR_VARIANTS.items():
+        ap.add_argument(f"--{flag}", action="store_true", help=f"also each prior's check {what}")
     ap.add_argument("--kit-only", action="store_true", help="leave out the three other guards")
     ap.add_argument("--priors-only", action="store_true",
                     help="with --kit-only: leave out the kit's check without a prior too (the rows of --priors only)")
@@ -178,10 +175,8 @@ def main() -> None:
                     help="the images answered (train: the training split but the template)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
-    if (args.refit or args.across or args.regression or args.cut or args.cut_outside or args.cap
-            or args.far_coarse) and not args.priors:
-        ap.error("--refit, --across, --regression, --cut, --cut-outside, --cap and --far-coarse change each prior's check: "
-                 "give --priors C ...")
+    if any(getattr(args, flag.replace("-", "_")) for flag in PRIOR_VARIANTS) and not args.priors:
+        ap.error(", ".join(f"--{flag}" for flag in PRIOR_VARIANTS) + " change each prior's check: give --priors C ...")
     if args.priors_only and not (args.kit_only and args.priors):
         ap.error("--priors-only needs --kit-only and --priors C ...")
     try:
