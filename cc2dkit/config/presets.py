@@ -60,9 +60,10 @@ def _cpu() -> Config:
     # Where bf16 is native (a Zen 5 with AVX512-BF16) the 16 epochs wrote model.pt in 17-18 min: seeds
     # 0 / 11 / 1 / 2 / 3, 1.75 / 1.78 / 1.74 / 1.80 / 1.72 mm, SDR 4 mm 92.21 / 92.00 / 92.63 / 91.51 / 92.46%,
     # 10 / 17 / 13 / 16 / 9 errors over 10 mm (RESULTS, thirty-seventh and thirty-eighth sessions); fresh
-    # seeds 4 / 5 / 6 / 7 / 8 (model.pt in 17.4-19.5 min idle, seed 6 busy): 1.72 / 1.81 / 1.76 / 1.79 / 1.77 mm, SDR 2 mm
-    # 72.28 / 70.28 / 71.40 / 70.42 / 71.47%, SDR 4 mm 92.53 / 91.16 / 91.86 / 91.40 / 92.39%, 11 / 16 / 14 / 13 /
-    # 15 errors over 10 mm (thirty-ninth and fortieth sessions, read without the cap as the preset now reads).
+    # seeds 4 / 5 / 6 / 7 / 8 (model.pt in 17.4-19.5 min idle, seed 6 busy): 1.72 / 1.81 / 1.76 / 1.79 /
+    # 1.77 mm, SDR 2 mm 72.28 / 70.28 / 71.40 / 70.42 / 71.47%, SDR 4 mm 92.53 / 91.16 / 91.86 / 91.40 /
+    # 92.39%, 11 / 16 / 14 / 13 / 15 errors over 10 mm (thirty-ninth and fortieth sessions, read without
+    # the cap as the preset now reads).
     # An older bf16 machine took 43-66 min for 30 uncropped epochs (1.73-1.80 mm):
     # --set train.epochs=30 --set train.crop_below=null.
     return Config(
