@@ -119,20 +119,26 @@ def main() -> None:
                 factor[b, k] *= disk(maps.shape[-1], mu[k], self.settings.reach * sigma[k])
             return factor
 
+    def still_outside(check, maps, read, factor, far, checked):
+        """(B, K) the far answers whose re-pick under the kit's factor still lands beyond reach x sigma
+        of the expectations the far flags were read against (those of the first pass's ``checked``)."""
+        repicked = read_np(read, torch.cat([maps, factor[None].to(maps.device, maps.dtype)]))
+        outside = np.zeros_like(far)
+        for b in np.unique(np.nonzero(far)[0]):
+            mu, sigma = check.model.expected(checked[b])
+            outside[b] = far[b] & (np.linalg.norm(repicked[b] - mu, axis=1) > check.settings.reach * sigma)
+        return outside
+
     class DiskPrior(ShapeCheck):  # the kit's guard, its far answers' Gaussians cut to their disks
         outside_only = False  # DiskOutside: only where the answer re-picked under the Gaussian lands outside
 
         def guard(self, maps, read):
-            size = maps.shape[-1]
             factor, far, checked = self.passes(maps, read)
-            if self.outside_only:
-                repicked = read_np(read, torch.cat([maps, factor[None].to(maps.device, maps.dtype)]))
-            for b in np.unique(np.nonzero(far)[0]):
+            cut = still_outside(self, maps, read, factor, far, checked) if self.outside_only else far
+            for b in np.unique(np.nonzero(cut)[0]):
                 mu, sigma = self.model.expected(checked[b])  # the expectations the far flags were read against
-                for k in np.flatnonzero(far[b]):
-                    radius = self.settings.reach * sigma[k]
-                    if not self.outside_only or np.linalg.norm(repicked[b, k] - mu[k]) > radius:
-                        factor[b, k] *= disk(size, mu[k], radius)
+                for k in np.flatnonzero(cut[b]):
+                    factor[b, k] *= disk(maps.shape[-1], mu[k], self.settings.reach * sigma[k])
             return factor
 
     class DiskOutside(DiskPrior):
@@ -144,10 +150,7 @@ def main() -> None:
         def guard(self, maps, read):
             factor, far, checked = self.passes(maps, read)
             if self.outside_only:
-                repicked = read_np(read, torch.cat([maps, factor[None].to(maps.device, maps.dtype)]))
-                for b in np.unique(np.nonzero(far)[0]):
-                    mu, sigma = self.model.expected(checked[b])  # the expectations the far flags were read against
-                    far[b] &= np.linalg.norm(repicked[b] - mu, axis=1) > self.settings.reach * sigma
+                far = still_outside(self, maps, read, factor, far, checked)
             b, k = (torch.as_tensor(i, device=maps.device) for i in np.nonzero(far))
             maps[COARSE_MAPS:, b, k] = 1.0  # in place: the predictor's matcher joins these very maps to the factor
             return factor
