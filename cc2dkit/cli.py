@@ -48,6 +48,7 @@ from .inference import Template
 from .methods import METHODS, load_predictor, run_config, run_method, write_results
 from .methods.apply import predict_folder, user_template, with_fine_stage
 from .methods.checkpoint import load_checkpoint
+from .methods.context import unlabelled_rows
 from .methods.runfolder import CHECKPOINT, write_csv_atomic
 from .runtime import setup
 from .viz import plot_landmarks, prediction_gallery
@@ -127,6 +128,8 @@ def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool, f
     if fine_from is not None:
         predictor = with_fine_stage(predictor, fine_from, device, cfg.refine)
     data = GridImages(train_set if split == "train" else test_set, cfg.data.grid, split, progress)
+    if split == "train":  # the unlabelled training images, as load_run reads them: the template's landmarks were given
+        data = data.subset(unlabelled_rows(data, cfg.data.template))
     if command == "evaluate" and not data.labelled.all():
         raise ValueError(f"cannot evaluate split {split!r}: it has images without ground truth (use predict)")
     pred = predictor.predict(data, progress=progress)
@@ -171,7 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     parser.add_argument("--method", choices=list(METHODS), default=None,
                         help="method to train (default: the config's method.name, cc2d in every preset)")
-    parser.add_argument("--split", default="test", choices=["test", "train"])
+    parser.add_argument("--split", default="test", choices=["test", "train"],
+                        help="predict / evaluate: the test images, or the unlabelled training images (every one "
+                             "but the template)")
     parser.add_argument("--images", default=None, help="predict: every image of this folder (no labels needed)")
     parser.add_argument("--template", default=None,
                         help="predict --images: your own template image (default: the run's template)")

@@ -32,6 +32,12 @@ def test_train_then_predict_and_evaluate_from_the_run_folder(tmp_path, capsys):
     before = {f.name: f.read_bytes() for f in out.glob("*_test.*")}
     assert main(["evaluate", "--run", str(out), "--split", "train", "--no-progress"]) == 0
     assert (out / "evaluation_train.csv").exists() and (out / "predictions_train.csv").exists()
+    # the training split is its unlabelled images: the template (train_000, landmarks given) is not scored
+    scored = pd.read_csv(out / "errors_train.csv")
+    assert scored.image.nunique() == 11 and not scored.image.str.contains("train_000").any()
+    assert pd.read_csv(out / "predictions_train.csv").image.nunique() == 11
+    train_table = pd.read_csv(out / "evaluation_train.csv", index_col=0)
+    assert train_table.loc["all", "MRE_mm"] == pytest.approx(scored["error_mm"].mean())
     assert {f.name: f.read_bytes() for f in out.glob("*_test.*")} == before
 
 
