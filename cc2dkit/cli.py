@@ -46,9 +46,8 @@ from .distributed import current, env_dist, shutdown
 from .data.grid import GridImages
 from .inference import Template
 from .methods import METHODS, load_predictor, run_config, run_method, write_results
-from .methods.apply import predict_folder, user_template, with_fine_stage
+from .methods.apply import predict_folder, split_images, user_template, with_fine_stage
 from .methods.checkpoint import load_checkpoint
-from .methods.context import unlabelled_rows
 from .methods.runfolder import CHECKPOINT, write_csv_atomic
 from .runtime import setup
 from .viz import plot_landmarks, prediction_gallery
@@ -127,9 +126,7 @@ def _predict(command: str, cfg: Config, out: Path, split: str, progress: bool, f
         predictor = predictor.with_template(Template.from_dataset(train_set, cfg.data.template, cfg.data.grid))
     if fine_from is not None:
         predictor = with_fine_stage(predictor, fine_from, device, cfg.refine)
-    data = GridImages(train_set if split == "train" else test_set, cfg.data.grid, split, progress)
-    if split == "train":  # the unlabelled training images, as load_run reads them: the template's landmarks were given
-        data = data.subset(unlabelled_rows(data, cfg.data.template))
+    data = split_images(cfg, train_set, test_set, split, progress)
     if command == "evaluate" and not data.labelled.all():
         raise ValueError(f"cannot evaluate split {split!r}: it has images without ground truth (use predict)")
     pred = predictor.predict(data, progress=progress)

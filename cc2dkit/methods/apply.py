@@ -42,8 +42,7 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Confi
     the run ``fine_from``, if given (:func:`with_fine_stage`). ``split="train"``: the unlabelled
     training images instead (every one but the template's; what a shape check is fitted to).
     ``refined``: a ValueError unless the predictor has a fine stage (its own or ``fine_from``'s)."""
-    if split not in ("test", "train"):
-        raise ValueError(f"split must be 'test' or 'train' (the unlabelled training images), got {split!r}")
+    check_split(split)  # before the model and the images are read
     cfg = run_config(run_dir) if cfg is None else cfg
     predictor = load_predictor(run_dir, device, cfg, progress=progress)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
@@ -54,10 +53,22 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Confi
     if refined and not isinstance(predictor, RefinedPredictor):
         raise ValueError(f"{run_dir}: its model has no fine stage (a run trained with refine.enabled=true has one; "
                          "--fine-from RUN takes another run's where a benchmark offers it)")
-    if split == "train":
-        train = GridImages(train_set, cfg.data.grid, "train", progress)
-        return predictor, train.subset(unlabelled_rows(train, cfg.data.template))
-    return predictor, GridImages(test_set, cfg.data.grid, "test", progress)
+    return predictor, split_images(cfg, train_set, test_set, split, progress)
+
+
+def check_split(split: str) -> None:
+    if split not in ("test", "train"):
+        raise ValueError(f"split must be 'test' or 'train' (the unlabelled training images), got {split!r}")
+
+
+def split_images(cfg: Config, train_set, test_set, split: str, progress: bool = False) -> GridImages:
+    """A split at the config's grid: ``"test"``, or ``"train"``: the unlabelled training images (every
+    one but the template's, whose landmarks were given; what a shape check is fitted to)."""
+    check_split(split)
+    if split == "test":
+        return GridImages(test_set, cfg.data.grid, "test", progress)
+    train = GridImages(train_set, cfg.data.grid, "train", progress)
+    return train.subset(unlabelled_rows(train, cfg.data.template))
 
 
 def predict_folder(run_dir: str | Path, images: str | Path, template: Template | None = None,
