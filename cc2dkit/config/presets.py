@@ -67,6 +67,8 @@ def _cpu() -> Config:
     # Not C_A 16 (the paper's) nor a loss temperature of 5 or 20: each failed its rule on two seeds' unlabelled
     # training images (C_A 16 SDR 2 mm +1.91 / -2.40 points; T = 20 took gonion's misses 10 -> 3 on one seed but
     # SDR 2 mm -3.71 on the other; RESULTS, forty-second session).
+    # Not LR 6e-4 nor a patch rotation of 10 or 30 degrees (forty-third session, training images): LR 6e-4 SDR 4 mm
+    # -0.75 points on seed 11; rotation 30 took the errors over 10 mm 56 -> 42 over three seeds but SDR 2 mm -0.85.
     # An older bf16 machine took 43-66 min for 30 uncropped epochs (1.73-1.80 mm):
     # --set train.epochs=30 --set train.crop_below=null.
     return Config(
