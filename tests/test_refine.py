@@ -483,3 +483,22 @@ def test_the_back_check_keeps_the_coarse_answer_where_the_fine_one_does_not_look
     with pytest.raises(ValueError, match="back_check"):
         plain.variant(back_check=0.0)
     assert RefinedPredictor.settings_of(tiny_cfg(**{"refine.back_check": 2.0}).refine)["back_check"] == 2.0
+
+
+def test_the_fine_network_trains_at_its_own_rotation_and_the_coarse_one_is_untouched():
+    base = tiny_cfg(**{"train.epochs": 1, "method.name": "multi", "refine.enabled": True, "refine.scale": 2,
+                       "refine.crop": 64, "refine.steps_per_epoch": 2, "train.rotation_deg": 20.0})
+    data = phantom_grids(base)
+
+    def weights(cfg):
+        p = run_method(cfg, None, data, progress=False).predictor
+        return p.coarse.model.state_dict(), p.fine.state_dict()
+
+    coarse, fine = weights(base)  # refine.rotation_deg None: the fine network at train.rotation_deg
+    coarse_0, fine_0 = weights(base.replace(**{"refine.rotation_deg": 0.0}))
+    _, fine_20 = weights(base.replace(**{"refine.rotation_deg": 20.0}))
+    assert all(torch.equal(coarse[k], coarse_0[k]) for k in coarse)  # the coarse network's draws are its own
+    assert any(not torch.equal(fine[k], fine_0[k]) for k in fine)
+    assert all(torch.equal(fine[k], fine_20[k]) for k in fine)
+    with pytest.raises(ValueError, match="refine.rotation_deg"):
+        base.replace(**{"refine.rotation_deg": -1.0})

@@ -157,6 +157,9 @@ class RefineConfig(_Checked):
     scale: int = rule(4, lo=1, hi=16)  # fine grid = scale x data.grid
     crop: int = rule(128, lo=64, multiple=32)  # side of the windows, fine-grid pixels
     steps_per_epoch: int = rule(10, lo=1)  # fine-network steps per epoch (batch train.batch_size)
+    # the fine network's patches rotated +- this (degrees); None: train.rotation_deg, as the coarse
+    # network's (the coarse stage may want a wider pose range than the fine one matches at)
+    rotation_deg: float | None = rule(None, lo=0, hi=180)
     coarse_gate: bool = True  # inference: the coarse product gates the fine maps (ungated: 3.32 vs 2.15 mm, RESULTS)
     # inference: the fine answer within max_move grid px of the coarse one (None: anywhere in the window)
     max_move: float | None = rule(None, lo=0, lo_open=True)

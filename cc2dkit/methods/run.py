@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -217,9 +217,11 @@ def refuse_to_overwrite(out: Path) -> None:
 
 def fine_trainee(ctx: RunContext, fine: CC2D, progress: bool) -> Trainee:
     """The fine stage's network, trained each epoch on windows of the training images at the fine grid."""
-    rc = ctx.cfg.refine
+    rc, train = ctx.cfg.refine, ctx.cfg.train
+    if rc.rotation_deg is not None:
+        train = replace(train, rotation_deg=rc.rotation_deg)
     images = GridImages(ctx.train.dataset, rc.scale * ctx.cfg.data.grid, "fine", progress).images
-    source = CropPatchSource(images, rc.crop, ctx.cfg.train)
+    source = CropPatchSource(images, rc.crop, train)
     return Trainee(fine, make_optimizer(fine, ctx.cfg), [fine], list(range(len(ctx.landmarks))), {"fine": [source]},
                    steps=rc.steps_per_epoch)
 
