@@ -85,7 +85,7 @@ BAD = {
     "method.pl_walk_stride": [3, 64, "x"],
     "refine.enabled": ["x"], "refine.scale": [0], "refine.crop": [100, 32], "refine.steps_per_epoch": [0], "refine.coarse_gate": ["x"],
     "refine.max_move": [0, -1.0, "x"], "refine.whole_image": ["x"], "refine.template_copies": ["x", 8],
-    "refine.back_check": [0, -1.0, "x"],
+    "refine.back_check": [0, -1.0, "x"], "refine.rotation_deg": [-1.0, 181.0, "x"],
     "eval.batch_size": [0], "eval.subpixel": ["x"], "eval.amp": ["fp16", ""], "eval.template_copies": [-1], "eval.radii_mm": [(), (2.0, 2.0), (-1.0,)], "eval.figures": [-1],
     "eval.track_every": [-1], "eval.track_images": [0],
     "eval.centroid": [0.0, 1.0, -0.5, "x"], "eval.shape_reach": [0.0, -1.0, "x"],
