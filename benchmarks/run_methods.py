@@ -9,7 +9,8 @@ Each METHOD is a method name (cc2d, multi, wide, sla, atd, adapter) with an opti
 preset plus the ``--budget`` below plus ``--set`` overrides, so the budget is the same per trained model
 (SLA and C-ATD train K models, each with this budget). Each run writes its run folder
 ``OUT/LABEL`` and ``OUT/LABEL/summary.json`` (wall time, training seconds, peak RSS, trainable
-parameters, the "all" row); at the end a table of all runs found under OUT is printed.
+parameters of the coarse model(s) and of the fine network, the "all" row); at the end a table of
+all runs found under OUT is printed.
 
 Runs are resumable across sessions: a method whose ``summary.json`` exists is skipped (``--force``
 reruns it), one whose run folder holds ``checkpoint.pt`` continues from its last epoch. Then
@@ -81,7 +82,6 @@ def run_dir_of(out: Path, spec: str) -> Path:
 
 def run_one(spec: str, out: Path, sets: list[str], budget: str = "small") -> None:
     from cc2dkit.config import parse_sets
-    from cc2dkit.inference import ModelSetPredictor
     from cc2dkit.methods import run_method
     from cc2dkit.methods.runfolder import CHECKPOINT
     from cc2dkit.network.accounting import trainable_parameter_count
@@ -94,17 +94,26 @@ def run_one(spec: str, out: Path, sets: list[str], budget: str = "small") -> Non
     t0 = time.perf_counter()
     result = run_method(cfg, run_dir, progress=True, resume=resume)
     wall = time.perf_counter() - t0
-    p = result.predictor
-    models = p.models if isinstance(p, ModelSetPredictor) else [p.model]
+    models, fine = trained_networks(result.predictor)
     train_s = result.metrics.groupby("epoch")["seconds"].first().sum()
     summary = {"method": spec, "wall_s": round(wall, 1), "train_s": round(float(train_s), 1), "resumed": resume,
                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                "trainable_params": sum(trainable_parameter_count(m) for m in models),
+               "fine_params": None if fine is None else trainable_parameter_count(fine),
                "models": len(models), "budget_name": budget, "budget": dict(BUDGETS[budget], **parse_sets(sets)),
                "num_threads": cfg.num_threads,
                "all": result.table.loc["all"].to_dict()}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(json.dumps(summary, default=float))
+
+
+def trained_networks(predictor) -> tuple[list, object]:
+    """A run's coarse model(s) and its fine network (None without a fine stage): what it trained."""
+    from cc2dkit.inference import ModelSetPredictor, RefinedPredictor
+
+    coarse = predictor.coarse_stage
+    models = coarse.models if isinstance(coarse, ModelSetPredictor) else [coarse.model]
+    return models, predictor.fine if isinstance(predictor, RefinedPredictor) else None
 
 
 STAGES = {"cc2d": 1, "multi": 1, "wide": 1, "sla": 1, "atd": 2, "adapter": 2}  # training stages per epoch
@@ -130,6 +139,7 @@ def table(out: Path) -> pd.DataFrame:
         s = json.loads(f.read_text())
         rows.append({"method": s["method"], **{k: round(v, 2) for k, v in s["all"].items()},
                      "models": s["models"], "trainable_params": s["trainable_params"],
+                     "fine_params": s.get("fine_params"),
                      **throughput(f.parent, s["models"]),
                      "train_min": round(s.get("train_s", float("nan")) / 60, 1),
                      "wall_min": round(s["wall_s"] / 60, 1), "peak_rss_mb": s["peak_rss_mb"]})
