@@ -69,6 +69,8 @@ def _cpu() -> Config:
     # SDR 2 mm -3.71 on the other; RESULTS, forty-second session).
     # Not LR 6e-4 nor a patch rotation of 10 or 30 degrees (forty-third session, training images): LR 6e-4 SDR 4 mm
     # -0.75 points on seed 11; rotation 30 took the errors over 10 mm 56 -> 42 over three seeds but SDR 2 mm -0.85.
+    # Not 128-px patches (train.patch_frac=0.67; forty-fifth session): errors over 10 mm 18 -> 20 / 19 -> 19 on
+    # seeds 0 / 11's training images, SDR 4 mm -0.71 points on seed 11.
     # An older bf16 machine took 43-66 min for 30 uncropped epochs (1.73-1.80 mm):
     # --set train.epochs=30 --set train.crop_below=null.
     return Config(
