@@ -84,7 +84,7 @@ def run_dir_of(out: Path, spec: str) -> Path:
 def run_one(spec: str, out: Path, sets: list[str], budget: str = "small") -> None:
     from cc2dkit.config import parse_sets
     from cc2dkit.methods import run_method
-    from cc2dkit.methods.runfolder import CHECKPOINT
+    from cc2dkit.methods.runfolder import CHECKPOINT, trained_networks
     from cc2dkit.network.accounting import trainable_parameter_count
 
     cfg = config_for(spec, sets, budget)
@@ -106,15 +106,6 @@ def run_one(spec: str, out: Path, sets: list[str], budget: str = "small") -> Non
                "all": result.table.loc["all"].to_dict()}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
     print(json.dumps(summary, default=float))
-
-
-def trained_networks(predictor) -> tuple[list, object]:
-    """A run's coarse model(s) and its fine network (None without a fine stage): what it trained."""
-    from cc2dkit.inference import ModelSetPredictor, RefinedPredictor
-
-    coarse = predictor.coarse_stage
-    models = coarse.models if isinstance(coarse, ModelSetPredictor) else [coarse.model]
-    return models, predictor.fine if isinstance(predictor, RefinedPredictor) else None
 
 
 STAGES = {"cc2d": 1, "multi": 1, "wide": 1, "sla": 1, "atd": 2, "adapter": 2}  # training stages per epoch

@@ -13,6 +13,7 @@ from cc2dkit.analysis import PredictorComparison, compare_answers, compare_predi
 from cc2dkit.inference.cascade import cascade_argmax
 from cc2dkit.inference.refine import crop_origins, cut, keep_coarse, refinement_variants, window_gate
 from cc2dkit.methods import load_predictor, run_method, with_fine_stage
+from cc2dkit.methods.runfolder import trained_networks
 from cc2dkit.widgets import refinement_explorer
 from cc2dkit.widgets.refinement import PeakView
 
@@ -101,6 +102,18 @@ def test_refined_runs_save_load_and_resume(tmp_path):
     np.testing.assert_allclose(resumed.metrics["loss_fine"], full.metrics["loss_fine"], rtol=1e-4)
     with pytest.raises(ValueError, match="refine.enabled: True -> False"):  # the checkpoint has a fine stage
         run_method(cfg.replace(**{"refine.enabled": False}), tmp_path / "cut", data, progress=False, resume=True)
+
+
+@pytest.mark.parametrize("method", ["multi", "sla"])
+def test_trained_networks_of_a_run_with_and_without_a_fine_stage(method):
+    cfg = tiny_cfg(**{"train.epochs": 1, "method.name": method, "refine.enabled": True, "refine.scale": 2,
+                      "refine.crop": 64, "refine.steps_per_epoch": 1})
+    refined = run_method(cfg, None, phantom_grids(cfg), progress=False).predictor
+    assert isinstance(refined, RefinedPredictor)
+    models, fine = trained_networks(refined)
+    assert fine is refined.fine and len(models) == (1 if method == "multi" else len(refined.landmark_indices))
+    assert all(m is not fine for m in models)
+    assert trained_networks(refined.coarse) == (models, None)  # no fine stage: None
 
 
 def test_a_run_of_single_landmark_models_trains_and_answers_with_a_fine_stage():

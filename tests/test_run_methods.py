@@ -29,20 +29,3 @@ def test_preset_budget_is_the_cpu_preset_with_the_method_and_sets():
 def test_unknown_spec_argument_is_one_clear_error():
     with pytest.raises(SystemExit, match="only adapter:N and wide:N"):
         run_methods.config_for("sla:3", [], "preset")
-
-
-@pytest.mark.parametrize("method", ["multi", "sla"])
-def test_trained_networks_of_a_run_with_and_without_a_fine_stage(method):
-    from cc2dkit.inference import RefinedPredictor
-    from cc2dkit.methods import run_method
-
-    from .conftest import phantom_grids, tiny_cfg
-
-    cfg = tiny_cfg(**{"train.epochs": 1, "method.name": method, "refine.enabled": True, "refine.scale": 2,
-                      "refine.crop": 64, "refine.steps_per_epoch": 1})
-    refined = run_method(cfg, None, phantom_grids(cfg), progress=False).predictor
-    assert isinstance(refined, RefinedPredictor)
-    models, fine = run_methods.trained_networks(refined)
-    assert fine is refined.fine and len(models) == (1 if method == "multi" else len(refined.landmark_indices))
-    assert all(m is not fine for m in models)
-    assert run_methods.trained_networks(refined.coarse) == (models, None)  # no fine stage: None

@@ -112,11 +112,18 @@ def run_config(run_dir: str | Path) -> Config:
 
 # -- the trained result -------------------------------------------------------------------------
 
+def trained_networks(predictor: Predictor) -> tuple[list[CC2D], CC2D | None]:
+    """What a run trained: its coarse model(s) and its fine network (None without a fine stage)."""
+    coarse = predictor.coarse_stage
+    models = coarse.models if isinstance(coarse, ModelSetPredictor) else [coarse.model]
+    return models, predictor.fine if isinstance(predictor, RefinedPredictor) else None
+
+
 def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Path:
     """``model.pt``: what :func:`load_predictor` needs, without the training data."""
     refined = predictor if isinstance(predictor, RefinedPredictor) else None
     coarse = predictor.coarse_stage
-    models = coarse.models if isinstance(coarse, ModelSetPredictor) else [coarse.model]
+    models, fine = trained_networks(predictor)
     state = {"format": MODEL_FORMAT, "version": __version__, "config": cfg.to_dict(), "epochs": epochs,
              "landmark_indices": predictor.landmark_indices,
              "models": [m.trainable_state_dict() for m in models],
@@ -125,7 +132,7 @@ def save_model(out: Path, predictor: Predictor, cfg: Config, epochs: int) -> Pat
              "template_names": list(predictor.template.names),
              "template_original": None if predictor.template.original is None else  # for augmented template views
              torch.as_tensor(predictor.template.original, dtype=torch.float16),
-             "fine": None if refined is None else refined.fine.trainable_state_dict(),
+             "fine": None if fine is None else fine.trainable_state_dict(),
              "template_fine": None if refined is None else refined.template_fine.detach().cpu(),
              "shape": None if coarse.shape is None else coarse.shape.state(),
              "pool": None if coarse.pool is None else {**coarse.pool.state(), "asked": cfg.eval.template_pool}}
