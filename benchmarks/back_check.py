@@ -28,10 +28,7 @@ def main() -> None:
     import numpy as np
 
     from cc2dkit.analysis import compare_answers
-    from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
-    from cc2dkit.runtime import setup
+    from cc2dkit.methods import open_run
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a finished run folder whose model.pt holds a fine stage")
@@ -45,12 +42,11 @@ def main() -> None:
     args = ap.parse_args()
     if not all(r > 0 for r in args.reaches):
         sys.exit(f"--reaches {' '.join(map(str, args.reaches))}: each a positive number of grid pixels")
-    cfg = apply_overrides(run_config(args.run), {**parse_sets(args.set), "refine.back_check": None})
-    device, _ = setup(cfg)
     try:
-        predictor, data = load_run(args.run, device, cfg, split=args.split, refined=True)
+        cfg, _, predictor, data = open_run(args.run, args.set, fixed={"refine.back_check": None}, split=args.split,
+                                           refined=True)
     except (OSError, ValueError) as e:
-        sys.exit(str(e))
+        sys.exit(f"back_check.py: {e}")
     t0 = time.perf_counter()
     out = predictor.predict_grid_back(data, args.reaches, progress=True)
     seconds = time.perf_counter() - t0

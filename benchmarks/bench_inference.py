@@ -51,17 +51,15 @@ def main() -> None:
     import pandas as pd
     import torch
 
-    from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference import refinement_variants
-    from cc2dkit.methods.apply import load_run
-    from cc2dkit.methods.runfolder import run_config
-    from cc2dkit.runtime import setup
+    from cc2dkit.methods import open_run
 
-    cfg = apply_overrides(run_config(args.run), {"backbone.cache_features": False, "eval.subpixel": False,
-                                                 "eval.template_copies": 0, "eval.centroid": None, "eval.amp": "off",
-                                                 **parse_sets(args.set)})
-    device, _ = setup(cfg)
-    loaded, test = load_run(args.run, device, cfg)  # its template with the original image (for the copies)
+    try:  # its template with the original image (for the copies)
+        cfg, device, loaded, test = open_run(args.run, args.set, defaults={
+            "backbone.cache_features": False, "eval.subpixel": False, "eval.template_copies": 0, "eval.centroid": None,
+            "eval.amp": "off"})
+    except (OSError, ValueError) as e:
+        sys.exit(f"bench_inference.py: {e}")
     test = test.subset(list(range(args.images)))
     rows = {} if args.configured_only else refinement_variants(loaded, args.copies)
     rows["as configured"] = loaded

@@ -40,11 +40,8 @@ def main() -> None:
     import torch
 
     from cc2dkit.analysis import compare_answers
-    from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference import RefinedPredictor, cascade_argmax
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
-    from cc2dkit.runtime import setup
+    from cc2dkit.methods import open_run
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a finished run folder")
@@ -61,12 +58,11 @@ def main() -> None:
     args = ap.parse_args()
     if not all(0 < level < 1 for level in args.levels):
         sys.exit(f"--levels {' '.join(map(str, args.levels))}: each a fraction of the peak in (0, 1)")
-    cfg = apply_overrides(run_config(args.run), {**parse_sets(args.set), "eval.centroid": None})
-    device, _ = setup(cfg)
     try:
-        predictor, test = load_run(args.run, device, cfg, fine_from=args.fine_from, split=args.split)
+        cfg, _, predictor, test = open_run(args.run, args.set, fixed={"eval.centroid": None}, fine_from=args.fine_from,
+                                           split=args.split)
     except (OSError, ValueError) as e:
-        sys.exit(str(e))
+        sys.exit(f"centroid_check.py: {e}")
     coarse = predictor.coarse_stage
     levels = [None, *args.levels]
     label = {None: "argmax" + (" (sub-pixel)" if coarse.subpixel else ""), **{v: f"centroid {v:g}" for v in args.levels}}

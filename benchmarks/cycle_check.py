@@ -34,22 +34,20 @@ def main() -> None:
     import torch.nn.functional as F
 
     from cc2dkit.analysis import compare_answers
-    from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference import ModelPredictor
     from cc2dkit.inference.cascade import cascade_argmax, peak_offset, similarity_maps
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
+    from cc2dkit.methods import open_run
     from cc2dkit.network.sampling import sample_at
-    from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a run folder of a one-model method")
     ap.add_argument("--set", action="append", default=["eval.subpixel=true", "eval.template_copies=8"],
                     metavar="KEY=VALUE", help="eval.* / num_threads (default: sub-pixel, 8 template copies)")
     args = ap.parse_args()
-    cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
-    device, _ = setup(cfg)
-    predictor, test = load_run(args.run, device, cfg)
+    try:
+        cfg, device, predictor, test = open_run(args.run, args.set)
+    except (OSError, ValueError) as e:
+        sys.exit(f"cycle_check.py: {e}")
     coarse = predictor.coarse_stage
     if not isinstance(coarse, ModelPredictor):
         sys.exit(f"{args.run}: a one-model run is needed (CC2D, multi, wide, C-Adapter)")

@@ -50,10 +50,7 @@ def main() -> None:
     import numpy as np
 
     from cc2dkit.analysis import compare_answers, run_labels
-    from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
-    from cc2dkit.runtime import setup
+    from cc2dkit.methods import open_run
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", help="run folders (two or more)")
@@ -68,9 +65,7 @@ def main() -> None:
         labels = list(run_labels(args.runs))
         predictors, data = [], None
         for run in args.runs:
-            cfg = apply_overrides(run_config(run), parse_sets(args.set))
-            device, _ = setup(cfg)
-            predictor, split = load_run(run, device, cfg, split=args.split, refined=args.refine)
+            cfg, _, predictor, split = open_run(run, args.set, split=args.split, refined=args.refine)
             data = split if data is None else data
             first = predictors[0] if predictors else predictor
             if (predictor.template.grid, predictor.landmark_indices) != (first.template.grid, first.landmark_indices) \

@@ -24,10 +24,7 @@ def main() -> None:
     import numpy as np
 
     from cc2dkit.analysis import compare_answers
-    from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
-    from cc2dkit.runtime import setup
+    from cc2dkit.methods import open_run
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a run folder whose model.pt holds a fine stage (or any run, with --fine-from)")
@@ -42,12 +39,10 @@ def main() -> None:
         sys.exit(f"--moves {' '.join(args.moves)}: each a positive number of grid pixels or 'none'")
     if any(m is not None and m <= 0 for m in moves):
         sys.exit(f"--moves {' '.join(args.moves)}: each a positive number of grid pixels or 'none'")
-    cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
-    device, _ = setup(cfg)
     try:
-        predictor, test = load_run(args.run, device, cfg, fine_from=args.fine_from, refined=True)
+        cfg, _, predictor, test = open_run(args.run, args.set, fine_from=args.fine_from, refined=True)
     except (OSError, ValueError) as e:
-        sys.exit(str(e))
+        sys.exit(f"max_move.py: {e}")
     t0 = time.perf_counter()
     answers = predictor.predict_grid_moves(test, moves, progress=True)
     seconds = time.perf_counter() - t0

@@ -24,11 +24,10 @@ def main() -> None:
     import pandas as pd
 
     from cc2dkit.analysis import compare_tables
-    from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.data import build_datasets
     from cc2dkit.data.grid import GridImages
     from cc2dkit.inference import Template
-    from cc2dkit.methods import load_predictor, run_config
+    from cc2dkit.methods import load_predictor, run_settings
     from cc2dkit.methods.apply import evaluate_predictor
     from cc2dkit.runtime import setup
 
@@ -40,13 +39,15 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="score only the first N images of --split")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads overrides")
     args = ap.parse_args()
-    cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
-    device, _ = setup(cfg)
-    sets = dict(zip(("train", "test"), build_datasets(cfg.data, cfg.seed)))
-    grids = {name: GridImages(ds, cfg.data.grid, name) for name, ds in sets.items()}
-    own = load_predictor(args.run, device, cfg)
-    source = grids[args.template_split]
-    other = own.with_template(Template.from_data(source, args.template))
+    try:
+        cfg = run_settings(args.run, args.set)
+        device, _ = setup(cfg)
+        sets = dict(zip(("train", "test"), build_datasets(cfg.data, cfg.seed)))
+        grids = {name: GridImages(ds, cfg.data.grid, name) for name, ds in sets.items()}
+        own = load_predictor(args.run, device, cfg)
+        other = own.with_template(Template.from_data(grids[args.template_split], args.template))
+    except (OSError, ValueError) as e:
+        sys.exit(f"other_template.py: {e}")
     data = grids[args.split]
     skip = {cfg.data.template if args.split == "train" else None,
             args.template if args.template_split == args.split else None}

@@ -40,11 +40,8 @@ def main() -> None:
     from tqdm.auto import tqdm
 
     from cc2dkit.analysis import compare_answers
-    from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference.cascade import best_pose, cascade_argmax, pose_choice, pose_peaks, upsampled
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
-    from cc2dkit.runtime import setup
+    from cc2dkit.methods import open_run
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", help="a finished run folder")
@@ -54,10 +51,11 @@ def main() -> None:
     args = ap.parse_args()
     if 1.0 not in args.scales or 0.0 not in args.rotations:
         sys.exit("--scales must include 1 and --rotations 0 (the template alone is the baseline row)")
-    cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
-    cfg = apply_overrides(cfg, {"eval.pose_scales": tuple(args.scales), "eval.pose_rotations_deg": tuple(args.rotations)})
-    device, _ = setup(cfg)
-    predictor, test = load_run(args.run, device, cfg)
+    try:
+        cfg, device, predictor, test = open_run(args.run, args.set, fixed={
+            "eval.pose_scales": tuple(args.scales), "eval.pose_rotations_deg": tuple(args.rotations)})
+    except (OSError, ValueError) as e:
+        sys.exit(f"pose_check.py: {e}")
     coarse = predictor.coarse_stage
     poses = list(coarse.poses)
     sets = {"template alone": [(1.0, 0.0)], "scales": [(s, 0.0) for s in args.scales],

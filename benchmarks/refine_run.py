@@ -30,11 +30,10 @@ def main() -> None:
     import torch
     from tqdm.auto import tqdm
 
-    from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.data import build_datasets
     from cc2dkit.data.grid import GridImages
     from cc2dkit.inference import RefinedPredictor, Template, fine_template
-    from cc2dkit.methods import load_predictor, run_config
+    from cc2dkit.methods import load_predictor, run_config, run_settings
     from cc2dkit.methods.runfolder import CONFIG, evaluation, save_model, write_csv_atomic
     from cc2dkit.network import CC2D
     from cc2dkit.runtime import setup
@@ -48,8 +47,11 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads overrides")
     args = ap.parse_args()
-    cfg = apply_overrides(run_config(args.run), {**parse_sets(args.set), "refine.enabled": True,
-                                                  "refine.scale": args.scale, "refine.crop": args.crop})
+    try:
+        cfg = run_settings(args.run, args.set, fixed={"refine.enabled": True, "refine.scale": args.scale,
+                                                      "refine.crop": args.crop})
+    except (OSError, ValueError) as e:
+        sys.exit(f"refine_run.py: {e}")
     device, gen = setup(cfg)
     train_set, test_set = build_datasets(cfg.data, cfg.seed)
     train = GridImages(train_set, cfg.data.grid, "train")

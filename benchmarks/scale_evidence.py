@@ -32,11 +32,8 @@ def main() -> None:
     import torch
 
     from cc2dkit.analysis import scale_evidence, scale_tables
-    from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
+    from cc2dkit.methods import open_run
     from cc2dkit.metrics import radial_errors_mm, sdr
-    from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -47,9 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     try:
-        cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
-        device, _ = setup(cfg)
-        predictor, data = load_run(args.run, device, cfg, split=args.split)
+        cfg, _, predictor, data = open_run(args.run, args.set, split=args.split)
         coarse = predictor.coarse_stage
         s = len(coarse.strides)
         exponents = [np.array([float(v) for v in e.split(",")]) for e in args.exponents]

@@ -29,15 +29,12 @@ def main() -> None:
     import pandas as pd
 
     from cc2dkit.analysis import compare_answers
-    from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.data import build_datasets
     from cc2dkit.data.grid import GridImages
     from cc2dkit.inference import RefinedPredictor
     from cc2dkit.inference.shape import ShapeCheck, ShapeModel, ShapeSettings
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
+    from cc2dkit.methods import open_run
     from cc2dkit.methods.context import unlabelled_rows
-    from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -50,12 +47,10 @@ def main() -> None:
         sizes = tuple(None if n == "all" else int(n) for n in args.neighbours)
     except ValueError:
         sys.exit(f"--neighbours {' '.join(args.neighbours)}: each a whole number or 'all'")
-    cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
-    device, _ = setup(cfg)
     try:
-        predictor, test = load_run(args.run, device, cfg)
+        cfg, _, predictor, test = open_run(args.run, args.set)
     except (OSError, ValueError) as e:
-        sys.exit(str(e))
+        sys.exit(f"shape_guard.py: {e}")
     coarse = predictor.coarse_stage.with_shape(None)
     predictor = predictor.with_shape(None)
     refined = isinstance(predictor, RefinedPredictor)

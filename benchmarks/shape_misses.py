@@ -24,10 +24,7 @@ def main() -> None:
     import pandas as pd
 
     from cc2dkit.analysis import shape_misses
-    from cc2dkit.config import apply_overrides, parse_sets
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
-    from cc2dkit.runtime import setup
+    from cc2dkit.methods import open_run
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
@@ -36,9 +33,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     try:
-        cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
-        device, _ = setup(cfg)
-        predictor, data = load_run(args.run, device, cfg, split=args.split)
+        cfg, _, predictor, data = open_run(args.run, args.set, split=args.split)
     except (OSError, ValueError) as e:
         sys.exit(f"shape_misses.py: {e}")
     if predictor.shape is None or data.unit != "mm":

@@ -90,10 +90,8 @@ def main() -> None:
     import torch
 
     from cc2dkit.analysis import compare_answers
-    from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference.shape import ShapeCheck, ShapeModel, ShapeSettings, spreads
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
+    from cc2dkit.methods import load_run, run_settings
     from cc2dkit.methods.context import unlabelled_rows
     from cc2dkit.methods.runfolder import training_images
     from cc2dkit.runtime import setup
@@ -183,7 +181,7 @@ def main() -> None:
     if args.priors_only and not (args.kit_only and args.priors):
         ap.error("--priors-only needs --kit-only and --priors C ...")
     try:
-        cfg = apply_overrides(run_config(args.run), parse_sets(args.set))
+        cfg = run_settings(args.run, args.set)
     except (OSError, ValueError) as e:
         sys.exit(str(e))
     if cfg.eval.shape_reach is None:

@@ -30,26 +30,21 @@ def main() -> None:
     import pandas as pd
 
     from cc2dkit.analysis import compare_answers
-    from cc2dkit.config import apply_overrides, parse_sets
     from cc2dkit.inference import TemplatePool
-    from cc2dkit.methods import run_config
-    from cc2dkit.methods.apply import load_run
+    from cc2dkit.methods import open_run
     from cc2dkit.methods.context import unlabelled_rows
     from cc2dkit.methods.runfolder import training_images
-    from cc2dkit.runtime import setup
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--images", type=int, default=None, help="pool images (default: every unlabelled one)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="eval.* / num_threads")
     args = ap.parse_args()
-    cfg = apply_overrides(run_config(args.run), parse_sets([*args.set, "eval.template_pool=0"]))
-    device, _ = setup(cfg)
     t0 = time.perf_counter()
     try:
-        predictor, test = load_run(args.run, device, cfg, progress=True)
+        cfg, _, predictor, test = open_run(args.run, args.set, fixed={"eval.template_pool": 0}, progress=True)
     except (OSError, ValueError) as e:
-        sys.exit(str(e))
+        sys.exit(f"template_pool.py: {e}")
     train = training_images(cfg)
     rows = unlabelled_rows(train, cfg.data.template)[:args.images]
     pool = predictor.pooled(train, rows, progress=True).pool

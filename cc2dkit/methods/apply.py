@@ -1,6 +1,7 @@
 """A finished run applied to new images: a folder of your own, another template, no retraining.
 
-:func:`load_run` reads a finished run back with its test split; :func:`user_template` reads one
+:func:`load_run` reads a finished run back with its test split; :func:`open_run` does it the way
+a script does (the run's config with ``--set`` overrides, the runtime set up from it); :func:`user_template` reads one
 annotated image (the image file and a landmark CSV naming it, the folder format);
 :func:`predict_folder` predicts every image of a folder with a run's model(s),
 matched against the run's own template or the given one. Images may have any size: each answer
@@ -14,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import Config, RefineConfig
+from ..config import Config, RefineConfig, apply_overrides, parse_sets
 from ..data import ImageFolder, build_datasets, read_grayscale
 from ..data.folder import read_image_rows
 from ..data.grid import GridImages
 from ..inference import Predictor, RefinedPredictor, Template
+from ..runtime import setup
 from .context import unlabelled_rows
 from .runfolder import load_predictor, run_config
 
@@ -54,6 +56,26 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu", cfg: Confi
         raise ValueError(f"{run_dir}: its model has no fine stage (a run trained with refine.enabled=true has one; "
                          "--fine-from RUN takes another run's where a benchmark offers it)")
     return predictor, split_images(cfg, train_set, test_set, split, progress)
+
+
+def run_settings(run_dir: str | Path, sets: list[str] | tuple[str, ...] = (), defaults: dict | None = None,
+                 fixed: dict | None = None) -> Config:
+    """A run's config as a script reads it: its config.json, then the script's ``defaults``, then
+    the user's ``--set KEY=VALUE`` strings ``sets``, then what the script ``fixed`` (a value the
+    script varies itself). A missing run folder or a bad key or value: one OSError / ValueError line."""
+    return apply_overrides(run_config(run_dir), {**(defaults or {}), **parse_sets(list(sets)), **(fixed or {})})
+
+
+def open_run(run_dir: str | Path, sets: list[str] | tuple[str, ...] = (), defaults: dict | None = None,
+             fixed: dict | None = None, **load) -> tuple[Config, torch.device, Predictor, GridImages]:
+    """What a benchmark script opens: the config of :func:`run_settings`, the runtime set up from it
+    (seed, threads, device), and the run's predictor with a split (:func:`load_run`'s keywords
+    ``load``). Every user error (no such run, a bad ``--set``, a split, a missing fine stage) is an
+    OSError or ValueError naming it, raised before any long work, for the script's one-line exit."""
+    cfg = run_settings(run_dir, sets, defaults, fixed)
+    device, _ = setup(cfg)
+    predictor, data = load_run(run_dir, device, cfg, **load)
+    return cfg, device, predictor, data
 
 
 def check_split(split: str) -> None:
