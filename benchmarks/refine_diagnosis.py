@@ -31,9 +31,12 @@ def main() -> None:
     ap.add_argument("run", help="a run folder whose model.pt holds a fine stage")
     ap.add_argument("--images", type=int, default=12)
     args = ap.parse_args()
-    cfg = run_config(args.run)
-    setup(cfg)
-    p = load_predictor(args.run)
+    try:
+        cfg = run_config(args.run)
+        setup(cfg)
+        p = load_predictor(args.run)
+    except (OSError, ValueError) as e:
+        sys.exit(f"refine_diagnosis.py: {e}")
     if not isinstance(p, RefinedPredictor):
         sys.exit(f"{args.run}: its model has no fine stage (train one with benchmarks/refine_run.py)")
     train, _ = build_datasets(cfg.data, cfg.seed)
