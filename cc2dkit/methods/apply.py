@@ -1,8 +1,9 @@
 """A finished run applied to new images: a folder of your own, another template, no retraining.
 
 :func:`load_run` reads a finished run back with its test split; :func:`open_run` does it the way
-a script does (the run's config with ``--set`` overrides, the runtime set up from it); :func:`user_template` reads one
-annotated image (the image file and a landmark CSV naming it, the folder format);
+a script does (the run's config with ``--set`` overrides, the runtime set up from it);
+:func:`user_template` reads one annotated image (the image file and a landmark CSV naming it, the
+folder format);
 :func:`predict_folder` predicts every image of a folder with a run's model(s),
 matched against the run's own template or the given one. Images may have any size: each answer
 is mapped back to its own image's pixels. :func:`with_fine_stage` refines any run's answers with
