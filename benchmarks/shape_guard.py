@@ -63,7 +63,7 @@ def main() -> None:
     try:
         chosen, scores = ShapeModel.choose(unlabelled, reference, sizes)
     except ValueError as e:
-        sys.exit(str(e))
+        sys.exit(f"shape_guard.py: {e}")
     models = {f"neighbours {chosen.neighbours or 'all'} (chosen)": chosen}
     if chosen.neighbours is not None:
         models["neighbours all"] = ShapeModel.from_answers(unlabelled, reference)

@@ -183,7 +183,7 @@ def main() -> None:
     try:
         cfg = run_settings(args.run, args.set)
     except (OSError, ValueError) as e:
-        sys.exit(str(e))
+        sys.exit(f"shape_variants.py: {e}")
     if cfg.eval.shape_reach is None:
         cfg = cfg.replace(**{"eval.shape_reach": 3.0})
     device, _ = setup(cfg)
@@ -196,7 +196,7 @@ def main() -> None:
         if args.split == "train":
             test = train.subset(unlabelled)
     except (OSError, ValueError) as e:
-        sys.exit(str(e))
+        sys.exit(f"shape_variants.py: {e}")
     check = predictor.shape
     far_only = ShapeSettings(check.settings.reach)
     kit = "two passes, re-flag (the kit's, no prior)"
