@@ -18,7 +18,13 @@ per image. Needs the run's data ($CC2DKIT_ISBI_ROOT for ISBI runs); the images a
 float32 and in bfloat16 (``eval.amp``; the machine's noise then hits both alike); ``--repeat N``:
 every row timed N times, round-robin, the median and the range printed; ``--shape-off``: the
 configured row also without its shape check (``eval.shape_reach``), and without the check's prior
-(``eval.shape_prior``) where it has one. Prints a pandas table.
+(``eval.shape_prior``) where it has one; ``--local on off``: every row with and without the
+C-Adapter's finest decoder stages near the answers only (``eval.local_finest``,
+``inference/local.py``), with the largest difference of each row's answers from its twin's on the
+whole maps (grid px; the same answers up to float rounding) and the (image, landmark) pairs
+redone on the whole map. Prints a pandas table.
+
+    python benchmarks/bench_inference.py runs/cpu --images 20 --configured-only --local on off --repeat 2
 """
 from __future__ import annotations
 
@@ -42,6 +48,9 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", choices=("off", "bf16"), default=None,
                         help="time every row in each of these inference precisions (default: as configured)")
     parser.add_argument("--repeat", type=int, default=1, help="timings of every row, round-robin (median shown)")
+    parser.add_argument("--local", nargs="+", choices=("on", "off"), default=None,
+                        help="time every row with the finest decoder stages near the answers only (on) and on the "
+                             "whole maps (off; eval.local_finest)")
     parser.add_argument("--shape-off", action="store_true",
                         help="also time the configured predictor without its shape check (eval.shape_reach) "
                              "and without its prior (eval.shape_prior)")
@@ -73,7 +82,18 @@ def main() -> None:
                 predictor.configured(predictor.subpixel, predictor.template_copies, predictor.poses,
                                      predictor.centroid, bf16=p == "bf16")
                 for label, predictor in rows.items() for p in args.precisions}
+    twins = {}  # a local row's label -> its twin's on the whole maps
+    if args.local:
+        rows, pairs = {}, rows
+        for label, predictor in pairs.items():
+            for mode in args.local:
+                rows[f"{label} [local {mode}]"] = predictor.configured(
+                    predictor.subpixel, predictor.template_copies, predictor.poses, predictor.centroid,
+                    local=mode == "on")
+            if "off" in args.local:
+                twins[f"{label} [local on]"] = f"{label} [local off]"
     times = {label: [] for label in rows}  # (fixed s, s/image) per timing
+    answers = {}
     with torch.no_grad():
         for _ in range(max(args.repeat, 1)):
             for label, predictor in rows.items():
@@ -81,7 +101,7 @@ def main() -> None:
                 predictor.matcher()
                 fixed = time.perf_counter() - t0
                 t0 = time.perf_counter()
-                predictor.predict_grid(test)
+                answers[label] = predictor.predict_grid(test)
                 total = time.perf_counter() - t0
                 times[label].append((fixed, max(total - fixed, 0.0) / len(test)))
     table = []
@@ -91,7 +111,27 @@ def main() -> None:
                       "fixed s": float(np.median(fixed)), "s/image": float(np.median(per_image)),
                       "min": float(per_image.min()), "max": float(per_image.max()), "timings": len(per_image),
                       "threads": torch.get_num_threads()})
+        if args.local:
+            twin = twins.get(label)
+            table[-1]["max diff px"] = np.abs(answers[label] - answers[twin]).max() if twin else np.nan
+            table[-1]["redone pairs"] = redone_pairs(predictor, test) if label.endswith("[local on]") else np.nan
     print(pd.DataFrame(table).round(3).to_string(index=False))
+
+
+def redone_pairs(predictor, data) -> str:
+    """How many (image, landmark) pairs of ``data`` the predictor's local reading redoes on the whole
+    map, of how many (one more, untimed pass of its coarse stage; "-" where it has no local passes)."""
+    import torch
+
+    match = predictor.coarse_stage.matcher(local=True, need=getattr(predictor, "gate_need", 1))
+    passes = getattr(match, "passes", None)
+    if passes is None:
+        return "-"
+    with torch.no_grad():
+        for start in range(0, len(data), predictor.batch_size):
+            rows = list(range(start, min(start + predictor.batch_size, len(data))))
+            match(data.images[rows].to(predictor.device), [data.keys[i] for i in rows])
+    return f"{passes.redone}/{passes.pairs}"
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ BAD = {
     "eval.centroid": [0.0, 1.0, -0.5, "x"], "eval.shape_reach": [0.0, -1.0, "x"],
     "eval.shape_prior": [0.0, -1.0, "x", 2.0],  # 2.0: the smoke preset has no shape check to join
     "eval.shape_prior_cap": ["x", True],  # True: no prior to cap
+    "eval.local_finest": ["x", 2],
     "eval.shape_regression": ["x", True],  # True: no shape check to fit
     "eval.template_pool": [-1, 1.5, "x"],
     "eval.pose_scales": [(), (0.0,), (1.0, 1.0), (3.0,), ("x",)], "eval.pose_rotations_deg": [(), (90.0,), (0.0, 0.0)],

@@ -42,6 +42,7 @@ from ..network import CC2D, StackedModels
 from ..runtime import bf16_autocast
 from .cascade import best_pose, cascade_argmax, check_centroid, cosine_maps, template_vectors
 from .explain import ImageMaps
+from .local import LocalPasses, unsettled
 from .pool import TemplatePool
 from .shape import ShapeCheck, ShapeSettings
 
@@ -138,7 +139,7 @@ class Predictor(ABC):
     def __init__(self, template: Template, landmark_indices: Sequence[int], device: torch.device, batch_size: int,
                  subpixel: bool = False, template_copies: int = 0,
                  poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
-                 bf16: bool = False):
+                 bf16: bool = False, local: bool = False):
         self.template = template
         self.landmark_indices = [int(l) for l in landmark_indices]
         self.device = torch.device(device)
@@ -148,20 +149,23 @@ class Predictor(ABC):
         self.poses = check_poses(poses)  # (scale, degrees) of the posed templates; per image the best-matching one
         self.centroid = check_centroid(centroid)  # answer: the product's top centroid at this level (None: argmax)
         self.bf16 = bool(bf16)  # the networks' forward passes in bfloat16 (``embed``), the cosines in float32
+        self.local = bool(local)  # answers from the finest decoder stages near them only, where it can (``local.py``)
         self.shape: ShapeCheck | None = None  # the shape check of the maps (``with_shape``)
         self.pool: TemplatePool | None = None  # vectors at its answers on unlabelled images (``with_pool``)
 
     def configured(self, subpixel: bool, template_copies: int,
                    poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
-                   bf16: bool | None = None) -> "Predictor":
+                   bf16: bool | None = None, local: bool | None = None) -> "Predictor":
         """The same model(s) answering with these inference settings (``eval.subpixel``,
         ``eval.template_copies``, the poses of ``eval.pose_scales`` x ``eval.pose_rotations_deg``,
-        ``eval.centroid``; ``bf16``: ``eval.amp`` resolved, None keeps this predictor's)."""
+        ``eval.centroid``; ``bf16``: ``eval.amp`` resolved, ``local``: ``eval.local_finest``, None
+        keeps this predictor's)."""
         if template_copies < 0:
             raise ValueError(f"template_copies must be >= 0, got {template_copies}")
         other = copy.copy(self)
         other.subpixel, other.template_copies, other.poses = bool(subpixel), int(template_copies), check_poses(poses)
         other.centroid, other.bf16 = check_centroid(centroid), self.bf16 if bf16 is None else bool(bf16)
+        other.local = self.local if local is None else bool(local)
         return other
 
     @property
@@ -255,35 +259,82 @@ class Predictor(ABC):
         landmark positions and their embeddings of the images [(B, D, h, w)] per scale (one group of
         all K for a plain model; one per landmark for a C-Adapter or K single-landmark models)."""
 
+    def pose_vectors(self) -> list[list[list[torch.Tensor]]]:
+        """The template's vectors with the current weights: P poses x groups (``embedder``'s) x S x (L, D),
+        averaged over its copies and joined by the template pool, if any."""
+        embed_views, grid = self.embedder(), self.template.grid
+        per_pose = []
+        for images, points in (self.template_views(pose) for pose in self.poses):  # (C, 1, G, G), (C, K, 2)
+            per_pose.append([mean_vectors(embs, points[:, ks], grid,
+                                          None if self.pool is None else self.pool.of(ks, self.device))
+                             for ks, embs in embed_views(images, None)])
+        return per_pose
+
     def pose_matcher(self) -> PoseMatcher:
         """Embed the template in each of ``poses`` with the current weights (its vectors averaged
         over its copies and joined by the template pool, if any); returns ``maps(images, keys)`` ->
         P x S x (B, K, h, w): every pose's clamped cosines at each scale's own resolution
         (``cascade.cosine_maps``), the query embedded once."""
-        embed_views, grid = self.embedder(), self.template.grid
-        per_pose = []  # P x groups x S x (L, D)
-        for images, points in (self.template_views(pose) for pose in self.poses):  # (C, 1, G, G), (C, K, 2)
-            per_pose.append([mean_vectors(embs, points[:, ks], grid,
-                                          None if self.pool is None else self.pool.of(ks, self.device))
-                             for ks, embs in embed_views(images, None)])
+        embed_views, per_pose = self.embedder(), self.pose_vectors()
 
         def maps(images, keys):
             return join_landmarks([pose_cosines(embs, [vectors[g] for vectors in per_pose])
                                    for g, (_, embs) in enumerate(embed_views(images, keys))])
         return maps
 
-    def matcher(self) -> Matcher:
+    def matcher(self, local: bool = False, need: int = 1) -> Matcher:
         """Embed the template with the current weights; returns ``maps(images, keys)``: per image the
         maps of its best-matching template pose (the only pose, by default), and with a shape check
-        its factor after them (S + 1 maps)."""
+        its factor after them (S + 1 maps).
+
+        ``local``, for callers that read nothing but this predictor's answers (with and without the
+        shape check's factor) and the product within ``need`` grid px of them: with ``self.local``
+        and a model that allows it (``local_passes``; one pose), the finest decoder stages run only
+        where those readings look, the finest maps 0 elsewhere; pairs the check of ``local.py``
+        cannot settle are computed again on the whole map, so the readings are the whole maps'."""
+        passes = self.local_passes() if local and self.local and len(self.poses) == 1 else None
+        if passes is not None:
+            return self.local_matcher(passes, need)
         per_pose, grid = self.pose_matcher(), self.template.grid
 
         def maps(images, keys):
-            found = best_pose(per_pose(images, keys), grid)  # (S, B, K, G, G)
-            if self.shape is None:
-                return found
-            factor = self.shape.guard(found, self.answers)  # (B, K, G, G)
-            return torch.cat([found, factor[None].to(found.device, found.dtype)])
+            return self.guarded(best_pose(per_pose(images, keys), grid))  # (S [+ 1], B, K, G, G)
+        return maps
+
+    def guarded(self, found: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """(S, B, K, G, G) maps -> with a shape check, its factor after them (S + 1 maps; ``read``: how
+        the check reads answers, default ``answers``); without one, as they are."""
+        if self.shape is None:
+            return found
+        factor = self.shape.guard(found, read or self.answers)  # (B, K, G, G)
+        return torch.cat([found, factor[None].to(found.device, found.dtype)])
+
+    def local_passes(self) -> LocalPasses | None:
+        """The model's local decoder passes (``local.py``), or None where its decoders cannot crop per
+        landmark (the default: one decoder for all K, or K models run as stacks)."""
+        return None
+
+    def local_matcher(self, passes: LocalPasses, need: int) -> Matcher:
+        """``matcher(local=True)`` (see there): local maps, every reading checked, unsettled pairs redone."""
+        vectors, level, scales = self.pose_vectors()[0], self.centroid or 1.0, len(self.strides)
+        coarse = scales - len(passes.cropped)
+
+        def maps(images, keys):
+            found, exact, redo = passes(images, keys, vectors)  # (S, B, K, G, G), (B, K, G, G), whole-map passes
+            while True:
+                failed = torch.zeros(exact.shape[:2], dtype=torch.bool, device=exact.device)
+
+                def read(m):  # the predictor's reading, and where the local maps may not give it
+                    nonlocal failed
+                    answers = self.answers(m)
+                    failed |= unsettled(m, exact, coarse, scales, level, answers, need)
+                    return answers
+                out = self.guarded(found, read)
+                read(out)  # the final reading (with the check's factor, if any)
+                if not failed.any():
+                    return out
+                redo(found, exact, failed)
+        maps.passes = passes  # its counts of pairs and redone pairs, for benchmarks
         return maps
 
     @property
@@ -331,13 +382,15 @@ class Predictor(ABC):
     @torch.no_grad()
     def predict_batch(self, images: torch.Tensor, keys: list | None = None) -> np.ndarray:
         """(B, 1, G, G) grid images -> (B, K, 2) grid points (``keys``: their feature-cache keys)."""
-        return self.answers(self.matcher()(images.to(self.device), keys)).cpu().double().numpy()
+        return self.answers(self.matcher(local=True)(images.to(self.device), keys)).cpu().double().numpy()
 
     @torch.no_grad()
-    def map_batches(self, data: GridImages, rows: Sequence[int], progress: bool = False, desc: str = "predict"):
+    def map_batches(self, data: GridImages, rows: Sequence[int], progress: bool = False, desc: str = "predict",
+                    local: bool = False, need: int = 1):
         """Yields (start, chunk, maps): ``rows`` in batches of ``batch_size`` (``chunk``: the rows of
-        the batch, ``start``: its position in ``rows``) and the batch's (S, B, K, G, G) similarity maps."""
-        match = self.matcher()
+        the batch, ``start``: its position in ``rows``) and the batch's (S, B, K, G, G) similarity maps
+        (``local`` / ``need``: ``matcher``'s, for callers that read only the answers)."""
+        match = self.matcher(local, need)
         for start in tqdm(range(0, len(rows), self.batch_size), desc=desc, disable=not progress, leave=False):
             chunk = list(rows[start:start + self.batch_size])
             yield start, chunk, match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])
@@ -347,7 +400,7 @@ class Predictor(ABC):
         """(N, K, 2) grid points of ``data``'s rows (default: all) for the K landmarks."""
         rows = list(range(len(data))) if rows is None else [int(i) for i in rows]
         out = np.zeros((len(rows), len(self.landmark_indices), 2))
-        for start, chunk, maps in self.map_batches(data, rows, progress):
+        for start, chunk, maps in self.map_batches(data, rows, progress, local=True):
             out[start:start + len(chunk)] = self.answers(maps).cpu().double().numpy()
         return out
 
@@ -379,9 +432,9 @@ class ModelPredictor(Predictor):
     def __init__(self, model: CC2D, template: Template, landmark_indices: Sequence[int], device: torch.device,
                  batch_size: int, subpixel: bool = False, template_copies: int = 0,
                  poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
-                 bf16: bool = False):
+                 bf16: bool = False, local: bool = False):
         super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses, centroid,
-                         bf16)
+                         bf16, local)
         if model.n_landmarks and model.n_landmarks != len(self.landmark_indices):
             raise ValueError(f"a model with {model.n_landmarks} landmark adapters for "
                              f"{len(self.landmark_indices)} landmarks")
@@ -394,6 +447,15 @@ class ModelPredictor(Predictor):
     @property
     def landmark_specific(self) -> bool:
         return bool(self.model.n_landmarks)
+
+    def local_passes(self) -> LocalPasses | None:
+        """A C-Adapter's decoder once per landmark, its finest stages croppable (``local.py``)."""
+        model = self.model.eval()
+        if not model.n_landmarks or not model.decoder.croppable:
+            return None
+        return LocalPasses(lambda images, keys: self.embed(model.taps, images, keys),
+                           lambda taps, k, crops: self.embed(model.decoder, taps, k, crops),
+                           model.strides, model.decoder.croppable, self.template.grid)
 
     def embedder(self) -> Embedder:
         model, everyone = self.model.eval(), list(range(len(self.landmark_indices)))
@@ -415,9 +477,9 @@ class ModelSetPredictor(Predictor):
     def __init__(self, models: Sequence[CC2D], template: Template, landmark_indices: Sequence[int],
                  device: torch.device, batch_size: int, stack_size: int | None = None, subpixel: bool = False,
                  template_copies: int = 0, poses: Sequence[tuple[float, float]] = ((1.0, 0.0),),
-                 centroid: float | None = None, bf16: bool = False):
+                 centroid: float | None = None, bf16: bool = False, local: bool = False):
         super().__init__(template, landmark_indices, device, batch_size, subpixel, template_copies, poses, centroid,
-                         bf16)
+                         bf16, local)
         if len(models) != len(self.landmark_indices):
             raise ValueError(f"{len(models)} models for {len(self.landmark_indices)} landmarks")
         self.models = list(models)

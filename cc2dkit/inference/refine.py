@@ -38,6 +38,7 @@ looks back better. No label is read: the template's own landmark is the referenc
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,7 +78,7 @@ class RefinedPredictor(Predictor):
                  fine_copies: bool = False, back_check: float | None = None):
         # the coarse stage's settings, so that reading them off either stage (configured()) gives the same
         super().__init__(coarse.template, coarse.landmark_indices, coarse.device, coarse.batch_size, coarse.subpixel,
-                         coarse.template_copies, coarse.poses, coarse.centroid, coarse.bf16)
+                         coarse.template_copies, coarse.poses, coarse.centroid, coarse.bf16, coarse.local)
         if fine.n_landmarks:
             raise ValueError("the fine network is one plain CC2D for every landmark")
         fine_grid = scale * coarse.template.grid
@@ -119,9 +120,9 @@ class RefinedPredictor(Predictor):
 
     def configured(self, subpixel: bool, template_copies: int,
                    poses: Sequence[tuple[float, float]] = ((1.0, 0.0),), centroid: float | None = None,
-                   bf16: bool | None = None) -> "RefinedPredictor":
+                   bf16: bool | None = None, local: bool | None = None) -> "RefinedPredictor":
         """Both stages with these settings (the fine stage reads its windows as the coarse stage its maps)."""
-        return self.variant(self.coarse.configured(subpixel, template_copies, poses, centroid, bf16))
+        return self.variant(self.coarse.configured(subpixel, template_copies, poses, centroid, bf16, local))
 
     def with_shape(self, check) -> "RefinedPredictor":
         """The fine stage on the coarse stage with this shape check (None: without one)."""
@@ -136,6 +137,12 @@ class RefinedPredictor(Predictor):
         return self.coarse
 
     @property
+    def gate_need(self) -> int:
+        """Grid px around a coarse answer where the gate is read: within ``max_move`` (+ the bilinear
+        sources of its samples; what ``Predictor.matcher(local=True)`` must get right)."""
+        return math.ceil(self.max_move or 0) + 2
+
+    @property
     def fine_grid(self) -> int:
         return self.scale * self.template.grid
 
@@ -143,8 +150,8 @@ class RefinedPredictor(Predictor):
     def strides(self) -> tuple[int, ...]:
         return self.coarse.strides
 
-    def matcher(self) -> Matcher:
-        return self.coarse.matcher()
+    def matcher(self, local: bool = False, need: int = 1) -> Matcher:
+        return self.coarse.matcher(local, need)
 
     def pose_matcher(self) -> PoseMatcher:
         return self.coarse.pose_matcher()
@@ -307,7 +314,8 @@ class RefinedPredictor(Predictor):
             for j, i in enumerate(tqdm(rows, desc="refine", disable=not progress, leave=False)):
                 yield (j, coarse[j], *self.window_maps(data.dataset[i].image, coarse[j], vectors))
             return
-        for start, chunk, maps in self.coarse.map_batches(data, rows, progress, "refine"):  # (S, B, K, G, G)
+        local = self.max_move is not None  # uncapped, the gate is read over the whole window: the whole maps
+        for start, chunk, maps in self.coarse.map_batches(data, rows, progress, "refine", local, self.gate_need):
             coarse = self.coarse.answers(maps).cpu().double().numpy()
             for b, i in enumerate(chunk):
                 yield (start + b, coarse[b],

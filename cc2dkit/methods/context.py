@@ -109,7 +109,7 @@ def both_readings(predictor: Predictor, data: GridImages, rows: list[int], progr
                          "from its fine stage")
     out = np.zeros((2, len(rows), len(predictor.landmark_indices), 2))
     scales = len(predictor.strides)
-    for start, chunk, maps in predictor.map_batches(data, rows, progress):
+    for start, chunk, maps in predictor.map_batches(data, rows, progress, local=True):  # both readings checked
         out[0, start:start + len(chunk)] = predictor.answers(maps).cpu().double().numpy()
         out[1, start:start + len(chunk)] = predictor.answers(maps[:scales]).cpu().double().numpy()
     return out

@@ -12,7 +12,7 @@ stacked models. The forward loop is the same for all three.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -61,8 +61,16 @@ class Decoder(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.heads = nn.ModuleList(blocks.head(w + a, cfg.embed_dim) for w in self.widths)
 
+    @property
+    def croppable(self) -> tuple[int, ...]:
+        """Strides of the stages that may run on crops (coarse to fine): those under the coarsest whose
+        lateral input is the raw tap (no RFB or conv reads the whole map)."""
+        return tuple(s for i, (s, lat) in enumerate(zip(self.strides, self.lateral))
+                     if i and isinstance(lat, nn.Identity))
+
     def forward(self, taps: list[torch.Tensor], ids: torch.Tensor | None = None,
-                crops: dict[int, Crop] | None = None) -> list[torch.Tensor]:
+                crops: dict[int, Crop] | Callable[[list[torch.Tensor]], dict[int, Crop]] | None = None
+                ) -> list[torch.Tensor]:
         """taps fine->coarse -> embeddings coarse->fine [(B, D, h, w)] (stacked: [(K, B, D, h, w)]).
 
         ``ids``: the landmark of each sample ((B,) ints, or one int for all), required by
@@ -71,12 +79,19 @@ class Decoder(nn.Module):
         tap) are computed only on each sample's square, their embeddings (B, D, size, size); the
         cells of a square more than ``CROP_MARGIN`` inside it (or at the map's edge) are those of the
         full map, up to float rounding and batch-norm statistics (of the squares, in training).
+        ``crops`` may also be a function of the embeddings so far (coarse to fine) returning that
+        dict, called before each croppable stage until it returns one that is not empty: inference
+        decides from the coarser maps where to look (``inference/local.py``).
         """
         if self.blocks.extra:
             ids = check_landmark_ids(ids, taps[0].shape[0], self.blocks.n_landmarks, taps[0].device)
-        taps, crops = taps[::-1], crops or {}
+        plan = crops if callable(crops) else None
+        taps, crops = taps[::-1], {} if plan else crops or {}
         x, at, out = None, None, []  # at: where x starts on its full map when x is a crop
         for i, (lat, stage, head) in enumerate(zip(self.lateral, self.stages, self.heads)):
+            if plan is not None and i and isinstance(lat, nn.Identity):  # a croppable stage, none cropped yet
+                crops = plan(out)
+                plan = None if crops else plan
             crop = crops.get(self.strides[i])
             if crop is not None and (x is None or not isinstance(lat, nn.Identity)):
                 raise ValueError(f"the decoder stage at stride {self.strides[i]} cannot be cropped (the coarsest "
