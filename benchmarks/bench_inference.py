@@ -18,13 +18,14 @@ per image. Needs the run's data ($CC2DKIT_ISBI_ROOT for ISBI runs); the images a
 float32 and in bfloat16 (``eval.amp``; the machine's noise then hits both alike); ``--repeat N``:
 every row timed N times, round-robin, the median and the range printed; ``--shape-off``: the
 configured row also without its shape check (``eval.shape_reach``), and without the check's prior
-(``eval.shape_prior``) where it has one; ``--local on off``: every row with and without the
-C-Adapter's finest decoder stages near the answers only (``eval.local_finest``,
+(``eval.shape_prior``) where it has one; ``--plain``: a row for what Infer-PL reads while training
+(``Predictor.plain``: the grid argmax against the template alone); ``--local on off``: every row
+with and without the finest decoder stages near the answers only (``eval.local_finest``,
 ``inference/local.py``), with the largest difference of each row's answers from its twin's on the
 whole maps (grid px; the same answers up to float rounding) and the (image, landmark) pairs
 redone on the whole map. Prints a pandas table.
 
-    python benchmarks/bench_inference.py runs/cpu --images 20 --configured-only --local on off --repeat 2
+    python benchmarks/bench_inference.py runs/cpu --images 20 --configured-only --plain --local on off --repeat 2
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ def main() -> None:
     parser.add_argument("--local", nargs="+", choices=("on", "off"), default=None,
                         help="time every row with the finest decoder stages near the answers only (on) and on the "
                              "whole maps (off; eval.local_finest)")
+    parser.add_argument("--plain", action="store_true",
+                        help="also time Infer-PL's reading (Predictor.plain: the grid argmax against the template "
+                             "alone, no shape check, no fine stage)")
     parser.add_argument("--shape-off", action="store_true",
                         help="also time the configured predictor without its shape check (eval.shape_reach) "
                              "and without its prior (eval.shape_prior)")
@@ -72,6 +76,8 @@ def main() -> None:
     test = test.subset(list(range(args.images)))
     rows = {} if args.configured_only else refinement_variants(loaded, args.copies)
     rows["as configured"] = loaded
+    if args.plain:
+        rows["Infer-PL's reading"] = loaded.coarse_stage.plain(loaded.bf16)
     if args.shape_off and loaded.shape is not None:
         if loaded.shape.settings.prior is not None:
             plain = replace(loaded.shape.settings, prior=None, prior_cap=False)

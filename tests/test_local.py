@@ -6,7 +6,7 @@ import torch
 from cc2dkit.config import BackboneConfig, NetConfig, preset
 from cc2dkit.data.grid import GridImages
 from cc2dkit.data import make_phantom_splits
-from cc2dkit.inference import ModelPredictor, Template
+from cc2dkit.inference import ModelPredictor, ModelSetPredictor, Template
 from cc2dkit.inference.cascade import cosine_maps, upsampled
 from cc2dkit.inference.local import LOCAL_HALF, LocalPasses, exact_mask, placed, plan_crops, unsettled
 from cc2dkit.methods import method_spec
@@ -176,3 +176,21 @@ def test_the_config_turns_local_passes_on_for_answers_only(adapter, phantom):
     np.testing.assert_allclose(p.predict_grid(data, [1, 2, 3]), off.predict_grid(data, [1, 2, 3]), atol=1e-4)
     plain = ModelPredictor(CC2D(NET, BB), template, [0, 2, 4], CPU, 4, local=True)
     assert plain.local_passes() is None  # one decoder for all K: nothing to crop per landmark
+
+
+def test_k_single_landmark_models_answer_locally_one_model_at_a_time(phantom):
+    """SLA / C-ATD: model k's decoder for landmark k, cropped (a stack cannot crop per model)."""
+    data, template = phantom
+    torch.manual_seed(3)
+    first = CC2D(NET, BB)
+    models = [first] + [CC2D(NET, BB, shared=first) for _ in range(2)]
+    # the argmax: a stack's grouped convolutions round otherwise than one model's, which moves the
+    # sub-pixel peaks of these flat (untrained) maps by ~1e-3 px
+    whole = ModelSetPredictor(models, template, [0, 2, 4], CPU, 4, stack_size=2)
+    local = whole.configured(False, 0, local=True)
+    match = local.matcher(local=True)
+    with torch.no_grad():
+        got = local.answers(match(data.images[:5], None))
+        expected = whole.answers(whole.matcher(local=True)(data.images[:5], None))  # whole: local is off
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    assert match.passes.pairs == 15

@@ -489,6 +489,18 @@ class ModelSetPredictor(Predictor):
     def strides(self) -> tuple[int, ...]:
         return self.models[0].strides
 
+    def local_passes(self) -> LocalPasses | None:
+        """Model k's decoder for landmark k, one model at a time (a stack cannot crop per model),
+        their finest stages croppable (``local.py``); the backbone they share once."""
+        first = self.models[0]
+        if not first.decoder.croppable:
+            return None
+        for model in self.models:
+            model.eval()
+        return LocalPasses(lambda images, keys: self.embed(first.taps, images, keys),
+                           lambda taps, k, crops: self.embed(self.models[k].decoder, taps, None, crops),
+                           first.strides, first.decoder.croppable, self.template.grid)
+
     def embedder(self) -> Embedder:
         stacks = [(chunk, StackedModels([self.models[k] for k in chunk]).eval()) for chunk in self.chunks]
 
