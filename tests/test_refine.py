@@ -515,3 +515,25 @@ def test_the_fine_network_trains_at_its_own_rotation_and_the_coarse_one_is_untou
     assert all(torch.equal(fine[k], fine_20[k]) for k in fine)
     with pytest.raises(ValueError, match="refine.rotation_deg"):
         base.replace(**{"refine.rotation_deg": -1.0})
+
+
+def test_a_capped_gate_asks_the_coarse_stage_for_answers_exact_around_its_reach(monkeypatch):
+    """With max_move the gate is read within max_move (+ its bilinear sources) of each coarse answer:
+    the coarse stage may answer from local maps (``inference/local.py``) exact there; uncapped, the
+    gate spans the whole window, so the whole maps."""
+    data = GridImages(Dots([(0, 0), (3.0, -2.0)]), GRID, "test", progress=False)
+    template = Template(data.images[0], data.landmarks[0], data.dataset[0].image)
+    fine_template = torch.as_tensor(GridImages(data.dataset, GRID * SCALE, "fine", progress=False).images[0])
+    asked = []
+    for max_move, expected in ((3.0, (True, 5)), (2.5, (True, 5)), (None, (False, 2))):
+        coarse = Bumps(template, [[12.0, 9.0], [20.0, 21.0], [6.0, 25.0]])
+        batches = coarse.map_batches
+
+        def recording(data, rows, progress=False, desc="predict", local=False, need=1, batches=batches):
+            asked.append((local, need))
+            return batches(data, rows, progress, desc, local, need)
+        monkeypatch.setattr(coarse, "map_batches", recording)
+        refined = RefinedPredictor(coarse, intensity_network(), fine_template, SCALE, CROP, coarse_gate=True,
+                                   max_move=max_move)
+        refined.predict_grid(data, [1])
+        assert asked[-1] == expected

@@ -310,8 +310,8 @@ class Predictor(ABC):
         return torch.cat([found, factor[None].to(found.device, found.dtype)])
 
     def local_passes(self) -> LocalPasses | None:
-        """The model's local decoder passes (``local.py``), or None where its decoders cannot crop per
-        landmark (the default: one decoder for all K, or K models run as stacks)."""
+        """The model's decoder passes per landmark with croppable finest stages (``local.py``), or
+        None (the default; a model with one decoder pass for all K has nothing to crop per landmark)."""
         return None
 
     def local_matcher(self, passes: LocalPasses, need: int) -> Matcher:
