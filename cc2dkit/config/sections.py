@@ -198,10 +198,11 @@ class EvalConfig(_Checked):
     # spread around where its nearest landmarks put it (decides along a ridge of near-equal matches);
     # needs shape_reach; None: only the far answers are re-picked
     shape_prior: float | None = rule(None, lo=0, lo_open=True)
-    # a C-Adapter's two finest decoder stages run per landmark only around where the coarse scales
-    # put the answer, checked per image and landmark to give the whole maps' answers, else redone on
-    # the whole map (inference/local.py); False: the whole maps always (what the widgets show anyway)
-    local_finest: bool = True
+    # a C-Adapter's (SLA's, C-ATD's) two finest decoder stages run per landmark only around where the
+    # coarse scales put the answer, checked per image and landmark to give the whole maps' answers,
+    # else redone on the whole map (inference/local.py); False: the whole maps always (what the
+    # widgets show anyway); None: on the CPU, where it was measured (not on CUDA: not measured there)
+    local_finest: bool | None = None
     # the prior's spreads at most the median spread over the landmarks: a landmark whose answers stray
     # more than the typical one (they slide along a ridge) is held as firmly as the typical one; needs shape_prior
     shape_prior_cap: bool = False

@@ -70,7 +70,8 @@ class MethodSpec:
         a config becomes a predictor: a run's end, a run folder read back)."""
         e = cfg.eval
         settings = dict(subpixel=e.subpixel, template_copies=e.template_copies, poses=e.poses, centroid=e.centroid,
-                        bf16=use_bf16(e.amp, torch.device(device)), local=e.local_finest)
+                        bf16=use_bf16(e.amp, torch.device(device)),
+                        local=torch.device(device).type == "cpu" if e.local_finest is None else e.local_finest)
         if self.per_landmark:
             return ModelSetPredictor(models, template, landmarks, device, e.batch_size, cfg.method.stack_size,
                                      **settings)
