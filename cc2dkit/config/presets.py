@@ -27,8 +27,9 @@ def _cpu() -> Config:
     # product, moving an answer at most 3 grid pixels. Without the fine stage (run E1):
     # --set refine.enabled=false. Shorter, ~30 min on an AVX2-only machine: --set train.epochs=4 (there
     # 31.7 min, 1.92 mm, seed 0, forty-sixth session; 25.3 min with eval.local_finest, forty-seventh; where
-    # bf16 is native 5-6 min, 1.92 / 1.98 mm). eval.local_finest (a default on the CPU, not a preset choice): the C-Adapter's
-    # finest decoder stages near each answer only, the same answers; Infer-PL 0.53x, inference 0.82x the time.
+    # bf16 is native 5-6 min, 1.92 / 1.98 mm). eval.local_finest (a default on the CPU, not a preset choice):
+    # the C-Adapter's finest decoder stages near each answer only, the same answers; Infer-PL 0.53x, inference
+    # 0.82x the time.
     # Template poses (eval.pose_*) gained 0.02 mm for 0.12 s per image (1.06 s): left out (RESULTS, ninth session).
     # Both stages answer with the top centroid at half the peak (eval.centroid=0.5, no cost): 0.05 mm on
     # each of three models (two preset runs: 1.88, 1.87 mm; RESULTS, tenth session); --set eval.centroid=none
