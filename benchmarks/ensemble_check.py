@@ -41,7 +41,8 @@ class Ensemble(Predictor):
     def embedder(self):
         raise NotImplementedError("an ensemble has no one embedding; its matcher joins its members'")
 
-    def matcher(self):
+    def matcher(self, local: bool = False, need: int = 1):
+        # the members' whole maps always: each member's local check covers its own reading, not the joint product's
         matchers = [m.matcher() for m in self.members]
         return lambda images, keys: torch.cat([match(images, keys) for match in matchers])
 
