@@ -127,17 +127,8 @@ def main() -> None:
 def redone_pairs(predictor, data) -> str:
     """How many (image, landmark) pairs of ``data`` the predictor's local reading redoes on the whole
     map, of how many (one more, untimed pass of its coarse stage; "-" where it has no local passes)."""
-    import torch
-
-    match = predictor.coarse_stage.matcher(local=True, need=getattr(predictor, "gate_need", 1))
-    passes = getattr(match, "passes", None)
-    if passes is None:
-        return "-"
-    with torch.no_grad():
-        for start in range(0, len(data), predictor.batch_size):
-            rows = list(range(start, min(start + predictor.batch_size, len(data))))
-            match(data.images[rows].to(predictor.device), [data.keys[i] for i in rows])
-    return f"{passes.redone}/{passes.pairs}"
+    counts = predictor.coarse_stage.redone_pairs(data, range(len(data)), getattr(predictor, "gate_need", 1))
+    return "-" if counts is None else "{}/{}".format(*counts)
 
 
 if __name__ == "__main__":

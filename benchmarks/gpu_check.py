@@ -11,7 +11,9 @@ Prints one table and writes it, with the machine, as JSON. A row per measurement
   K, K/2, K/4; samples/s of all K together and peak memory;
 - ``adapter``: C-Adapter C_A 16 vs one CC2D (one decoder pass, mixed landmarks): samples/s, parameters;
 - ``infer``: ms per query image for every landmark: one CC2D, K stacked models, C-Adapter C_A 16,
-  and one CC2D refined by the fine stage (``refine``);
+  one CC2D refined by the fine stage (``refine``), and the C-Adapter and the K models with their finest
+  decoder stages near the answers only (``eval.local_finest``; ``max_px_from_whole``: the largest
+  answer difference to the whole maps, grid px);
 - ``method``: one epoch of every method (``run_method``: a few steps per stage, Infer-PL on a few
   images, every phantom landmark), seconds: the methods run on the device;
 - ``bf16``: one training step from the same weights and batch, fp32 vs bf16 autocast: relative
@@ -36,6 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
@@ -251,14 +254,24 @@ def check_infer(b: Bench) -> list[dict]:
             ModelPredictor(one, b.template, lms, b.device, bs), fine, fine_template(b.template, cfg.refine.scale),
             cfg.refine),
     }
+    # eval.local_finest (off on CUDA by default, unmeasured there): the finest decoder stages only near
+    # each answer, one landmark's decoder at a time; the same answers as the whole maps up to rounding
+    twins = {"C-Adapter C_A 16, finest stages local": "C-Adapter C_A 16",
+             f"{k} models one at a time, finest stages local": f"{k} models stacked"}
+    locals_ = {name: predictors[whole].configured(False, 0, local=True) for name, whole in twins.items()}
     queries = [i % len(b.test) for i in range(b.s.queries)]
-    rows = []
-    for name, p in predictors.items():
+    rows, answers = [], {}
+    for name, p in {**predictors, **locals_}.items():
         p.predict_grid(b.test, queries[:1])  # warm-up (and the features of the test images, when cached)
         with Timer(b.device) as t:
-            p.predict_grid(b.test, queries)
+            answers[name] = p.predict_grid(b.test, queries)
+        extra = {}
+        if name in locals_:  # largest distance to the whole maps' answers (grid px), pairs redone whole
+            extra["max_px_from_whole"] = float(np.abs(answers[name] - answers[twins[name]]).max())
+            counts = p.redone_pairs(b.test, queries)
+            extra["redone_pairs"] = "-" if counts is None else "{}/{}".format(*counts)
         rows.append(row("infer", f"{name}, {k} landmarks", ms_per_image=1000 * t.seconds / len(queries),
-                        peak_mb=t.peak_mb))
+                        peak_mb=t.peak_mb, **extra))
     return rows
 
 

@@ -174,6 +174,8 @@ def test_the_config_turns_local_passes_on_for_answers_only(adapter, phantom):
     with torch.no_grad():
         assert not hasattr(off.matcher(local=True), "passes")
     np.testing.assert_allclose(p.predict_grid(data, [1, 2, 3]), off.predict_grid(data, [1, 2, 3]), atol=1e-4)
+    redone, pairs = p.redone_pairs(data, [1, 2, 3])  # the benchmarks' count: 3 images x 3 landmarks
+    assert pairs == 9 and 0 <= redone <= 9 and off.redone_pairs(data, [1, 2, 3]) is None
     plain = ModelPredictor(CC2D(NET, BB), template, [0, 2, 4], CPU, 4, local=True)
     assert plain.local_passes() is None  # one decoder for all K: nothing to crop per landmark
 

@@ -337,6 +337,19 @@ class Predictor(ABC):
         maps.passes = passes  # its counts of pairs and redone pairs, for benchmarks
         return maps
 
+    def redone_pairs(self, data: GridImages, rows: Sequence[int], need: int = 1) -> tuple[int, int] | None:
+        """(pairs redone on the whole map, pairs) when this predictor reads ``data``'s rows locally
+        (one more pass, for benchmarks); None where ``matcher(local=True)`` gives whole maps."""
+        match = self.matcher(local=True, need=need)
+        passes = getattr(match, "passes", None)
+        if passes is None:
+            return None
+        with torch.no_grad():
+            for start in range(0, len(rows), self.batch_size):
+                chunk = [int(i) for i in rows[start:start + self.batch_size]]
+                match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])
+        return passes.redone, passes.pairs
+
     @property
     def landmark_specific(self) -> bool:
         """Trained for particular landmarks (one adapter or model each): a new template must name them."""
