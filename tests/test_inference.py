@@ -138,6 +138,8 @@ def test_subpixel_peak_of_a_gaussian_is_exact_and_stays_within_half_a_pixel():
     maps = maps[:, None]  # (S=2, B=1, L=3, 16, 16)
     assert cascade_argmax(maps)[0].tolist() == [[10.0, 6.0], [3.0, 4.0], [8.0, 12.0]]
     torch.testing.assert_close(cascade_argmax(maps, subpixel=True)[0], torch.tensor(peaks), atol=1e-4, rtol=0)
+    tiny = maps * torch.tensor([1e-16, 1e-18])[:, None, None, None, None]  # a product peaking at 1e-34
+    torch.testing.assert_close(cascade_argmax(tiny, subpixel=True)[0], torch.tensor(peaks), atol=1e-4, rtol=0)
     edge = torch.zeros(1, 1, 1, 8, 8)
     edge[0, 0, 0, 0, 3], edge[0, 0, 0, 0, 4] = 1.0, 0.9  # a peak on the border row: no move across it
     assert cascade_argmax(edge, subpixel=True)[0, 0, 1] == 0.0
@@ -158,6 +160,8 @@ def test_top_centroid_finds_the_middle_of_a_ridge_and_the_centre_of_a_peak():
     assert abs(float(got[1, 0]) - 9.5) < 0.1 and float(got[1, 1]) == 5.0  # the ridge's middle, not its end
     torch.testing.assert_close(got[2], torch.tensor([11.0, 11.0]))
     torch.testing.assert_close(top_centroid(maps[0], 0.5)[0], got)  # one scale: the product is the map
+    # six maps of a weak model can multiply to a peak of 1e-33 (an SLA run answered at the corner so)
+    torch.testing.assert_close(cascade_argmax(maps * 1e-33, centroid=0.5)[0], got, atol=1e-4, rtol=1e-5)
     allowed = torch.zeros(24, 24, dtype=torch.bool)
     allowed[:12, :12] = True  # only the first twin may answer
     torch.testing.assert_close(cascade_argmax(maps, allowed=allowed, centroid=0.5)[0, 2], torch.tensor([2.0, 3.0]))

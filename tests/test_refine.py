@@ -169,6 +169,7 @@ def test_window_gate_samples_the_coarse_product_inside_each_window():
     y, x = divmod(int(gate[0].argmax()), crop)
     assert abs(x + origins[0, 0].item() - fine_point[0, 0].item()) <= 2  # within half a grid pixel
     assert abs(y + origins[0, 1].item() - fine_point[0, 1].item()) <= 2
+    torch.testing.assert_close(window_gate(product * 1e-33, origins, crop, g * scale), gate)  # a weak model's
     closed = window_gate(torch.zeros(1, g, g), origins, crop, g * scale)  # no basin: a flat gate
     torch.testing.assert_close(closed, torch.full_like(closed, float(closed[0, 0, 0])))
 

@@ -114,14 +114,23 @@ def check_centroid(level: float | None) -> float | None:
     return None if level is None else float(level)
 
 
+def to_peak(prod: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) non-negative maps -> the same scaled to a maximum of 1 (a map that is 0 everywhere
+    stays 0). A product of six maps below 1 can peak at 1e-33 and must read as a product peaking at 1:
+    readings of it against absolute floors (1e-30) would be wrong."""
+    peak = prod.flatten(-2).amax(dim=-1)[..., None, None]
+    return prod / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
 def top_centroid(prod: torch.Tensor, level: float) -> torch.Tensor:
     """(B, L, H, W) non-negative maps -> (B, L, 2) (x, y): the centroid of the pixels above ``level``
-    x the map's maximum, weighted by their excess over it (0 < level < 1; the maximum alone at 1)."""
+    x the map's maximum, weighted by their excess over it (0 < level < 1; the maximum alone at 1).
+    A map that is 0 everywhere answers (0, 0) (``cascade_argmax`` floors such products first)."""
     level = check_centroid(level)
     if level is None:
         raise ValueError("top_centroid needs a level in (0, 1), got None")
     h, w = prod.shape[-2:]
-    weight = (prod - level * prod.flatten(2).amax(dim=2)[..., None, None]).clamp_(min=0)  # (B, L, H, W)
+    weight = (to_peak(prod) - level).clamp_(min=0)  # (B, L, H, W); the peak's weight is 1 - level > 0
     total = weight.sum(dim=(2, 3)).clamp(min=1e-30)  # (B, L)
     xs = torch.arange(w, dtype=prod.dtype, device=prod.device)
     ys = torch.arange(h, dtype=prod.dtype, device=prod.device)
@@ -133,7 +142,7 @@ def top_centroid(prod: torch.Tensor, level: float) -> torch.Tensor:
 def peak_offset(prod: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """(B, L, H, W) maps, (B, L, 2) integer peaks -> (B, L, 2) sub-pixel offsets in [-0.5, 0.5]."""
     h, w = prod.shape[-2:]
-    logp = prod.clamp(min=1e-30).log().flatten(2)  # (B, L, H*W)
+    logp = to_peak(prod).clamp(min=1e-30).log().flatten(2)  # (B, L, H*W); the fit is scale-free, the floor not
 
     def at(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:  # (B, L) values at integer (x, y)
         return logp.gather(2, (py * w + px)[..., None]).squeeze(-1)

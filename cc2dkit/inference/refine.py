@@ -50,7 +50,7 @@ from ..config import RefineConfig
 from ..data.grid import GridImages, resize_to_grid
 from ..network import CC2D
 from ..network.sampling import sample_at
-from .cascade import CLOSED_GATE_FLOOR, cascade_argmax, similarity_maps, template_vectors
+from .cascade import CLOSED_GATE_FLOOR, cascade_argmax, similarity_maps, template_vectors, to_peak
 from .predictor import Embedder, Matcher, PoseMatcher, Predictor, Template, average_views, mean_vectors
 
 
@@ -374,8 +374,7 @@ def window_gate(product: torch.Tensor, origins: torch.Tensor, crop: int, fine_gr
     (bilinear) at the fine-grid pixels of its window, scaled to a maximum of 1 over the map, floored
     at ``CLOSED_GATE_FLOOR`` (a product that is 0 everywhere leaves the fine maps to decide)."""
     k = product.shape[0]
-    peak = product.flatten(1).amax(dim=1).clamp(min=1e-30)[:, None, None]
-    gate = (product / peak).clamp(min=CLOSED_GATE_FLOOR)[:, None]  # (K, 1, G, G)
+    gate = to_peak(product).clamp(min=CLOSED_GATE_FLOOR)[:, None]  # (K, 1, G, G)
     steps = torch.arange(crop, dtype=torch.float32, device=product.device)
     xs = (origins[:, 0:1].to(product.device).float() + steps + 0.5) / fine_grid * 2 - 1  # (K, C) in [-1, 1]
     ys = (origins[:, 1:2].to(product.device).float() + steps + 0.5) / fine_grid * 2 - 1
