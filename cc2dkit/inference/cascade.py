@@ -142,7 +142,8 @@ def top_centroid(prod: torch.Tensor, level: float) -> torch.Tensor:
 def peak_offset(prod: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """(B, L, H, W) maps, (B, L, 2) integer peaks -> (B, L, 2) sub-pixel offsets in [-0.5, 0.5]."""
     h, w = prod.shape[-2:]
-    logp = to_peak(prod).clamp(min=1e-30).log().flatten(2)  # (B, L, H*W); the fit is scale-free, the floor not
+    # (B, L, H*W), scaled to its peak first: the fit ignores scale, the floor does not
+    logp = to_peak(prod).clamp(min=1e-30).log().flatten(2)
 
     def at(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:  # (B, L) values at integer (x, y)
         return logp.gather(2, (py * w + px)[..., None]).squeeze(-1)
