@@ -28,10 +28,10 @@ a few hours on 2 CPU cores.
 
 ``--budget preset``: the ``cpu`` preset unchanged (16 epochs x 20 steps per stage, cosine LR, PLs on
 60 images, the fine stage trained in the run, the answer refined). The coarse and refined rows of a
-finished run: ``benchmarks/max_move.py RUN --moves 3 none``. SLA and C-ATD (19 models) are not run
-at this budget yet. An estimate, not a measurement: one plain model's 16 epochs took 5.4 minutes (multi,
-2 threads, bf16 on a Zen 5; RESULTS, forty-fifth session), so 19 single-landmark models take about 2
-hours there (C-ATD more: two stages per epoch), and 5-6 times that on an AVX2-only CPU: a GPU's job.
+finished run: ``benchmarks/max_move.py RUN --moves 3 none``. SLA and C-ATD (19 models)
+at this budget, 2 threads, bf16 on an Intel Xeon with AMX-BF16: 38.6 and 75.3 epoch minutes, 42 and
+79 minutes wall (RESULTS, forty-eighth session). Not run on an AVX2-only CPU (float32), where the
+C-Adapter's epochs take ~5x those where bf16 is native.
 
 Needs $CC2DKIT_ISBI_ROOT and $CC2DKIT_WEIGHTS (the cpu preset's data and weights).
 """
