@@ -92,9 +92,10 @@ def test_data_parallel_run_equals_one_process(tmp_path, method):
     # normalises each step to ~lr whatever the gradient's size, so where a gradient sum cancels to ~0
     # rounding can flip its sign and move that weight by up to 2 lr per step.
     # Measured on two machines: median ~0.01-0.04 lr, 99th percentile <= 0.4 lr, 0.5% over 0.5 lr,
-    # max 2.8 lr; on a third (an Intel Xeon with AMX-BF16, 2026-12-08) cc2d had 2.4% over 0.5 lr. A rank training alone (or another seed) moves most weights by ~lr or more, which
-    # these bounds refuse. It needs each sample computed bitwise alike whatever the batch split (the
-    # adapter's LandmarkConv2d in training): with a plain conv for a one-landmark half, a coarse conv's
+    # max 2.8 lr; on a third (an Intel Xeon with AMX-BF16, 2026-12-08) cc2d had 2.4% over 0.5 lr. A rank
+    # training alone (or another seed) moves most weights by ~lr or more, which these bounds refuse. It
+    # needs each sample computed bitwise alike whatever the batch split (the adapter's LandmarkConv2d in
+    # training): with a plain conv for a one-landmark half, a coarse conv's
     # weight flipped at the first step, the tiny batch norms amplified it and the adapter's runs
     # parted (median 0.30 lr, CI, 2026-12-05).
     diffs = []

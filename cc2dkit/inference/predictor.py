@@ -344,10 +344,8 @@ class Predictor(ABC):
         passes = getattr(match, "passes", None)
         if passes is None:
             return None
-        with torch.no_grad():
-            for start in range(0, len(rows), self.batch_size):
-                chunk = [int(i) for i in rows[start:start + self.batch_size]]
-                match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])
+        for _ in self.map_batches(data, rows, match=match):
+            pass
         return passes.redone, passes.pairs
 
     @property
@@ -399,11 +397,12 @@ class Predictor(ABC):
 
     @torch.no_grad()
     def map_batches(self, data: GridImages, rows: Sequence[int], progress: bool = False, desc: str = "predict",
-                    local: bool = False, need: int = 1):
+                    local: bool = False, need: int = 1, match: Matcher | None = None):
         """Yields (start, chunk, maps): ``rows`` in batches of ``batch_size`` (``chunk``: the rows of
         the batch, ``start``: its position in ``rows``) and the batch's (S, B, K, G, G) similarity maps
-        (``local`` / ``need``: ``matcher``'s, for callers that read only the answers)."""
-        match = self.matcher(local, need)
+        (``local`` / ``need``: ``matcher``'s, for callers that read only the answers; ``match``: a
+        matcher made already, used instead)."""
+        match = match or self.matcher(local, need)
         for start in tqdm(range(0, len(rows), self.batch_size), desc=desc, disable=not progress, leave=False):
             chunk = list(rows[start:start + self.batch_size])
             yield start, chunk, match(data.images[chunk].to(self.device), [data.keys[i] for i in chunk])
